@@ -1,0 +1,142 @@
+//! Named network namespaces (`/run/netns/<name>`, as `ip netns` keeps them)
+//! and running code inside one.
+//!
+//! A netlink, packet or TCP socket belongs to the namespace of the thread
+//! that created it. So work inside a namespace runs on a short-lived std
+//! thread that `setns`es first; a tokio worker or the caller's thread never
+//! changes namespace.
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use std::fs::{self, File};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use super::KernelError;
+
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// An open handle on a named network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+    file: File,
+}
+
+impl NetNs {
+    pub fn path_of(name: &str) -> PathBuf {
+        Path::new(NETNS_DIR).join(name)
+    }
+
+    /// Creates a new named namespace, like `ip netns add NAME`.
+    pub fn create(name: &str) -> Result<NetNs, KernelError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| KernelError::new(format!("creating namespace {name}: {what}: {e}"));
+        fs::create_dir_all(NETNS_DIR).map_err(|e| err("creating /run/netns", &e))?;
+        let path = Self::path_of(name);
+        File::options().write(true).create_new(true).open(&path).map_err(|e| err("creating mount point", &e))?;
+        // unshare() on a fresh thread, then bind its namespace onto the file:
+        // the namespace lives on after the thread exits.
+        let p = path.clone();
+        let res = std::thread::spawn(move || -> Result<(), String> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+            mount(Some("/proc/thread-self/ns/net"), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| format!("bind mount: {e}"))?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| err("thread", &"panicked"))?;
+        if let Err(e) = res {
+            let _ = fs::remove_file(&path);
+            return Err(err("kernel", &e));
+        }
+        Self::open(name)
+    }
+
+    /// Opens an existing named namespace.
+    pub fn open(name: &str) -> Result<NetNs, KernelError> {
+        let file = File::open(Self::path_of(name)).map_err(|e| KernelError::new(format!("opening namespace {name}: {e}")))?;
+        Ok(NetNs { name: name.to_string(), file })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace and returns its result.
+    pub fn run<F, R>(&self, f: F) -> Result<R, KernelError>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| KernelError::new(format!("entering namespace {}: {e}", self.name)))?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| KernelError::new(format!("work inside namespace {} panicked", self.name)))?
+        })
+    }
+
+    /// Enters this namespace on the *current* thread. Only for threads the
+    /// caller owns and dedicates to this namespace (never a shared worker).
+    pub fn enter_current_thread(&self) -> Result<(), KernelError> {
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| KernelError::new(format!("entering namespace {}: {e}", self.name)))
+    }
+}
+
+/// Creates all namespaces in parallel (a few threads, each creating a share).
+pub fn create_all(names: &[String]) -> Result<Vec<NetNs>, KernelError> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8);
+    let chunk = names.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<NetNs>, KernelError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|n| NetNs::create(n)).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(KernelError::new("namespace worker panicked")))).collect()
+    });
+    let mut out = Vec::with_capacity(names.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Deletes a named namespace, like `ip netns delete NAME`. The kernel frees
+/// it, and every link inside, once the last handle (fd, socket, process) is
+/// gone. Missing is not an error.
+pub fn delete(name: &str) -> Result<(), KernelError> {
+    let path = NetNs::path_of(name);
+    if !path.exists() {
+        return Ok(());
+    }
+    // MNT_DETACH: a reader (`ip netns exec`, a tap) may still hold it.
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(KernelError::new(format!("deleting namespace {name}: umount: {e}"))),
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KernelError::new(format!("deleting namespace {name}: {e}"))),
+    }
+}
+
+/// Names of the namespaces under /run/netns that start with `prefix`.
+pub fn list(prefix: &str) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(NETNS_DIR) else { return Vec::new() };
+    let mut v: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,11 @@
+//! cnlab: Kubernetes-on-cloud network topologies built from real network
+//! namespaces, checked with real packets.
+
+pub mod check;
+pub mod cli;
+pub mod cloud;
+pub mod kernel;
+pub mod lab;
+pub mod plan;
+pub mod probe;
+pub mod topology;

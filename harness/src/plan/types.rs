@@ -1,0 +1,342 @@
+//! `LabPlan`: every kernel object a lab will create, decided up front.
+//!
+//! A plan names namespaces by their logical key (`node/n1`, `pod/shop/web`,
+//! `eni/eni-1a2b3c4d5e`, `vpc`, `external/office`); the builder maps keys to
+//! kernel names (`cnl-<lab id>-<short>`). Interface names are ≤ 15 chars and
+//! unique inside their namespace. Nothing here touches the kernel, so plans
+//! are unit-tested without root and printed by `cnlab plan`.
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+use crate::topology::model::{Cni, ProxyMode};
+
+/// Index into `LabPlan::namespaces`.
+pub type NsIdx = usize;
+
+/// Which implementation the builder uses for kernel features that this
+/// kernel may lack (`cnlab doctor` decides; plans are tested for both).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Backends {
+    /// 802.1Q sub-interfaces (true) or eBPF push/pop on clsact (false).
+    pub vlan_devices: bool,
+    /// ipvlan (true) or macvlan in bridge mode (false).
+    pub ipvlan: bool,
+    /// dummy (true) or a bridge with no ports (false).
+    pub dummy: bool,
+    /// IPVS (true) or nftables NAT with IPVS semantics (false).
+    pub ipvs: bool,
+}
+
+impl Backends {
+    /// Every feature native (a GitHub runner's kernel).
+    pub const NATIVE: Backends = Backends { vlan_devices: true, ipvlan: true, dummy: true, ipvs: true };
+    /// Every feature through its portable stand-in.
+    pub const PORTABLE: Backends = Backends { vlan_devices: false, ipvlan: false, dummy: false, ipvs: false };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabPlan {
+    /// Topology name.
+    pub name: String,
+    pub cni: Cni,
+    pub proxy: ProxyMode,
+    pub backends: Backends,
+    pub namespaces: Vec<NsPlan>,
+    /// veth pairs; each end lives in its own namespace.
+    pub veths: Vec<VethPlan>,
+    /// Who can be probed and from where.
+    pub endpoints: Vec<Endpoint>,
+    /// Observation points for taps: which (namespace, interface) is which hop id.
+    pub points: Vec<ObsPoint>,
+    /// VPC route entries as the mock cloud holds them (also programmed in `vpc`).
+    pub route_entries: Vec<RouteEntryPlan>,
+    /// Every ENI of the mock cloud (primary, secondary, trunk, member, external).
+    pub enis: Vec<EniRecord>,
+    /// Pods the CNI could not place, with the reason.
+    pub pending: Vec<PendingPod>,
+    /// Non-fatal notes for the user (defaults taken, fields ignored).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NsKind {
+    Vpc,
+    Eni,
+    Hypervisor,
+    Node,
+    Pod,
+    External,
+    Slb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct NsPlan {
+    /// Logical key: `vpc`, `eni/<id>`, `hv/<node>`, `node/<name>`,
+    /// `pod/<ns>/<name>`, `external/<name>`, `slb/<id>`.
+    pub key: String,
+    /// Suffix of the kernel name `cnl-<id>-<short>` (filesystem-safe).
+    pub short: String,
+    pub kind: Option<NsKind>,
+    /// Links created inside this namespace (veths are in `LabPlan::veths`).
+    pub links: Vec<LinkPlan>,
+    /// Settings applied to links after all links exist (veth ends included):
+    /// master, mtu, up. Every link used must appear here with `up: true`.
+    pub link_settings: Vec<LinkSetting>,
+    pub addrs: Vec<AddrPlan>,
+    pub routes: Vec<RoutePlan>,
+    pub rules: Vec<RulePlan>,
+    pub neighs: Vec<NeighPlan>,
+    pub fdbs: Vec<FdbPlan>,
+    /// `(path under /proc/sys, value)`, e.g. `("net/ipv4/ip_forward", "1")`.
+    /// Link-level sysctls name the link (`net/ipv4/conf/eth0/rp_filter`) and
+    /// are applied after the links exist.
+    pub sysctls: Vec<(String, String)>,
+    /// A complete nft script applied atomically (`nft -f -`) in this namespace.
+    pub nft: Option<String>,
+    /// Echo servers the lab runs in this namespace.
+    pub servers: Vec<ServerPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkPlan {
+    pub name: String,
+    pub kind: LinkKind,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum LinkKind {
+    Bridge,
+    /// `kube-ipvs0`-style address holder: dummy, or a bridge with no ports.
+    Dummy,
+    Macvlan { parent: String, mode: MacvlanMode },
+    /// ipvlan L2, or macvlan bridge where the kernel has no ipvlan.
+    Ipvlan { parent: String },
+    Vxlan { vni: u32, local: Ipv4Addr, port: u16, dev: Option<String>, learning: bool },
+    /// 802.1Q sub-interface (only planned when `Backends::vlan_devices`).
+    Vlan { parent: String, id: u16 },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvlanMode {
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VethEnd {
+    pub ns: NsIdx,
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VethPlan {
+    pub a: VethEnd,
+    pub b: VethEnd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkSetting {
+    pub name: String,
+    pub master: Option<String>,
+    pub mtu: Option<u32>,
+    pub up: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AddrPlan {
+    pub dev: String,
+    /// Address with its prefix length (`10.0.4.20/24`).
+    pub addr: IpNet,
+    /// `scope host` / `scope link` where Terway sets them; global otherwise.
+    pub scope: Scope,
+    /// Do not install the prefix route (`noprefixroute`).
+    pub noprefixroute: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Global,
+    Link,
+    Host,
+}
+
+pub const TABLE_MAIN: u32 = 254;
+pub const TABLE_LOCAL: u32 = 255;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteType {
+    #[default]
+    Unicast,
+    Local,
+    Blackhole,
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoutePlan {
+    pub dst: IpNet,
+    pub via: Option<Ipv4Addr>,
+    pub dev: Option<String>,
+    pub table: u32,
+    pub onlink: bool,
+    pub scope: Scope,
+    pub src: Option<Ipv4Addr>,
+    pub kind: RouteType,
+    pub metric: Option<u32>,
+}
+
+impl RoutePlan {
+    /// `dst dev <dev> scope link` in the main table.
+    pub fn link(dst: IpNet, dev: &str) -> Self {
+        RoutePlan { dst, via: None, dev: Some(dev.into()), table: TABLE_MAIN, onlink: false, scope: Scope::Link, src: None, kind: RouteType::Unicast, metric: None }
+    }
+    /// `dst via <gw> dev <dev> [onlink]` in the main table.
+    pub fn via(dst: IpNet, gw: Ipv4Addr, dev: &str, onlink: bool) -> Self {
+        RoutePlan { dst, via: Some(gw), dev: Some(dev.into()), table: TABLE_MAIN, onlink, scope: Scope::Global, src: None, kind: RouteType::Unicast, metric: None }
+    }
+    pub fn in_table(mut self, table: u32) -> Self {
+        self.table = table;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RulePlan {
+    pub priority: u32,
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// `(mark, mask)`
+    pub fwmark: Option<(u32, u32)>,
+    pub table: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NeighPlan {
+    pub dev: String,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// A bridge FDB entry on a vxlan device: `mac` is reached at `dst`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FdbPlan {
+    pub dev: String,
+    pub mac: [u8; 6],
+    pub dst: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerPlan {
+    /// Who answers: `pod/<ns>/<name>`, `node/<name>`, `external/<name>`.
+    pub identity: String,
+    pub port: u16,
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Pod,
+    Node,
+    External,
+}
+
+/// Something a probe can start from or aim at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    /// `pod/<ns>/<name>`, `node/<name>`, `external/<name>`.
+    pub id: String,
+    pub kind: EndpointKind,
+    /// Namespace the endpoint's sockets live in (a hostNetwork pod: its node's).
+    pub ns: NsIdx,
+    /// Its address (pod IP, node primary IP, external IP).
+    pub ip: Ipv4Addr,
+    /// The node it runs on (pods) or is (nodes).
+    pub node: Option<String>,
+}
+
+/// Observation point: packets seen on `ifname` in namespace `ns` are hop `id`.
+/// `ifname: None` means any interface of that namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ObsPoint {
+    pub id: String,
+    /// Other ids that name the same point (`eni/primary:<node>` for `eni/<id>`).
+    pub aliases: Vec<String>,
+    pub ns: NsIdx,
+    pub ifname: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteEntryPlan {
+    pub dest: Ipv4Net,
+    /// Node name or IP as written.
+    pub next_hop: String,
+    /// The ENI the route points at (its link in the `vpc` namespace).
+    pub eni: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EniRole {
+    Primary,
+    Secondary,
+    Trunk,
+    Member,
+    /// An exclusive ENI moved into a pod (terway-eni).
+    Pod,
+    /// The ENI of an ECS outside the cluster.
+    External,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EniRecord {
+    pub id: String,
+    pub role: EniRole,
+    pub mac: [u8; 6],
+    pub vswitch: String,
+    /// First is the primary private IP.
+    pub ips: Vec<Ipv4Addr>,
+    pub security_groups: Vec<String>,
+    /// Node (instance) it is attached to, or external name.
+    pub instance: String,
+    /// Member ENIs: VLAN id and trunk ENI id.
+    pub vlan: Option<u16>,
+    pub trunk: Option<String>,
+    /// Pod (`<ns>/<name>`) for member and exclusive ENIs.
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingPod {
+    /// `<ns>/<name>`
+    pub pod: String,
+    pub node: Option<String>,
+    pub reason: String,
+}
+
+impl LabPlan {
+    pub fn ns_index(&self, key: &str) -> Option<NsIdx> {
+        self.namespaces.iter().position(|n| n.key == key)
+    }
+    pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.id == id)
+    }
+    pub fn eni(&self, id: &str) -> Option<&EniRecord> {
+        self.enis.iter().find(|e| e.id == id)
+    }
+}

@@ -1,0 +1,299 @@
+//! The topology YAML model: the keys of `spec/TOPOLOGY.md`, one struct per
+//! section. Everything here is plain data; parsing with line numbers lives in
+//! `parse`, checks in `validate`.
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct Topology {
+    /// Unique name; also seeds namespace and interface names.
+    pub name: String,
+    pub description: Option<String>,
+    pub cluster: Cluster,
+    pub vpc: Vpc,
+    pub nodes: Vec<Node>,
+    pub externals: Vec<External>,
+    pub load_balancers: Vec<LoadBalancer>,
+    /// Kubernetes objects exactly as `kubectl get -o yaml` prints them.
+    /// Kept raw here; `k8s::objects()` turns them into typed objects.
+    pub kubernetes: Vec<serde_yaml_ng::Value>,
+    pub expect: Vec<Expectation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Cluster {
+    /// Any 1.x, as a string ("1.24", "v1.30.2").
+    pub kubernetes: String,
+    pub cni: Cni,
+    pub proxy: ProxyMode,
+    pub service_cidr: Option<Ipv4Net>,
+    /// flannel, flannel-vxlan and terway-vpc only.
+    pub pod_cidr: Option<Ipv4Net>,
+    /// Size of each node's slice of `pod_cidr` (flannel `SubnetLen`), default 24.
+    pub node_cidr_prefix: Option<u8>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            kubernetes: "1.24".into(),
+            cni: Cni::Flannel,
+            proxy: ProxyMode::Ipvs,
+            service_cidr: None,
+            pod_cidr: None,
+            node_cidr_prefix: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cni {
+    Flannel,
+    FlannelVxlan,
+    TerwayVpc,
+    TerwayEni,
+    TerwayEniip,
+    TerwayEniipIpvlan,
+    TerwayTrunking,
+}
+
+impl Cni {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Flannel => "flannel",
+            Cni::FlannelVxlan => "flannel-vxlan",
+            Cni::TerwayVpc => "terway-vpc",
+            Cni::TerwayEni => "terway-eni",
+            Cni::TerwayEniip => "terway-eniip",
+            Cni::TerwayEniipIpvlan => "terway-eniip-ipvlan",
+            Cni::TerwayTrunking => "terway-trunking",
+        }
+    }
+    /// CNIs whose pods take addresses from `cluster.pod_cidr` (not the VPC).
+    pub fn uses_pod_cidr(self) -> bool {
+        matches!(self, Cni::Flannel | Cni::FlannelVxlan | Cni::TerwayVpc)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    Ipvs,
+    Iptables,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct Vpc {
+    pub cidr: Option<Ipv4Net>,
+    pub vswitches: Vec<VSwitch>,
+    pub route_entries: Vec<RouteEntry>,
+    pub security_groups: Vec<SecurityGroup>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VSwitch {
+    pub id: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteEntry {
+    pub dest: Ipv4Net,
+    /// A node name or an IPv4 address in the VPC.
+    pub next_hop: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecurityGroup {
+    pub id: String,
+    /// Same-group traffic: accept (the default for a normal SG) or drop.
+    #[serde(default)]
+    pub inner_access: Option<Action>,
+    #[serde(default)]
+    pub rules: Vec<SgRule>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Accept,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    #[default]
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SgRule {
+    pub direction: Direction,
+    pub action: Action,
+    #[serde(default)]
+    pub proto: Proto,
+    /// "80", "8000-9000", "80,443"; absent = all ports.
+    #[serde(default)]
+    pub ports: Option<PortSpec>,
+    /// Peer CIDR (source for ingress, destination for egress); absent = 0.0.0.0/0.
+    #[serde(default)]
+    pub cidr: Option<Ipv4Net>,
+    /// 1..=100, lower first; drop wins ties. Default 1.
+    #[serde(default)]
+    pub priority: Option<u8>,
+}
+
+/// Ports as written: a number or a string of ranges ("80", "8000-9000", "80,443").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// Primary ENI address; allocated from the vSwitch when absent.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    pub vswitch: String,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub enis: Option<EniLimits>,
+    /// A built-in ECS instance type (e.g. ecs.g7.large) giving ENI limits.
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// Node labels (for PodNetworking/Service selection, nodeSelector).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EniLimits {
+    /// ENIs per instance, the primary included.
+    pub max: u32,
+    /// Private IPs per ENI, the primary IP included.
+    pub ips_per_eni: u32,
+    /// Instance can carry a trunk ENI.
+    pub trunk: bool,
+}
+
+impl Default for EniLimits {
+    fn default() -> Self {
+        EniLimits { max: 3, ips_per_eni: 10, trunk: false }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct External {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// vSwitch for an ECS in the VPC; absent when `internet: true`.
+    #[serde(default)]
+    pub vswitch: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Echo server ports (TCP and UDP).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// A host on the public side: reaches SLBs only.
+    #[serde(default)]
+    pub internet: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadBalancer {
+    pub id: String,
+    pub ip: Ipv4Addr,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Listener {
+    pub port: u16,
+    #[serde(default = "default_tcp")]
+    pub proto: Proto,
+    #[serde(default)]
+    pub backends: Vec<LbBackend>,
+}
+
+fn default_tcp() -> Proto {
+    Proto::Tcp
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LbBackend {
+    #[serde(default)]
+    pub external: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Connected,
+    Refused,
+    Timeout,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Connected => "connected",
+            Verdict::Refused => "refused",
+            Verdict::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Expectation {
+    pub name: String,
+    /// `pod/<ns>/<name>` | `node/<name>` | `external/<name>`
+    pub from: String,
+    /// `pod/<ns>/<name>:<port>` | `service/<ns>/<name>:<port>[@external-ip|@lb]`
+    /// | `nodeport/<node>/<ns>/<name>` | `ip/<addr>:<port>` (ICMP: port omitted)
+    pub to: String,
+    #[serde(default = "default_tcp")]
+    pub proto: Proto,
+    pub result: Verdict,
+    /// `client` | `node/<name>` | `ip/<addr>`
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub served_by: Option<String>,
+    #[serde(default)]
+    pub path: Option<Vec<String>>,
+    #[serde(default)]
+    pub avoids: Option<Vec<String>>,
+    /// Probe deadline in milliseconds (default 1500).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
