@@ -187,6 +187,9 @@ pub struct Node {
     /// Node labels (for PodNetworking/Service selection, nodeSelector).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Echo servers the node itself runs (TCP and UDP), like a host daemon.
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
