@@ -1,1 +1,172 @@
-//! check
+//! Expectations against observations: every verdict comes from a probe.
+
+pub mod file;
+pub mod observe;
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+use crate::plan::LabPlan;
+use crate::topology::expect::{parse_source, SourceExpect};
+use crate::topology::model::{Expectation, Proto, Verdict};
+pub use observe::{observe, Observation};
+
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// One expectation, what was observed, and every way they differ.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub expect: Expectation,
+    pub observed: Observation,
+    /// Empty when the expectation holds.
+    pub failures: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl CheckResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Checks expectations against a live lab, `parallel` probes at a time.
+/// Probes never share a source port, so parallel probes (and their taps)
+/// cannot see each other's packets as their own.
+pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResult> {
+    let parallel = parallel.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<CheckResult>> = vec![None; expects.len()];
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.min(expects.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(e) = expects.get(i) else { break };
+                let r = check_one(lab, e);
+                if let Ok(mut slots) = slots.lock() {
+                    slots[i] = Some(r);
+                }
+            });
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
+    let t = Instant::now();
+    let deadline = e.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_DEADLINE);
+    let wants_path = e.path.is_some() || e.avoids.is_some();
+    let observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
+    let failures = compare(lab.plan(), e, &observed);
+    CheckResult { expect: e.clone(), observed, failures, elapsed: t.elapsed() }
+}
+
+/// Every difference between what was expected and what the packets showed.
+pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> {
+    if let Some(err) = &o.error {
+        return vec![err.clone()];
+    }
+    let mut f = Vec::new();
+    let got = o.outcome.verdict;
+    if got != e.result {
+        let why = if o.outcome.detail.is_empty() { String::new() } else { format!(" ({})", o.outcome.detail) };
+        f.push(format!("expected {}, observed {}{why}", e.result.as_str(), got.as_str()));
+    }
+    if got == Verdict::Connected {
+        if let Some(src) = &e.source {
+            if let Some(msg) = source_mismatch(plan, src, o) {
+                f.push(msg);
+            }
+        }
+        if let Some(want) = &e.served_by {
+            match &o.outcome.served_by {
+                Some(by) if by == want => {}
+                Some(by) => f.push(format!("expected served by {want}, answered by {by}")),
+                None => f.push(format!("expected served by {want}, nobody identified itself")),
+            }
+        }
+    }
+    let journey: Vec<String> = o.journey();
+    if let Some(path) = &e.path {
+        let want: Vec<String> = path.iter().map(|p| observe::canonical_point(plan, p)).collect();
+        if let Some(missing) = first_missing_in_order(&want, &journey) {
+            f.push(format!("path: {missing} not crossed in order; observed {}", show_journey(o)));
+        }
+    }
+    if let Some(avoids) = &e.avoids {
+        for a in avoids {
+            let a = observe::canonical_point(plan, a);
+            if let Some(hit) = journey.iter().find(|j| point_matches(&a, j)) {
+                f.push(format!("path crossed {hit}, which it must avoid"));
+            }
+        }
+    }
+    f
+}
+
+fn source_mismatch(plan: &LabPlan, src: &str, o: &Observation) -> Option<String> {
+    let seen = o.outcome.seen_peer.map(|s| *s.ip());
+    let Some(seen) = seen else { return Some(format!("expected source {src}, the server reported no peer address")) };
+    let want = match parse_source(src) {
+        Ok(SourceExpect::Client) => match o.outcome.local {
+            Some(l) => *l.ip(),
+            None => return Some("source: the client socket had no local address".into()),
+        },
+        Ok(SourceExpect::Node(n)) => match observe::node_ip(plan, &n) {
+            Some(ip) => ip,
+            None => return Some(format!("source: no node {n}")),
+        },
+        Ok(SourceExpect::Ip(ip)) => ip,
+        Err(e) => return Some(format!("source: {e}")),
+    };
+    (seen != want).then(|| format!("expected source {src} ({want}), server saw {seen}"))
+}
+
+/// `want` must appear in `journey` in order (other hops may come between).
+fn first_missing_in_order(want: &[String], journey: &[String]) -> Option<String> {
+    let mut it = journey.iter();
+    for w in want {
+        if !it.any(|j| point_matches(w, j)) {
+            return Some(w.clone());
+        }
+    }
+    None
+}
+
+/// `eni/*` matches every `eni/…` point; otherwise ids must be equal.
+pub fn point_matches(pattern: &str, point: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => point.starts_with(prefix),
+        None => pattern == point,
+    }
+}
+
+/// `a → b (vlan 5) → c ⇢ c → b → a` (request, then reply after ⇢).
+pub fn show_journey(o: &Observation) -> String {
+    let show = |hops: &[crate::probe::Hop]| {
+        hops.iter()
+            .map(|h| match (h.vlan, &h.encap) {
+                (Some(v), _) => format!("{} (vlan {v})", h.point),
+                (None, Some(e)) => format!("{} ({e})", h.point),
+                _ => h.point.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    match (o.request.is_empty(), o.reply.is_empty()) {
+        (true, true) => "(no packets captured)".into(),
+        (false, true) => show(&o.request),
+        _ => format!("{} ⇢ {}", show(&o.request), show(&o.reply)),
+    }
+}
+
+/// ICMP probes go to the address alone.
+pub fn proto_word(p: Proto) -> &'static str {
+    match p {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+        Proto::Icmp => "icmp",
+        Proto::All => "all",
+    }
+}

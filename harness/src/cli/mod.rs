@@ -1,1 +1,161 @@
-//! cli
+//! The `cnlab` command line.
+
+mod commands;
+mod running;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use crate::kernel::caps::BackendChoice;
+
+/// Kubernetes-on-cloud networks in Linux network namespaces, checked with real packets.
+///
+/// A topology YAML describes a VPC (vSwitches, security groups, route entries),
+/// nodes with their ENIs, hosts outside the cluster, Kubernetes objects as
+/// `kubectl get -o yaml` prints them, and expectations (`from → to: connected,
+/// source, path`). cnlab builds it from real network namespaces, plumbs it the
+/// way the CNI and kube-proxy would, sends real packets and reports what
+/// connected, which source address the server saw and which path packets took.
+///
+/// Commands that build labs need root (`sudo`). Nothing is created in the host's
+/// own network namespace and no lab has a path off the machine.
+#[derive(Debug, Parser)]
+#[command(name = "cnlab", version, max_term_width = 100)]
+pub struct Cli {
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "CNLAB_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// Native kernel features where the kernel has them, portable stand-ins elsewhere.
+    Auto,
+    /// 802.1Q devices, ipvlan, dummy, IPVS; fails if the kernel lacks one.
+    Native,
+    /// eBPF VLAN push/pop, macvlan, a port-less bridge, nftables with IPVS semantics.
+    Portable,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Native => BackendChoice::Native,
+            BackendArg::Portable => BackendChoice::Portable,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build each topology, probe every expectation, tear down; exit 0 only if all hold.
+    ///
+    /// Arguments are topology files or directories (their *.yaml files). Prints a
+    /// table per file (expectation, observed result, observed source, path).
+    /// Exit codes: 0 all hold, 1 an expectation failed or a file is invalid,
+    /// 2 the environment cannot run labs (not root, missing kernel feature).
+    Check {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// Print results as JSON on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write JUnit XML to this path.
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Kernel feature backends.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+        /// Probes in flight at once per lab.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
+    /// Check a topology file without building anything: every problem with its YAML path and line.
+    Validate {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
+    /// Print every namespace, link, address, route, rule, sysctl and nft ruleset a topology becomes.
+    Plan {
+        file: PathBuf,
+        /// Plan for these backends (default: what this kernel supports, or portable when not root).
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a lab up and keep it running until Ctrl-C (or `cnlab down` with --detach).
+    Up {
+        file: PathBuf,
+        /// Hand the lab to a background keeper process and return once it is ready.
+        #[arg(long)]
+        detach: bool,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+        #[arg(long, hide = true)]
+        keeper: bool,
+    },
+    /// Stop a running lab (by id or topology name; the only one if omitted).
+    Down {
+        lab: Option<String>,
+        /// Stop every running lab.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List running labs, their owner process, namespaces and pending pods.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one probe in a running lab and print the verdict, source and path.
+    ///
+    /// FROM is pod/<ns>/<name>, node/<name> or external/<name>; TO is
+    /// pod/<ns>/<name>:<port> or ip/<addr>:<port> (as in `expect:`).
+    Trace {
+        from: String,
+        to: String,
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        /// Lab id or topology name (default: the only running lab).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Probe deadline in milliseconds.
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+    },
+    /// Open a shell (or run a command) inside a node, pod, ENI, external or the VPC router of a running lab.
+    ///
+    /// TARGET is a namespace key (node/<name>, pod/<ns>/<name>, eni/<id>, vpc,
+    /// external/<name>) or just a node or pod name.
+    Shell {
+        target: String,
+        #[arg(long)]
+        lab: Option<String>,
+        /// Command to run instead of $SHELL.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Probe this kernel's features in a scratch namespace and print the backend chosen for each.
+    Doctor {
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+    },
+    /// Remove every namespace, file and BPF pin of labs whose owner process is gone.
+    Gc,
+}
+
+pub fn main() -> i32 {
+    // Signals first: every thread started later inherits the blocked mask,
+    // and a dedicated thread tears labs down on SIGINT/SIGTERM.
+    crate::lab::live::install_signal_teardown();
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .try_init();
+    commands::run(cli.command)
+}

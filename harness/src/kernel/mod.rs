@@ -3,6 +3,8 @@
 //! acts inside a lab namespace; nothing touches the root namespace.
 
 pub mod netns;
+mod stubs;
+pub use stubs::{build, caps, netlink, nft};
 
 pub use netns::NetNs;
 

@@ -1,1 +1,243 @@
-//! lab
+//! A live lab: plan → registered → namespaces → kernel objects → echo
+//! servers; torn down on drop, on error and on SIGINT/SIGTERM (see `live`).
+
+pub mod gc;
+pub mod live;
+pub mod registry;
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::kernel::caps::{self, BackendChoice, Capabilities};
+use crate::kernel::{build, netns, KernelError, NetNs};
+use crate::plan::{self, Backends, LabPlan, NsIdx};
+use crate::probe::EchoServers;
+use crate::topology::Resolved;
+use registry::LabRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cnlab needs root to create network namespaces: run it with sudo (e.g. `sudo -E cargo test`, `sudo cnlab check FILE`)")]
+    NotRoot,
+    #[error("kernel capabilities: {0}")]
+    Backend(String),
+    #[error("planning the lab: {0}")]
+    Plan(#[from] plan::PlanError),
+    #[error("{0}")]
+    Kernel(#[from] KernelError),
+    #[error("registering the lab in {dir}: {err}", dir = registry::RUN_DIR)]
+    Registry { err: std::io::Error },
+    #[error("starting echo servers: {0}")]
+    Servers(String),
+    #[error("lab {0}: {1}")]
+    Attach(String, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub backend: BackendChoice,
+    /// Topology file, recorded for `cnlab status`.
+    pub file: Option<String>,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions { backend: BackendChoice::Auto, file: None }
+    }
+}
+
+/// How long each phase of bring-up took.
+#[derive(Debug, Clone, Default)]
+pub struct UpTimings {
+    pub plan: Duration,
+    pub namespaces: Duration,
+    pub build: Duration,
+    pub servers: Duration,
+}
+
+pub struct Lab {
+    id: String,
+    plan: LabPlan,
+    names: Vec<String>,
+    ns: Vec<NetNs>,
+    servers: Option<EchoServers>,
+    /// An owned lab tears itself down on drop; an attached one (another
+    /// process's lab, for `trace` or `shell`) does not.
+    owned: bool,
+    next_port: AtomicU16,
+    pub timings: UpTimings,
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Kernel capabilities, probed once per process in a scratch namespace.
+pub fn capabilities() -> Result<Capabilities, LabError> {
+    static CAPS: OnceLock<Result<Capabilities, String>> = OnceLock::new();
+    CAPS.get_or_init(|| caps::probe().map_err(|e| e.to_string())).clone().map_err(LabError::Backend)
+}
+
+pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
+    caps::choose(&capabilities()?, choice).map_err(LabError::Backend)
+}
+
+/// Probe source ports come from this range, one per probe, so that taps can
+/// tell the probes of one lab apart.
+const PROBE_PORTS: (u16, u16) = (20000, 29999);
+
+impl Lab {
+    /// Brings a lab up from a validated topology.
+    pub fn up(r: &Resolved, opts: &UpOptions) -> Result<Lab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let t0 = Instant::now();
+        let backends = backends(opts.backend)?;
+        let plan = plan::plan(r, backends)?;
+        let plan_time = t0.elapsed();
+        Self::up_plan(plan, opts, plan_time)
+    }
+
+    /// Brings a lab up from a plan (tests and benchmarks build plans directly).
+    pub fn up_plan(plan: LabPlan, opts: &UpOptions, plan_time: Duration) -> Result<Lab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let id = registry::new_id();
+        let names: Vec<String> = plan.namespaces.iter().map(|n| format!("{}{id}-{}", registry::NS_PREFIX, n.short)).collect();
+        // Register before creating anything: whatever happens next, gc finds it.
+        let own_pid = std::process::id();
+        let record = LabRecord {
+            id: id.clone(),
+            name: plan.name.clone(),
+            file: opts.file.clone(),
+            owner_pid: own_pid,
+            owner_start: registry::process_start_time(own_pid).unwrap_or(0),
+            created_unix: registry::now_unix(),
+            state: "starting".into(),
+            namespaces: names.clone(),
+        };
+        record.save().map_err(|err| LabError::Registry { err })?;
+        live::register(&id, &names);
+        let mut lab = Lab {
+            id,
+            plan,
+            names,
+            ns: Vec::new(),
+            servers: None,
+            owned: true,
+            next_port: AtomicU16::new(PROBE_PORTS.0),
+            timings: UpTimings { plan: plan_time, ..Default::default() },
+        };
+        // From here on, an early return drops `lab`, which tears it down.
+        registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
+        let t = Instant::now();
+        lab.ns = netns::create_all(&lab.names)?;
+        lab.timings.namespaces = t.elapsed();
+        let t = Instant::now();
+        build::build(&lab.plan, &lab.ns)?;
+        lab.timings.build = t.elapsed();
+        let t = Instant::now();
+        let servers: Vec<_> = lab
+            .plan
+            .namespaces
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.servers.iter().map(move |s| (i, s.clone())))
+            .map(|(i, s)| (&lab.ns[i], s))
+            .collect();
+        lab.servers = Some(EchoServers::start(&servers).map_err(|e| LabError::Servers(e.to_string()))?);
+        lab.timings.servers = t.elapsed();
+        let mut record = record;
+        record.state = "ready".into();
+        record.save().map_err(|err| LabError::Registry { err })?;
+        Ok(lab)
+    }
+
+    /// Opens a lab another process owns (for `trace`, `probe`, `shell`).
+    pub fn attach(id: &str) -> Result<Lab, LabError> {
+        let record = LabRecord::load(id).map_err(|e| LabError::Attach(id.into(), format!("no such lab ({e})")))?;
+        if !record.owner_alive() {
+            return Err(LabError::Attach(id.into(), format!("its owner (pid {}) is gone; run `cnlab gc`", record.owner_pid)));
+        }
+        let plan = registry::load_plan(id).map_err(|e| LabError::Attach(id.into(), format!("reading its plan: {e}")))?;
+        let ns = record.namespaces.iter().map(|n| NetNs::open(n)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Lab {
+            id: id.into(),
+            plan,
+            names: record.namespaces,
+            ns,
+            servers: None,
+            owned: false,
+            // Another process probes from the top of the range downwards.
+            next_port: AtomicU16::new(PROBE_PORTS.0 + (std::process::id() % 5000) as u16 + 5000),
+            timings: UpTimings::default(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn plan(&self) -> &LabPlan {
+        &self.plan
+    }
+    pub fn namespace_names(&self) -> &[String] {
+        &self.names
+    }
+    pub fn netns(&self, i: NsIdx) -> &NetNs {
+        &self.ns[i]
+    }
+    pub fn netns_by_key(&self, key: &str) -> Option<&NetNs> {
+        self.plan.ns_index(key).map(|i| &self.ns[i])
+    }
+
+    /// A source port no other probe of this lab is using right now.
+    pub fn next_probe_port(&self) -> u16 {
+        let span = PROBE_PORTS.1 - PROBE_PORTS.0 + 1;
+        let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+        PROBE_PORTS.0 + (n - PROBE_PORTS.0) % span
+    }
+
+    /// Tears the lab down now (also what drop does).
+    pub fn down(mut self) {
+        self.teardown();
+    }
+
+    fn teardown(&mut self) {
+        if !self.owned {
+            return;
+        }
+        self.owned = false;
+        // Stop servers and close our namespace handles first, so the kernel
+        // can free each namespace as soon as its mount is gone.
+        self.servers = None;
+        self.ns.clear();
+        remove_lab_objects(&self.id, &self.names);
+        live::unregister(&self.id);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Deletes a lab's namespaces (never link by link: the kernel frees the
+/// links with the namespace), its BPF pins and its files under /run/cnlab.
+pub fn remove_lab_objects(id: &str, names: &[String]) {
+    let mut all: Vec<String> = names.to_vec();
+    for n in netns::list(&format!("{}{id}-", registry::NS_PREFIX)) {
+        if !all.contains(&n) {
+            all.push(n);
+        }
+    }
+    build::teardown(&all);
+    let pins = std::path::Path::new(registry::BPF_PIN_DIR).join(id);
+    if pins.exists() {
+        let _ = std::fs::remove_dir_all(&pins);
+    }
+    LabRecord::remove_files(id);
+}

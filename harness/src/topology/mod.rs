@@ -16,3 +16,12 @@ pub struct Resolved {
     pub services: Vec<Service>,
     pub podnetworkings: Vec<PodNetworking>,
 }
+
+pub mod expect;
+pub mod parse;
+pub use parse::{load_file, load_str, Loaded, Problem, Report};
+
+/// Checks a probe origin (`pod/<ns>/<name>`, `node/<name>`, `external/<name>`).
+pub fn parse_origin_or_err(s: &str) -> Result<expect::Origin, String> {
+    expect::parse_origin(s)
+}

@@ -1,0 +1,162 @@
+//! Turns one `from → to` question into packets and reports what happened:
+//! verdict, the source address the server saw, who served, and the hops.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::lab::Lab;
+use crate::plan::{EndpointKind, LabPlan, NsKind};
+use crate::probe::{self, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps};
+use crate::topology::expect::{parse_origin, parse_target, Origin, Target};
+use crate::topology::model::Proto;
+
+/// What the packets said.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub outcome: ProbeOutcome,
+    /// Where the probe was aimed.
+    pub dst: Option<(Ipv4Addr, u16)>,
+    /// Request journey, as observation point ids (client node and server
+    /// node added as `node/<n>` where the stack itself is an end).
+    pub request: Vec<Hop>,
+    pub reply: Vec<Hop>,
+    /// The probe could not even be attempted (unknown endpoint, feature not
+    /// implemented): a failure, never a verdict.
+    pub error: Option<String>,
+}
+
+impl Observation {
+    /// Request then reply hop ids, in order.
+    pub fn journey(&self) -> Vec<String> {
+        self.request.iter().chain(self.reply.iter()).map(|h| h.point.clone()).collect()
+    }
+}
+
+/// Where a probe goes: address and port.
+pub fn resolve_target(plan: &LabPlan, to: &str) -> Result<(Ipv4Addr, u16), String> {
+    let target = parse_target(to)?;
+    match target {
+        Target::Pod { ns, name, port } => {
+            let id = format!("pod/{ns}/{name}");
+            let ep = plan.endpoint(&id).ok_or_else(|| pending_or_unknown(plan, &id))?;
+            Ok((ep.ip, port.unwrap_or(0)))
+        }
+        Target::Ip { addr, port } => Ok((addr, port.unwrap_or(0))),
+        Target::Service { .. } | Target::NodePort { .. } => {
+            Err(format!("{to}: Services are not modelled yet (kube-proxy dataplane arrives with the service issue)"))
+        }
+    }
+}
+
+fn pending_or_unknown(plan: &LabPlan, id: &str) -> String {
+    let key = id.trim_start_matches("pod/");
+    match plan.pending.iter().find(|p| p.pod == key) {
+        Some(p) => format!("{id} is pending: {}", p.reason),
+        None => format!("{id}: no such endpoint in this lab"),
+    }
+}
+
+/// The namespace a probe starts from.
+pub fn resolve_origin(plan: &LabPlan, from: &str) -> Result<usize, String> {
+    let origin = parse_origin(from)?;
+    let id = match &origin {
+        Origin::Pod { ns, name } => format!("pod/{ns}/{name}"),
+        Origin::Node(n) => format!("node/{n}"),
+        Origin::External(n) => format!("external/{n}"),
+    };
+    plan.endpoint(&id).map(|e| e.ns).ok_or_else(|| pending_or_unknown(plan, &id))
+}
+
+/// Runs one probe; with `taps`, also captures its journey.
+pub fn observe(lab: &Lab, name: &str, from: &str, to: &str, proto: Proto, deadline: Duration, taps: bool) -> Observation {
+    let plan = lab.plan();
+    let failed = |e: String| Observation {
+        outcome: ProbeOutcome {
+            verdict: crate::topology::model::Verdict::Timeout,
+            local: None,
+            seen_peer: None,
+            served_by: None,
+            detail: e.clone(),
+            elapsed: Duration::ZERO,
+        },
+        dst: None,
+        request: vec![],
+        reply: vec![],
+        error: Some(e),
+    };
+    let client_ns = match resolve_origin(plan, from) {
+        Ok(i) => i,
+        Err(e) => return failed(e),
+    };
+    let (dst, port) = match resolve_target(plan, to) {
+        Ok(t) => t,
+        Err(e) => return failed(e),
+    };
+    if port == 0 && proto != Proto::Icmp {
+        return failed(format!("{to}: a {proto:?} probe needs a port"));
+    }
+    let src_port = lab.next_probe_port();
+    let spec = ProbeSpec { id: format!("{}:{name}", lab.id()), proto, dst, port, src_port: Some(src_port), deadline };
+    let tapset = if taps { open_taps(lab) } else { Ok(None) };
+    let tapset = match tapset {
+        Ok(t) => t,
+        Err(e) => return failed(format!("opening taps: {e}")),
+    };
+    let outcome = probe::probe(lab.netns(client_ns), &spec);
+    let (mut request, mut reply) = match tapset {
+        Some(t) => {
+            // Let the last frames of the exchange reach the taps.
+            std::thread::sleep(Duration::from_millis(20));
+            probe::hops(&t.stop(), proto, src_port)
+        }
+        None => (vec![], vec![]),
+    };
+    if taps {
+        add_stack_ends(plan, from, client_ns, &outcome, &mut request, &mut reply);
+    }
+    Observation { outcome, dst: Some((dst, port)), request, reply, error: None }
+}
+
+/// A node's own stack is not a tap point: add `node/<n>` where the client or
+/// the server is the node itself (or a hostNetwork pod on it).
+fn add_stack_ends(plan: &LabPlan, from: &str, client_ns: usize, outcome: &ProbeOutcome, request: &mut Vec<Hop>, reply: &mut Vec<Hop>) {
+    let node_of_ns = |ns: usize| -> Option<String> {
+        let n = &plan.namespaces[ns];
+        (n.kind == Some(NsKind::Node)).then(|| n.key.clone())
+    };
+    let stub = |point: String| Hop { point, vlan: None, src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::UNSPECIFIED, encap: None };
+    if let Some(node) = node_of_ns(client_ns) {
+        let _ = from;
+        request.insert(0, stub(node.clone()));
+        reply.push(stub(node));
+    }
+    let server_ns = outcome.served_by.as_deref().and_then(|s| plan.endpoint(s)).map(|e| e.ns);
+    if let Some(node) = server_ns.and_then(node_of_ns) {
+        request.push(stub(node.clone()));
+        reply.insert(0, stub(node));
+    }
+}
+
+fn open_taps(lab: &Lab) -> Result<Option<Taps>, String> {
+    let plan = lab.plan();
+    let mut per_ns: Vec<Vec<TapPoint>> = (0..plan.namespaces.len()).map(|_| Vec::new()).collect();
+    for p in &plan.points {
+        per_ns[p.ns].push(TapPoint { id: p.id.clone(), ifname: p.ifname.clone() });
+    }
+    let targets: Vec<_> = per_ns.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (lab.netns(i), v)).collect();
+    Taps::open(&targets).map(Some).map_err(|e| e.to_string())
+}
+
+/// The canonical observation point id for an id or alias a user wrote.
+pub fn canonical_point(plan: &LabPlan, id: &str) -> String {
+    plan.points
+        .iter()
+        .find(|p| p.id == id || p.aliases.iter().any(|a| a == id))
+        .map(|p| p.id.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// `node/<n>`'s primary address, for `source: node/<n>`.
+pub fn node_ip(plan: &LabPlan, node: &str) -> Option<Ipv4Addr> {
+    plan.endpoints.iter().find(|e| e.kind == EndpointKind::Node && e.id == format!("node/{node}")).map(|e| e.ip)
+}

@@ -1,0 +1,466 @@
+//! What each `cnlab` command does.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{running, BackendArg, Command};
+use crate::check::file::{check_file, expand_paths, FileOutcome};
+use crate::check::report::{self, FileResults};
+use crate::kernel::caps::{self, BackendChoice};
+use crate::lab::registry::{self, LabRecord};
+use crate::lab::{self, gc, is_root, Lab, UpOptions};
+use crate::topology::{load_file, parse_origin_or_err, Loaded};
+
+const EXIT_OK: i32 = 0;
+const EXIT_FAIL: i32 = 1;
+const EXIT_ENV: i32 = 2;
+
+fn need_root(what: &str) -> Result<(), i32> {
+    if is_root() {
+        Ok(())
+    } else {
+        eprintln!("cnlab {what}: needs root to create and enter network namespaces; run it with sudo (sudo cnlab {what} …)");
+        Err(EXIT_ENV)
+    }
+}
+
+pub fn run(cmd: Command) -> i32 {
+    let r = match cmd {
+        Command::Check { paths, json, junit, backend, parallel } => check(&paths, json, junit.as_deref(), backend, parallel),
+        Command::Validate { paths } => validate(&paths),
+        Command::Plan { file, backend, json } => plan(&file, backend, json),
+        Command::Up { file, detach, backend, keeper } => up(&file, detach, backend, keeper),
+        Command::Down { lab, all } => down(lab.as_deref(), all),
+        Command::Status { json } => status(json),
+        Command::Trace { from, to, proto, lab, timeout_ms } => trace(&from, &to, &proto, lab.as_deref(), timeout_ms),
+        Command::Shell { target, lab, command } => shell(&target, lab.as_deref(), &command),
+        Command::Doctor { backend } => doctor(backend),
+        Command::Gc => gc_cmd(),
+    };
+    r.unwrap_or_else(|code| code)
+}
+
+fn print_warnings(file: &str, warnings: &[crate::topology::Problem]) {
+    for w in warnings {
+        eprintln!("{file}: warning: {w}");
+    }
+}
+
+fn check(paths: &[PathBuf], json: bool, junit: Option<&Path>, backend: BackendArg, parallel: usize) -> Result<i32, i32> {
+    let files = expand_paths(paths).map_err(|e| {
+        eprintln!("cnlab check: {e}");
+        EXIT_FAIL
+    })?;
+    // Validate everything first: a bad file is reported before any lab is built.
+    let mut bad = false;
+    for f in &files {
+        match load_file(f) {
+            Ok(Loaded { warnings, .. }) => print_warnings(&f.display().to_string(), &warnings),
+            Err(report) => {
+                eprintln!("{report}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        return Err(EXIT_FAIL);
+    }
+    need_root("check")?;
+    let opts = UpOptions { backend: backend.into(), file: None };
+    let mut outcomes: Vec<FileOutcome> = Vec::new();
+    for f in &files {
+        if !json {
+            eprint!("{} … ", f.display());
+        }
+        let o = check_file(f, &opts, parallel);
+        if !json {
+            let passed = o.results.iter().filter(|r| r.passed()).count();
+            eprintln!(
+                "{}/{} hold (up {} ms, probes {} ms, down {} ms)",
+                passed,
+                o.results.len(),
+                o.up_time.as_millis(),
+                o.check_time.as_millis(),
+                o.down_time.as_millis()
+            );
+        }
+        let env = o.environment;
+        outcomes.push(o);
+        if env {
+            break;
+        }
+    }
+    let views: Vec<FileResults> = outcomes
+        .iter()
+        .map(|o| FileResults { file: &o.file, lab_id: &o.lab_id, results: &o.results, error: o.error.clone(), pending: o.pending.clone() })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default());
+    } else {
+        print!("{}", report::table(&views));
+    }
+    if let Some(path) = junit {
+        if let Err(e) = std::fs::write(path, report::junit(&views)) {
+            eprintln!("cnlab check: writing JUnit to {}: {e}", path.display());
+            return Err(EXIT_FAIL);
+        }
+    }
+    if outcomes.iter().any(|o| o.environment) {
+        return Err(EXIT_ENV);
+    }
+    Ok(if outcomes.iter().all(|o| o.passed()) { EXIT_OK } else { EXIT_FAIL })
+}
+
+fn validate(paths: &[PathBuf]) -> Result<i32, i32> {
+    let files = expand_paths(paths).map_err(|e| {
+        eprintln!("cnlab validate: {e}");
+        EXIT_FAIL
+    })?;
+    let mut ok = true;
+    for f in &files {
+        match load_file(f) {
+            Ok(l) => {
+                print_warnings(&f.display().to_string(), &l.warnings);
+                println!("{}: ok ({} expectations)", f.display(), l.resolved.topo.expect.len());
+            }
+            Err(report) => {
+                eprintln!("{report}");
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_FAIL })
+}
+
+fn plan(file: &Path, backend: Option<BackendArg>, json: bool) -> Result<i32, i32> {
+    let loaded = load_file(file).map_err(|r| {
+        eprintln!("{r}");
+        EXIT_FAIL
+    })?;
+    print_warnings(&file.display().to_string(), &loaded.warnings);
+    // Without root the kernel cannot be asked: plan for the portable backends.
+    let backends = match backend {
+        Some(b) if !matches!(b, BackendArg::Auto) || is_root() => lab::backends(b.into()),
+        _ if is_root() => lab::backends(BackendChoice::Auto),
+        _ => Ok(crate::plan::Backends::PORTABLE),
+    }
+    .map_err(|e| {
+        eprintln!("cnlab plan: {e}");
+        EXIT_ENV
+    })?;
+    let p = crate::plan::plan(&loaded.resolved, backends).map_err(|e| {
+        eprintln!("cnlab plan: {e}");
+        EXIT_FAIL
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+    } else {
+        print!("{}", crate::plan::render(&p));
+    }
+    Ok(EXIT_OK)
+}
+
+fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i32, i32> {
+    let loaded = load_file(file).map_err(|r| {
+        eprintln!("{r}");
+        EXIT_FAIL
+    })?;
+    print_warnings(&file.display().to_string(), &loaded.warnings);
+    need_root("up")?;
+    if detach {
+        return spawn_keeper(file, backend);
+    }
+    let t = Instant::now();
+    let lab = Lab::up(&loaded.resolved, &UpOptions { backend: backend.into(), file: Some(file.display().to_string()) }).map_err(|e| {
+        eprintln!("cnlab up: {e}");
+        if matches!(e, lab::LabError::NotRoot | lab::LabError::Backend(_)) {
+            EXIT_ENV
+        } else {
+            EXIT_FAIL
+        }
+    })?;
+    let plan = lab.plan();
+    println!(
+        "lab {} ({}) is up in {} ms: {} namespaces, {} veth pairs, {} echo servers",
+        lab.id(),
+        plan.name,
+        t.elapsed().as_millis(),
+        plan.namespaces.len(),
+        plan.veths.len(),
+        plan.namespaces.iter().map(|n| n.servers.len()).sum::<usize>()
+    );
+    for p in &plan.pending {
+        println!("  pending pod {}: {}", p.pod, p.reason);
+    }
+    if !keeper {
+        println!("  try: cnlab trace FROM TO · cnlab shell node/<name> · Ctrl-C tears it down");
+    }
+    let _ = std::io::stdout().flush();
+    // The signal thread tears the lab down and exits on SIGINT/SIGTERM.
+    loop {
+        std::thread::park();
+    }
+}
+
+fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("cnlab up: {e}");
+        EXIT_ENV
+    })?;
+    std::fs::create_dir_all(registry::RUN_DIR).map_err(|e| {
+        eprintln!("cnlab up: {}: {e}", registry::RUN_DIR);
+        EXIT_ENV
+    })?;
+    let log_path = Path::new(registry::RUN_DIR).join(format!("keeper-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).map_err(|e| {
+        eprintln!("cnlab up: {}: {e}", log_path.display());
+        EXIT_ENV
+    })?;
+    let backend = format!("{backend:?}").to_lowercase();
+    let before: Vec<String> = registry::list().into_iter().map(|r| r.id).collect();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("up").arg(file).arg("--keeper").arg("--backend").arg(backend);
+    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone().map_err(|_| EXIT_ENV)?).stderr(log);
+    // SAFETY: setsid() is async-signal-safe; the keeper outlives our session.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        eprintln!("cnlab up: starting the keeper: {e}");
+        EXIT_ENV
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(r) = registry::list().into_iter().find(|r| r.owner_pid == child.id() && !before.contains(&r.id)) {
+            if r.state == "ready" {
+                println!("lab {} ({}) is up, kept by pid {}; stop it with `cnlab down {}`", r.id, r.name, r.owner_pid, r.id);
+                let _ = std::fs::rename(&log_path, LabRecord::log_path(&r.id));
+                return Ok(EXIT_OK);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("cnlab up: the keeper exited ({status}):");
+            eprint!("{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            let _ = std::fs::remove_file(&log_path);
+            return Err(EXIT_FAIL);
+        }
+        if Instant::now() > deadline {
+            eprintln!("cnlab up: the lab was not ready after 120 s; see {}", log_path.display());
+            return Err(EXIT_FAIL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn down(which: Option<&str>, all: bool) -> Result<i32, i32> {
+    need_root("down")?;
+    let labs = if all {
+        running::running()
+    } else {
+        vec![running::find(which).map_err(|e| {
+            eprintln!("cnlab down: {e}");
+            EXIT_FAIL
+        })?]
+    };
+    if labs.is_empty() {
+        println!("no running lab");
+    }
+    for r in labs {
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.owner_pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while LabRecord::path(&r.id).exists() && r.owner_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if LabRecord::path(&r.id).exists() {
+            // The owner died without cleaning up (or did not answer): remove it ourselves.
+            lab::remove_lab_objects(&r.id, &r.namespaces);
+        }
+        println!("lab {} ({}) is down in {} ms", r.id, r.name, t.elapsed().as_millis());
+    }
+    Ok(EXIT_OK)
+}
+
+fn status(json: bool) -> Result<i32, i32> {
+    let labs = registry::list();
+    if json {
+        let v: Vec<_> = labs
+            .iter()
+            .map(|r| {
+                let pending = registry::load_plan(&r.id).map(|p| p.pending).unwrap_or_default();
+                serde_json::json!({"id": r.id, "name": r.name, "file": r.file, "owner_pid": r.owner_pid,
+                    "alive": r.owner_alive(), "state": r.state, "namespaces": r.namespaces.len(), "pending": pending})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(EXIT_OK);
+    }
+    if labs.is_empty() {
+        println!("no labs");
+        return Ok(EXIT_OK);
+    }
+    for r in &labs {
+        let alive = if r.owner_alive() { "running" } else { "dead owner: run `cnlab gc`" };
+        println!("{}  {}  {}  pid {}  {} namespaces  {}", r.id, r.name, r.state, r.owner_pid, r.namespaces.len(), alive);
+        if let Some(f) = &r.file {
+            println!("    file: {f}");
+        }
+        if let Ok(p) = registry::load_plan(&r.id) {
+            for pod in &p.pending {
+                println!("    pending pod {}{}: {}", pod.pod, pod.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default(), pod.reason);
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn trace(from: &str, to: &str, proto: &str, which: Option<&str>, timeout_ms: u64) -> Result<i32, i32> {
+    need_root("trace")?;
+    let proto: crate::topology::model::Proto = serde_yaml_ng::from_str(proto).map_err(|_| {
+        eprintln!("cnlab trace: --proto must be tcp, udp or icmp");
+        EXIT_FAIL
+    })?;
+    parse_origin_or_err(from).map_err(|e| {
+        eprintln!("cnlab trace: {e}");
+        EXIT_FAIL
+    })?;
+    let rec = running::find(which).map_err(|e| {
+        eprintln!("cnlab trace: {e}");
+        EXIT_FAIL
+    })?;
+    let lab = Lab::attach(&rec.id).map_err(|e| {
+        eprintln!("cnlab trace: {e}");
+        EXIT_FAIL
+    })?;
+    let o = crate::check::observe(&lab, "trace", from, to, proto, Duration::from_millis(timeout_ms), true);
+    if let Some(e) = &o.error {
+        eprintln!("cnlab trace: {e}");
+        return Err(EXIT_FAIL);
+    }
+    let out = &o.outcome;
+    println!("{from} → {to} ({}): {}", crate::check::proto_word(proto), out.verdict.as_str());
+    if !out.detail.is_empty() {
+        println!("  detail:    {}", out.detail);
+    }
+    if let Some(l) = out.local {
+        println!("  client:    {l}");
+    }
+    if let Some(s) = out.seen_peer {
+        println!("  server saw {s}{}", if out.local.map(|l| l.ip() == s.ip()).unwrap_or(false) { " (the client's own address)" } else { "" });
+    }
+    if let Some(b) = &out.served_by {
+        println!("  served by  {b}");
+    }
+    let chain = |hops: &[crate::probe::Hop]| {
+        hops.iter()
+            .map(|h| {
+                let mut s = h.point.clone();
+                if let Some(v) = h.vlan {
+                    s.push_str(&format!(" [vlan {v}]"));
+                }
+                if let Some(e) = &h.encap {
+                    s.push_str(&format!(" [{e}]"));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    println!("  request:   {}", if o.request.is_empty() { "(nothing captured)".into() } else { chain(&o.request) });
+    println!("  reply:     {}", if o.reply.is_empty() { "(nothing captured)".into() } else { chain(&o.reply) });
+    Ok(EXIT_OK)
+}
+
+fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i32> {
+    use std::os::unix::process::CommandExt;
+    need_root("shell")?;
+    let rec = running::find(which).map_err(|e| {
+        eprintln!("cnlab shell: {e}");
+        EXIT_FAIL
+    })?;
+    let plan = registry::load_plan(&rec.id).map_err(|e| {
+        eprintln!("cnlab shell: reading the plan of lab {}: {e}", rec.id);
+        EXIT_FAIL
+    })?;
+    let candidates: Vec<usize> = plan
+        .namespaces
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.key == target || n.key.rsplit('/').next() == Some(target) || n.key.strip_prefix("pod/") == Some(target))
+        .map(|(i, _)| i)
+        .collect();
+    let idx = match candidates.as_slice() {
+        [i] => *i,
+        [] => {
+            let keys: Vec<_> = plan.namespaces.iter().map(|n| n.key.as_str()).collect();
+            eprintln!("cnlab shell: no namespace {target} in lab {}; there are: {}", rec.id, keys.join(", "));
+            return Err(EXIT_FAIL);
+        }
+        many => {
+            let keys: Vec<_> = many.iter().map(|i| plan.namespaces[*i].key.as_str()).collect();
+            eprintln!("cnlab shell: {target} is ambiguous: {}", keys.join(", "));
+            return Err(EXIT_FAIL);
+        }
+    };
+    let ns_name = &rec.namespaces[idx];
+    let ns = crate::kernel::NetNs::open(ns_name).map_err(|e| {
+        eprintln!("cnlab shell: {e}");
+        EXIT_FAIL
+    })?;
+    let (prog, args): (String, Vec<String>) = match command.split_first() {
+        Some((p, a)) => (p.clone(), a.to_vec()),
+        None => (std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()), vec![]),
+    };
+    if command.is_empty() {
+        eprintln!("entering {} ({ns_name}); exit to leave", plan.namespaces[idx].key);
+    }
+    let fd = ns.fd().try_clone_to_owned().map_err(|_| EXIT_FAIL)?;
+    let mut cmd = std::process::Command::new(&prog);
+    cmd.args(&args).env("CNLAB_NS", &plan.namespaces[idx].key);
+    // SAFETY: setns is async-signal-safe; it only changes the child's namespace.
+    unsafe {
+        cmd.pre_exec(move || nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+    }
+    let status = cmd.status().map_err(|e| {
+        eprintln!("cnlab shell: running {prog}: {e}");
+        EXIT_FAIL
+    })?;
+    Ok(status.code().unwrap_or(EXIT_FAIL))
+}
+
+fn doctor(backend: BackendArg) -> Result<i32, i32> {
+    need_root("doctor")?;
+    let c = caps::probe().map_err(|e| {
+        eprintln!("cnlab doctor: {e}");
+        EXIT_ENV
+    })?;
+    match caps::choose(&c, backend.into()) {
+        Ok(b) => {
+            print!("{}", caps::render(&c, &b));
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            print!("{}", caps::render(&c, &caps::choose(&c, BackendChoice::Auto).unwrap_or(crate::plan::Backends::PORTABLE)));
+            eprintln!("cnlab doctor: {e}");
+            Err(EXIT_ENV)
+        }
+    }
+}
+
+fn gc_cmd() -> Result<i32, i32> {
+    need_root("gc")?;
+    let r = gc::collect();
+    if r.labs.is_empty() {
+        println!("nothing to collect");
+    } else {
+        println!("removed {} lab(s) ({} namespaces): {}", r.labs.len(), r.namespaces, r.labs.join(", "));
+    }
+    if !r.live.is_empty() {
+        println!("left {} running lab(s) alone: {}", r.live.len(), r.live.join(", "));
+    }
+    Ok(EXIT_OK)
+}

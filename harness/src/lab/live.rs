@@ -1,0 +1,55 @@
+//! Labs alive in this process, so that SIGINT/SIGTERM can tear them down
+//! before the process exits (a `Drop` never runs on a signal).
+
+use std::sync::Mutex;
+
+static LIVE: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
+
+pub fn register(id: &str, namespaces: &[String]) {
+    if let Ok(mut v) = LIVE.lock() {
+        v.push((id.to_string(), namespaces.to_vec()));
+    }
+}
+
+pub fn unregister(id: &str) {
+    if let Ok(mut v) = LIVE.lock() {
+        v.retain(|(i, _)| i != id);
+    }
+}
+
+/// Tears down every lab still registered; returns their ids.
+pub fn teardown_all() -> Vec<String> {
+    let labs = match LIVE.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return Vec::new(),
+    };
+    labs.into_iter()
+        .map(|(id, names)| {
+            super::remove_lab_objects(&id, &names);
+            id
+        })
+        .collect()
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and so in every
+/// thread it starts later) and handles them on a dedicated thread: tear down
+/// every live lab, then exit with 128 + signal. Call first thing in `main`.
+pub fn install_signal_teardown() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if set.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(sig) = set.wait() {
+            let ids = teardown_all();
+            if !ids.is_empty() {
+                eprintln!("cnlab: {sig:?}: tore down lab(s) {}", ids.join(", "));
+            }
+            std::process::exit(128 + sig as i32);
+        }
+    });
+}
