@@ -10,7 +10,8 @@ use crate::check::report::{self, FileResults};
 use crate::kernel::caps::{self, BackendChoice};
 use crate::lab::registry::{self, LabRecord};
 use crate::lab::{self, gc, is_root, Lab, UpOptions};
-use crate::topology::{load_file, parse_origin_or_err, Loaded};
+use crate::topology::expect::parse_origin as parse_origin_or_err;
+use crate::topology::{load_file, Loaded};
 
 const EXIT_OK: i32 = 0;
 const EXIT_FAIL: i32 = 1;

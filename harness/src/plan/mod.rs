@@ -1,12 +1,297 @@
 //! `LabPlan`: the complete list of kernel objects a topology becomes.
+//!
+//! `plan()` is pure: the mock cloud (VPC router, ENIs, security groups), the
+//! nodes, the CNI's pod plumbing, echo servers, probe endpoints and
+//! observation points, decided up front and printable with `render()`.
 
+pub mod agent;
+pub mod cloud;
+pub mod draft;
+pub mod ipam;
+pub mod names;
+pub mod render;
+pub mod sg;
 pub mod types;
 
+pub use render::render;
 pub use types::*;
 
-/// STUB
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PlanError(pub String);
-pub fn plan(_r: &crate::topology::Resolved, _b: Backends) -> Result<LabPlan, PlanError> { todo!() }
-pub fn render(_p: &LabPlan) -> String { todo!() }
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+use crate::topology::model::Cni;
+use crate::topology::Resolved;
+use draft::Draft;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("cni {0} is not implemented yet")]
+    CniNotImplemented(String),
+    #[error("cluster.pod_cidr is required for cni {cni}")]
+    MissingPodCidr { cni: String },
+    #[error("cluster.node_cidr_prefix /{prefix} does not fit pod CIDR {pod_cidr}")]
+    BadNodeCidrPrefix { pod_cidr: Ipv4Net, prefix: u8 },
+    #[error("node {node}: pod CIDR {pod_cidr} has no /{prefix} slice left")]
+    NoPodCidrSlice {
+        node: String,
+        pod_cidr: Ipv4Net,
+        prefix: u8,
+    },
+    #[error("{owner}: unknown vswitch {vswitch:?}")]
+    UnknownVswitch { owner: String, vswitch: String },
+    #[error("{owner}: no free address left on vswitch {vswitch}")]
+    VswitchFull { vswitch: String, owner: String },
+    #[error("{owner}: address {ip} is already used by {other}")]
+    AddressInUse {
+        ip: Ipv4Addr,
+        owner: String,
+        other: String,
+    },
+    #[error("{owner}: unknown security group {sg:?}")]
+    UnknownSecurityGroup { owner: String, sg: String },
+    #[error("security group {sg} rule {rule}: {reason}")]
+    BadPorts {
+        sg: String,
+        rule: usize,
+        reason: String,
+    },
+    #[error("external/{external}: needs a vswitch or internet: true")]
+    ExternalWithoutVswitch { external: String },
+    #[error("route entry {dest}: next hop {next_hop:?} is neither a node nor an ENI address")]
+    UnknownNextHop { dest: Ipv4Net, next_hop: String },
+    #[error("route entry {dest}: next hop {first} and {second} both claim it")]
+    RouteEntryConflict {
+        dest: Ipv4Net,
+        first: String,
+        second: String,
+    },
+    #[error("{ns}: port {port} is served by both {first} and {second}")]
+    PortClash {
+        ns: String,
+        port: u16,
+        first: String,
+        second: String,
+    },
+}
+
+/// Plans the whole lab. Input is assumed validated, but nothing panics: a
+/// problem comes back as a `PlanError` naming the object.
+pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
+    let topo = &r.topo;
+    let cni = topo.cluster.cni;
+    if !matches!(cni, Cni::Flannel | Cni::FlannelVxlan | Cni::TerwayVpc) {
+        return Err(PlanError::CniNotImplemented(cni.as_str().into()));
+    }
+    let mut d = Draft::new(LabPlan {
+        name: topo.name.clone(),
+        cni,
+        proxy: topo.cluster.proxy,
+        backends,
+        namespaces: vec![],
+        veths: vec![],
+        endpoints: vec![],
+        points: vec![],
+        route_entries: vec![],
+        enis: vec![],
+        pending: vec![],
+        notes: vec![],
+    });
+
+    // The cloud: router, instances, hosts outside the cluster.
+    let vpc = cloud::add_vpc(&mut d, topo);
+    let mut book = cloud::AddressBook::default();
+    cloud::claim_pinned(topo, &mut book)?;
+    let mut nodes = Vec::new();
+    for n in &topo.nodes {
+        nodes.push(cloud::add_node(&mut d, vpc, topo, &mut book, n)?);
+    }
+    let mut inet_index = 0;
+    for x in &topo.externals {
+        cloud::add_external(&mut d, vpc, topo, x, &mut inet_index)?;
+    }
+
+    // The CNI: pod addresses, pod plumbing, route entries it needs.
+    let pod_cidr = topo
+        .cluster
+        .pod_cidr
+        .ok_or_else(|| PlanError::MissingPodCidr {
+            cni: cni.as_str().into(),
+        })?;
+    let prefix = topo
+        .cluster
+        .node_cidr_prefix
+        .unwrap_or(ipam::DEFAULT_NODE_CIDR_PREFIX);
+    if topo.cluster.node_cidr_prefix.is_none() {
+        d.plan.notes.push(format!(
+            "cluster.node_cidr_prefix not set: each node gets a /{prefix} of {pod_cidr}"
+        ));
+    }
+    let slices = ipam::node_slices(pod_cidr, prefix, &topo.nodes)?;
+    let placement = ipam::assign(&r.pods, &topo.nodes, &slices)?;
+    for p in &placement.placed {
+        if let Some(ip) = p.ip.filter(|ip| !slices[p.node].contains(ip)) {
+            d.plan.notes.push(format!(
+                "{}: status.podIP {ip} is outside node {}'s pod CIDR slice {}",
+                p.key(),
+                topo.nodes[p.node].name,
+                slices[p.node]
+            ));
+        }
+    }
+    d.plan.pending = placement.pending.clone();
+    let vpc_cidrs = match topo.vpc.cidr {
+        Some(c) => vec![c],
+        None => topo.vpc.vswitches.iter().map(|v| v.cidr).collect(),
+    };
+    let ctx = agent::CniCtx {
+        pod_cidr,
+        slices: &slices,
+        nodes: &nodes,
+        vpc_cidrs,
+    };
+    let wired = agent::program(&mut d, cni, &ctx, &placement)?;
+
+    // VPC route entries: the topology's, then the CNI's.
+    for e in &topo.vpc.route_entries {
+        cloud::add_route_entry(&mut d, &nodes, e.dest, &e.next_hop)?;
+    }
+    for (dest, node) in &wired.route_entries {
+        cloud::add_route_entry(&mut d, &nodes, *dest, node)?;
+    }
+    cloud::program_route_entries(&mut d, vpc);
+    if topo.externals.iter().any(|x| x.internet) {
+        d.ns(vpc).nft = Some(cloud::internet_nft(&[]));
+        if !topo.load_balancers.is_empty() {
+            d.plan
+                .notes
+                .push("load_balancers are not planned yet: internet hosts reach nothing".into());
+        }
+    }
+
+    // Security groups, once every ENI address and route entry is known.
+    for i in 0..d.plan.enis.len() {
+        let eni = d.plan.enis[i].clone();
+        let Some(ns) = d.plan.ns_index(&format!("eni/{}", eni.id)) else {
+            continue;
+        };
+        match sg::eni_nft(topo, &d.plan, &eni)? {
+            Some(script) => d.ns(ns).nft = Some(script),
+            None => d.plan.notes.push(format!(
+                "eni {} ({}) has no security group: nothing filters it",
+                eni.id, eni.instance
+            )),
+        }
+    }
+
+    // Pods as endpoints, observation points and echo servers.
+    for w in &wired.pods {
+        let p = placement.placed.iter().find(|p| p.key() == w.key);
+        let (Some(p), Some(node)) = (p, p.map(|p| &nodes[p.node])) else {
+            continue;
+        };
+        let Some(ip) = p.ip else { continue };
+        d.plan.endpoints.push(Endpoint {
+            id: w.key.clone(),
+            kind: EndpointKind::Pod,
+            ns: w.ns,
+            ip,
+            node: Some(node.name.clone()),
+        });
+        d.plan.points.push(ObsPoint {
+            id: w.key.clone(),
+            aliases: vec![],
+            ns: w.ns,
+            ifname: None,
+        });
+        let hv = format!("host-veth/{}/{}", p.ns, p.name);
+        d.plan.points.push(ObsPoint {
+            id: hv,
+            aliases: vec![],
+            ns: node.ns,
+            ifname: Some(w.host_veth.clone()),
+        });
+    }
+    for p in placement.placed.iter().filter(|p| p.ip.is_none()) {
+        let node = &nodes[p.node];
+        d.plan.endpoints.push(Endpoint {
+            id: p.key(),
+            kind: EndpointKind::Pod,
+            ns: node.ns,
+            ip: node.ip,
+            node: Some(node.name.clone()),
+        });
+    }
+    add_servers(&mut d, r, &placement, &wired, &nodes)?;
+
+    for ns in 0..d.plan.namespaces.len() {
+        if matches!(
+            d.plan.namespaces[ns].kind,
+            Some(NsKind::Vpc | NsKind::Eni | NsKind::Node)
+        ) {
+            d.router_sysctls(ns);
+        }
+    }
+    Ok(d.plan)
+}
+
+fn add_servers(
+    d: &mut Draft,
+    r: &Resolved,
+    placement: &ipam::Placement,
+    wired: &agent::CniOutput,
+    nodes: &[cloud::NodeCtx],
+) -> Result<(), PlanError> {
+    for p in &placement.placed {
+        let ns = match p.ip {
+            Some(_) => match wired.pods.iter().find(|w| w.key == p.key()) {
+                Some(w) => w.ns,
+                None => continue,
+            },
+            None => nodes[p.node].ns,
+        };
+        for c in &r.pods[p.pod].spec.containers {
+            for port in &c.ports {
+                add_server(d, ns, &p.key(), port.container_port)?;
+            }
+        }
+    }
+    for (n, ctx) in r.topo.nodes.iter().zip(nodes) {
+        for port in &n.ports {
+            add_server(d, ctx.ns, &format!("node/{}", n.name), *port)?;
+        }
+    }
+    for x in &r.topo.externals {
+        let key = format!("external/{}", x.name);
+        let Some(ns) = d.plan.ns_index(&key) else {
+            continue;
+        };
+        for port in &x.ports {
+            add_server(d, ns, &key, *port)?;
+        }
+    }
+    Ok(())
+}
+
+/// Echo servers answer TCP and UDP; one identity per port and namespace.
+fn add_server(d: &mut Draft, ns: NsIdx, identity: &str, port: u16) -> Result<(), PlanError> {
+    let key = d.key(ns).to_string();
+    let servers = &mut d.ns(ns).servers;
+    if let Some(s) = servers.iter().find(|s| s.port == port) {
+        if s.identity == identity {
+            return Ok(());
+        }
+        return Err(PlanError::PortClash {
+            ns: key,
+            port,
+            first: s.identity.clone(),
+            second: identity.into(),
+        });
+    }
+    servers.push(ServerPlan {
+        identity: identity.into(),
+        port,
+        tcp: true,
+        udp: true,
+    });
+    Ok(())
+}

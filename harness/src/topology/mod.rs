@@ -1,10 +1,15 @@
 //! The topology a user writes: model, Kubernetes objects, parsing with line
 //! numbers, validation.
 
+pub mod expect;
 pub mod k8s;
+pub mod lines;
 pub mod model;
+pub mod parse;
+pub mod validate;
 
 pub use model::Topology;
+pub use parse::{load_file, load_str, Loaded, Problem, Report};
 
 use k8s::{Pod, PodNetworking, Service};
 
@@ -15,13 +20,4 @@ pub struct Resolved {
     pub pods: Vec<Pod>,
     pub services: Vec<Service>,
     pub podnetworkings: Vec<PodNetworking>,
-}
-
-pub mod expect;
-pub mod parse;
-pub use parse::{load_file, load_str, Loaded, Problem, Report};
-
-/// Checks a probe origin (`pod/<ns>/<name>`, `node/<name>`, `external/<name>`).
-pub fn parse_origin_or_err(s: &str) -> Result<expect::Origin, String> {
-    expect::parse_origin(s)
 }

@@ -253,6 +253,7 @@ pub struct LbBackend {
     pub external: Option<String>,
     #[serde(default)]
     pub node: Option<String>,
+    /// `<ns>/<name>` (`pod/<ns>/<name>` is accepted too).
     #[serde(default)]
     pub pod: Option<String>,
     pub port: u16,

@@ -1,0 +1,112 @@
+//! Flannel on Alibaba Cloud: the `ali-vpc` backend (host-gw style: each
+//! node's subnet is a VPC route entry) and the `vxlan` backend. Pods hang
+//! off the `cni0` bridge (CNI bridge plugin); flannel's ip-masq rules sit in
+//! POSTROUTING.
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{nth, pod_ns, wired, CniCtx, CniOutput, PodWire};
+use crate::plan::cloud::{default_net, host_net, net};
+use crate::plan::draft::Draft;
+use crate::plan::names;
+use crate::plan::types::*;
+
+pub const BRIDGE: &str = "cni0";
+pub const VXLAN_DEV: &str = "flannel.1";
+pub const VXLAN_VNI: u32 = 1;
+pub const VXLAN_PORT: u16 = 4789;
+/// 1500 minus the 50 bytes of VXLAN encapsulation.
+pub const VXLAN_MTU: u32 = 1450;
+
+pub fn program(
+    d: &mut Draft,
+    ctx: &CniCtx<'_>,
+    placement: &crate::plan::ipam::Placement,
+    vxlan: bool,
+) -> CniOutput {
+    let mut out = CniOutput::default();
+    let mtu = vxlan.then_some(VXLAN_MTU);
+    let mut vtep_macs = Vec::new();
+    for (node, slice) in ctx.nodes.iter().zip(ctx.slices) {
+        let ns = node.ns;
+        d.link(ns, BRIDGE, LinkKind::Bridge);
+        d.setting(ns, BRIDGE).mtu = mtu;
+        d.addr(
+            ns,
+            BRIDGE,
+            net(nth(*slice, 1), slice.prefix_len()),
+            Scope::Global,
+        );
+        d.ns(ns).nft = Some(masquerade_nft(ctx.pod_cidr, *slice));
+        if vxlan {
+            let kind = LinkKind::Vxlan {
+                vni: VXLAN_VNI,
+                local: node.ip,
+                port: VXLAN_PORT,
+                dev: Some("eth0".into()),
+                learning: false,
+            };
+            vtep_macs.push(d.link(ns, VXLAN_DEV, kind));
+            d.setting(ns, VXLAN_DEV).mtu = mtu;
+            d.addr(ns, VXLAN_DEV, host_net(nth(*slice, 0)), Scope::Global);
+        } else {
+            out.route_entries.push((*slice, node.name.clone()));
+        }
+    }
+    if vxlan {
+        // What flanneld programs for every other node's lease.
+        for (i, node) in ctx.nodes.iter().enumerate() {
+            for (j, peer) in ctx.nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+                let vtep = nth(ctx.slices[j], 0);
+                d.route(
+                    node.ns,
+                    RoutePlan::via(IpNet::V4(ctx.slices[j]), vtep, VXLAN_DEV, true),
+                );
+                d.ns(node.ns).neighs.push(NeighPlan {
+                    dev: VXLAN_DEV.into(),
+                    ip: vtep,
+                    mac: vtep_macs[j],
+                });
+                d.ns(node.ns).fdbs.push(FdbPlan {
+                    dev: VXLAN_DEV.into(),
+                    mac: vtep_macs[j],
+                    dst: peer.ip,
+                });
+            }
+        }
+    }
+    for (p, ip) in wired(placement) {
+        let node = &ctx.nodes[p.node];
+        let slice = ctx.slices[p.node];
+        let ns = pod_ns(d, p);
+        let key = p.key();
+        let host_veth = names::flannel_veth(&key);
+        d.veth(node.ns, &host_veth, ns, "eth0");
+        let s = d.setting(node.ns, &host_veth);
+        s.master = Some(BRIDGE.into());
+        s.mtu = mtu;
+        d.setting(ns, "eth0").mtu = mtu;
+        d.addr(ns, "eth0", net(ip, slice.prefix_len()), Scope::Global);
+        d.route(
+            ns,
+            RoutePlan::via(default_net(), nth(slice, 1), "eth0", false),
+        );
+        out.pods.push(PodWire { key, ns, host_veth });
+    }
+    out
+}
+
+/// Flannel's ip-masq rules, in order (pod CIDR `P`, this node's subnet `S`):
+/// pod→pod untouched; pod→outside masqueraded (multicast excepted);
+/// outside→this node's pods untouched; outside→another node's pod subnet
+/// masqueraded (the one K7/K10 depend on).
+pub fn masquerade_nft(pod_cidr: Ipv4Net, slice: Ipv4Net) -> String {
+    let (p, s) = (pod_cidr, slice);
+    format!(
+        "table ip cnlab_flannel {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    \
+         ip saddr {p} ip daddr {p} counter return comment \"flannel: pod to pod\"\n    \
+         ip saddr {p} ip daddr != 224.0.0.0/4 counter masquerade comment \"flannel: pod to outside\"\n    \
+         ip saddr != {p} ip daddr {s} counter return comment \"flannel: outside to this node's pods\"\n    \
+         ip saddr != {p} ip daddr {p} counter masquerade comment \"flannel: outside to another node's pods\"\n  }}\n}}\n"
+    )
+}

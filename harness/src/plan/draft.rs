@@ -1,0 +1,164 @@
+//! `Draft`: a `LabPlan` under construction, with the bookkeeping that keeps
+//! namespace suffixes and MACs unique.
+
+use std::collections::HashSet;
+
+use super::names::{self, ShortNames};
+use super::types::*;
+
+pub struct Draft {
+    pub plan: LabPlan,
+    shorts: ShortNames,
+    macs: HashSet<[u8; 6]>,
+}
+
+impl Draft {
+    pub fn new(plan: LabPlan) -> Self {
+        Draft {
+            plan,
+            shorts: ShortNames::default(),
+            macs: HashSet::new(),
+        }
+    }
+
+    /// A new namespace; `lo` is brought up in every one.
+    pub fn add_ns(&mut self, key: &str, kind: NsKind) -> NsIdx {
+        let short = self.shorts.alloc(key);
+        self.plan.namespaces.push(NsPlan {
+            key: key.into(),
+            short,
+            kind: Some(kind),
+            ..Default::default()
+        });
+        let idx = self.plan.namespaces.len() - 1;
+        self.up(idx, "lo");
+        idx
+    }
+
+    pub fn ns(&mut self, idx: NsIdx) -> &mut NsPlan {
+        &mut self.plan.namespaces[idx]
+    }
+
+    pub fn key(&self, idx: NsIdx) -> &str {
+        &self.plan.namespaces[idx].key
+    }
+
+    /// Deterministic MAC for `ifname` in namespace `ns`, unique in the lab.
+    pub fn mac(&mut self, ns: NsIdx, ifname: &str) -> [u8; 6] {
+        let key = self.plan.namespaces[ns].key.clone();
+        let mut salt = 0;
+        loop {
+            let m = names::mac(&key, ifname, salt);
+            if self.macs.insert(m) {
+                return m;
+            }
+            salt += 1;
+        }
+    }
+
+    /// A veth pair, both ends up. Returns the MACs of end a and end b.
+    pub fn veth(&mut self, a: NsIdx, a_name: &str, b: NsIdx, b_name: &str) -> ([u8; 6], [u8; 6]) {
+        let ma = self.mac(a, a_name);
+        let mb = self.mac(b, b_name);
+        self.plan.veths.push(VethPlan {
+            a: VethEnd {
+                ns: a,
+                name: a_name.into(),
+                mac: Some(ma),
+            },
+            b: VethEnd {
+                ns: b,
+                name: b_name.into(),
+                mac: Some(mb),
+            },
+        });
+        self.up(a, a_name);
+        self.up(b, b_name);
+        (ma, mb)
+    }
+
+    /// A link created inside `ns` (bridge, vxlan, …), brought up.
+    pub fn link(&mut self, ns: NsIdx, name: &str, kind: LinkKind) -> [u8; 6] {
+        let mac = self.mac(ns, name);
+        self.ns(ns).links.push(LinkPlan {
+            name: name.into(),
+            kind,
+            mac: Some(mac),
+        });
+        self.up(ns, name);
+        mac
+    }
+
+    /// The setting of `name` in `ns`, created `up` if absent.
+    pub fn setting(&mut self, ns: NsIdx, name: &str) -> &mut LinkSetting {
+        let settings = &mut self.plan.namespaces[ns].link_settings;
+        let pos = match settings.iter().position(|s| s.name == name) {
+            Some(p) => p,
+            None => {
+                settings.push(LinkSetting {
+                    name: name.into(),
+                    master: None,
+                    mtu: None,
+                    up: true,
+                });
+                settings.len() - 1
+            }
+        };
+        &mut settings[pos]
+    }
+
+    pub fn up(&mut self, ns: NsIdx, name: &str) {
+        self.setting(ns, name).up = true;
+    }
+
+    /// `path` is under /proc/sys, so a link name keeps its dots
+    /// (`net/ipv4/conf/flannel.1/rp_filter`); the first value set wins.
+    pub fn sysctl(&mut self, ns: NsIdx, path: &str, value: &str) {
+        let sysctls = &mut self.ns(ns).sysctls;
+        if !sysctls.iter().any(|(p, _)| p == path) {
+            sysctls.push((path.into(), value.into()));
+        }
+    }
+
+    pub fn addr(&mut self, ns: NsIdx, dev: &str, addr: ipnet::IpNet, scope: Scope) {
+        self.ns(ns).addrs.push(AddrPlan {
+            dev: dev.into(),
+            addr,
+            scope,
+            noprefixroute: false,
+        });
+    }
+
+    pub fn route(&mut self, ns: NsIdx, route: RoutePlan) {
+        self.ns(ns).routes.push(route);
+    }
+
+    /// Every link that will exist in `ns` (own links and veth ends), `lo` excluded.
+    pub fn link_names(&self, ns: NsIdx) -> Vec<String> {
+        let mut names: Vec<String> = self.plan.namespaces[ns]
+            .links
+            .iter()
+            .map(|l| l.name.clone())
+            .collect();
+        for v in &self.plan.veths {
+            for end in [&v.a, &v.b] {
+                if end.ns == ns {
+                    names.push(end.name.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// `ip_forward=1` and `rp_filter=0` on all, default and every link: the
+    /// effective rp_filter is max(all, link), and links created before
+    /// `default` was set keep the value inherited from the host.
+    pub fn router_sysctls(&mut self, ns: NsIdx) {
+        self.sysctl(ns, "net/ipv4/ip_forward", "1");
+        self.sysctl(ns, "net/ipv4/conf/all/rp_filter", "0");
+        self.sysctl(ns, "net/ipv4/conf/default/rp_filter", "0");
+        for name in self.link_names(ns) {
+            self.sysctl(ns, &format!("net/ipv4/conf/{name}/rp_filter"), "0");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! `cnlab plan` output: the plan as a network engineer reads it, in
+//! `ip`/`bridge`/`nft` vocabulary, one block per namespace.
+
+use std::fmt::Write;
+
+use super::names::mac_str;
+use super::types::*;
+
+pub fn render(p: &LabPlan) -> String {
+    let mut o = String::new();
+    let b = p.backends;
+    let _ = writeln!(
+        o,
+        "# lab {}: cni {}, proxy {}, backends vlan={} ipvlan={} dummy={} ipvs={}",
+        p.name,
+        p.cni.as_str(),
+        if p.proxy == crate::topology::model::ProxyMode::Ipvs {
+            "ipvs"
+        } else {
+            "iptables"
+        },
+        if b.vlan_devices { "8021q" } else { "bpf" },
+        if b.ipvlan { "ipvlan" } else { "macvlan" },
+        if b.dummy { "dummy" } else { "bridge" },
+        if b.ipvs { "ipvs" } else { "nft" },
+    );
+    for (i, ns) in p.namespaces.iter().enumerate() {
+        render_ns(&mut o, p, i, ns);
+    }
+    section(
+        &mut o,
+        "VPC route entries",
+        p.route_entries
+            .iter()
+            .map(|r| format!("{} -> {} ({})", r.dest, r.next_hop, r.eni)),
+    );
+    section(
+        &mut o,
+        "ENIs",
+        p.enis.iter().map(|e| {
+            let ips: Vec<String> = e.ips.iter().map(|i| i.to_string()).collect();
+            let mut line = format!(
+                "{} {} mac {} {} ips {} sgs [{}] instance {}",
+                e.id,
+                role_name(e.role),
+                mac_str(&e.mac),
+                e.vswitch,
+                ips.join(","),
+                e.security_groups.join(","),
+                e.instance
+            );
+            if let (Some(v), Some(t)) = (e.vlan, &e.trunk) {
+                line += &format!(" vlan {v} trunk {t}");
+            }
+            if let Some(pod) = &e.pod {
+                line += &format!(" pod {pod}");
+            }
+            line
+        }),
+    );
+    section(
+        &mut o,
+        "endpoints",
+        p.endpoints.iter().map(|e| {
+            format!(
+                "{} {} in {}{}",
+                e.id,
+                e.ip,
+                ns_key(p, e.ns),
+                e.node
+                    .as_ref()
+                    .map(|n| format!(" (node {n})"))
+                    .unwrap_or_default()
+            )
+        }),
+    );
+    section(
+        &mut o,
+        "observation points",
+        p.points.iter().map(|pt| {
+            let aliases = if pt.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" (also {})", pt.aliases.join(", "))
+            };
+            format!(
+                "{}{} = {} {}",
+                pt.id,
+                aliases,
+                ns_key(p, pt.ns),
+                pt.ifname.as_deref().unwrap_or("any interface")
+            )
+        }),
+    );
+    section(
+        &mut o,
+        "pending pods",
+        p.pending.iter().map(|pp| {
+            format!(
+                "{}{}: {}",
+                pp.pod,
+                pp.node
+                    .as_ref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default(),
+                pp.reason
+            )
+        }),
+    );
+    section(&mut o, "notes", p.notes.iter().cloned());
+    o
+}
+
+fn role_name(r: EniRole) -> &'static str {
+    match r {
+        EniRole::Primary => "primary",
+        EniRole::Secondary => "secondary",
+        EniRole::Trunk => "trunk",
+        EniRole::Member => "member",
+        EniRole::Pod => "pod",
+        EniRole::External => "external",
+    }
+}
+
+fn ns_key(p: &LabPlan, i: NsIdx) -> &str {
+    p.namespaces.get(i).map(|n| n.key.as_str()).unwrap_or("?")
+}
+
+fn section(o: &mut String, title: &str, lines: impl Iterator<Item = String>) {
+    let lines: Vec<String> = lines.collect();
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\n== {title}");
+    for l in lines {
+        let _ = writeln!(o, "  {l}");
+    }
+}
+
+fn sub(o: &mut String, title: &str, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "  {title}:");
+    for l in lines {
+        let _ = writeln!(o, "    {l}");
+    }
+}
+
+fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
+    let _ = writeln!(o, "\n== {} (cnl-<lab>-{})", ns.key, ns.short);
+    sub(o, "links", ns.links.iter().map(link_line).collect());
+    let veths = p
+        .veths
+        .iter()
+        .filter_map(|v| {
+            let (me, other) = if v.a.ns == i {
+                (&v.a, &v.b)
+            } else if v.b.ns == i {
+                (&v.b, &v.a)
+            } else {
+                return None;
+            };
+            let mac = me
+                .mac
+                .map(|m| format!(" mac {}", mac_str(&m)))
+                .unwrap_or_default();
+            Some(format!(
+                "veth {} <-> {}@{}{mac}",
+                me.name,
+                other.name,
+                ns_key(p, other.ns)
+            ))
+        })
+        .collect();
+    sub(o, "veths", veths);
+    sub(
+        o,
+        "link settings",
+        ns.link_settings
+            .iter()
+            .map(|s| {
+                let mut l = format!("{} {}", s.name, if s.up { "up" } else { "down" });
+                if let Some(m) = &s.master {
+                    l += &format!(" master {m}");
+                }
+                if let Some(m) = s.mtu {
+                    l += &format!(" mtu {m}");
+                }
+                l
+            })
+            .collect(),
+    );
+    sub(
+        o,
+        "addresses",
+        ns.addrs
+            .iter()
+            .map(|a| {
+                let scope = match a.scope {
+                    Scope::Global => "",
+                    Scope::Link => " scope link",
+                    Scope::Host => " scope host",
+                };
+                format!(
+                    "{} dev {}{scope}{}",
+                    a.addr,
+                    a.dev,
+                    if a.noprefixroute {
+                        " noprefixroute"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect(),
+    );
+    sub(o, "routes", ns.routes.iter().map(route_line).collect());
+    sub(o, "rules", ns.rules.iter().map(rule_line).collect());
+    sub(
+        o,
+        "neighbours",
+        ns.neighs
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} dev {} lladdr {} PERMANENT",
+                    n.ip,
+                    n.dev,
+                    mac_str(&n.mac)
+                )
+            })
+            .collect(),
+    );
+    sub(
+        o,
+        "fdb",
+        ns.fdbs
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} dev {} dst {} self permanent",
+                    mac_str(&f.mac),
+                    f.dev,
+                    f.dst
+                )
+            })
+            .collect(),
+    );
+    sub(
+        o,
+        "sysctls",
+        ns.sysctls
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect(),
+    );
+    if let Some(nft) = &ns.nft {
+        sub(o, "nft", nft.lines().map(String::from).collect());
+    }
+    sub(
+        o,
+        "echo servers",
+        ns.servers
+            .iter()
+            .map(|s| {
+                let proto = match (s.tcp, s.udp) {
+                    (true, true) => "tcp+udp",
+                    (true, false) => "tcp",
+                    (false, true) => "udp",
+                    (false, false) => "none",
+                };
+                format!("{proto} {} answers as {}", s.port, s.identity)
+            })
+            .collect(),
+    );
+}
+
+fn link_line(l: &LinkPlan) -> String {
+    let kind = match &l.kind {
+        LinkKind::Bridge => "bridge".to_string(),
+        LinkKind::Dummy => "dummy".to_string(),
+        LinkKind::Macvlan { parent, mode } => format!(
+            "macvlan link {parent} mode {}",
+            format!("{mode:?}").to_lowercase()
+        ),
+        LinkKind::Ipvlan { parent } => format!("ipvlan link {parent} mode l2"),
+        LinkKind::Vxlan {
+            vni,
+            local,
+            port,
+            dev,
+            learning,
+        } => {
+            format!(
+                "vxlan id {vni} local {local} dstport {port}{}{}",
+                dev.as_ref()
+                    .map(|d| format!(" dev {d}"))
+                    .unwrap_or_default(),
+                if *learning { "" } else { " nolearning" }
+            )
+        }
+        LinkKind::Vlan { parent, id } => format!("vlan link {parent} id {id}"),
+    };
+    let mac = l
+        .mac
+        .map(|m| format!(" address {}", mac_str(&m)))
+        .unwrap_or_default();
+    format!("{} type {kind}{mac}", l.name)
+}
+
+pub fn route_line(r: &RoutePlan) -> String {
+    let mut l = match r.kind {
+        RouteType::Unicast => String::new(),
+        RouteType::Local => "local ".into(),
+        RouteType::Blackhole => "blackhole ".into(),
+        RouteType::Unreachable => "unreachable ".into(),
+    };
+    l += &if r.dst.prefix_len() == 0 {
+        "default".to_string()
+    } else {
+        r.dst.to_string()
+    };
+    if let Some(v) = r.via {
+        l += &format!(" via {v}");
+    }
+    if let Some(d) = &r.dev {
+        l += &format!(" dev {d}");
+    }
+    if r.table != TABLE_MAIN {
+        l += &format!(
+            " table {}",
+            if r.table == TABLE_LOCAL {
+                "local".into()
+            } else {
+                r.table.to_string()
+            }
+        );
+    }
+    match r.scope {
+        Scope::Global => {}
+        Scope::Link => l += " scope link",
+        Scope::Host => l += " scope host",
+    }
+    if let Some(s) = r.src {
+        l += &format!(" src {s}");
+    }
+    if let Some(m) = r.metric {
+        l += &format!(" metric {m}");
+    }
+    if r.onlink {
+        l += " onlink";
+    }
+    l
+}
+
+pub fn rule_line(r: &RulePlan) -> String {
+    let mut l = format!(
+        "{}: from {}",
+        r.priority,
+        r.from
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| "all".into())
+    );
+    if let Some(t) = r.to {
+        l += &format!(" to {t}");
+    }
+    if let Some(i) = &r.iif {
+        l += &format!(" iif {i}");
+    }
+    if let Some(i) = &r.oif {
+        l += &format!(" oif {i}");
+    }
+    if let Some((m, mask)) = r.fwmark {
+        l += &format!(" fwmark {m:#x}/{mask:#x}");
+    }
+    l += &format!(
+        " lookup {}",
+        if r.table == TABLE_MAIN {
+            "main".into()
+        } else {
+            r.table.to_string()
+        }
+    );
+    l
+}

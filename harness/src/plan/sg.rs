@@ -1,0 +1,245 @@
+//! Security groups as nftables in each ENI namespace (table `inet cnlab_sg`).
+//!
+//! Stateful per ENI: each ENI namespace has its own conntrack, so a reply
+//! that enters through a different ENI than its request left from is a new
+//! flow there — exactly Alibaba's behaviour.
+
+use ipnet::Ipv4Net;
+
+use super::types::{EniRecord, LabPlan};
+use super::PlanError;
+use crate::topology::model::{Action, Direction, PortSpec, Proto, SecurityGroup, SgRule, Topology};
+
+/// Inclusive port ranges; `None` means every port.
+pub type PortRanges = Option<Vec<(u16, u16)>>;
+
+/// `80`, `"80"`, `"8000-9000"`, `"80,443"`, Alibaba's `"80/80"` and `"-1/-1"` (all).
+pub fn parse_ports(spec: &PortSpec) -> Result<PortRanges, String> {
+    let text = match spec {
+        PortSpec::Number(n) => return Ok(Some(vec![(*n, *n)])),
+        PortSpec::Text(t) => t.trim(),
+    };
+    if text == "-1/-1" || text == "all" || text.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once(['-', '/']) {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: u16 = lo
+            .parse()
+            .map_err(|_| format!("bad port {lo:?} in {text:?}"))?;
+        let hi: u16 = hi
+            .parse()
+            .map_err(|_| format!("bad port {hi:?} in {text:?}"))?;
+        if lo == 0 || lo > hi {
+            return Err(format!("bad port range {part:?} in {text:?}"));
+        }
+        out.push((lo, hi));
+    }
+    Ok(Some(out))
+}
+
+/// The nft script of one ENI namespace, or `None` when the ENI has no
+/// security group (then nothing filters it; a note says so).
+pub fn eni_nft(
+    topo: &Topology,
+    plan: &LabPlan,
+    eni: &EniRecord,
+) -> Result<Option<String>, PlanError> {
+    if eni.security_groups.is_empty() {
+        return Ok(None);
+    }
+    let mut groups: Vec<(usize, &SecurityGroup)> = Vec::new();
+    for id in &eni.security_groups {
+        let pos = topo.vpc.security_groups.iter().position(|s| &s.id == id);
+        let pos = pos.ok_or_else(|| PlanError::UnknownSecurityGroup {
+            owner: format!("eni/{}", eni.id),
+            sg: id.clone(),
+        })?;
+        groups.push((pos, &topo.vpc.security_groups[pos]));
+    }
+
+    let mut s = String::from("table inet cnlab_sg {\n");
+    let inner: Vec<&(usize, &SecurityGroup)> = groups
+        .iter()
+        .filter(|(_, g)| g.inner_access != Some(Action::Drop))
+        .collect();
+    for (pos, g) in &inner {
+        let members = group_addresses(plan, &g.id);
+        s += &format!("  set grp_{pos} {{\n    comment \"members of {}\"\n    type ipv4_addr\n    flags interval\n", g.id);
+        if !members.is_empty() {
+            let items: Vec<String> = members
+                .iter()
+                .map(|n| {
+                    if n.prefix_len() == 32 {
+                        n.addr().to_string()
+                    } else {
+                        n.to_string()
+                    }
+                })
+                .collect();
+            s += &format!("    elements = {{ {} }}\n", items.join(", "));
+        }
+        s += "  }\n";
+    }
+    s += "  chain forward {\n    type filter hook forward priority 0; policy accept;\n";
+    s += "    ct state established,related accept\n";
+    s += "    iifname \"inst\" jump egress\n";
+    s += "    iifname \"vpc\" jump ingress\n  }\n";
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let (chain, peer, default) = match dir {
+            Direction::Ingress => (
+                "ingress",
+                "saddr",
+                "counter drop comment \"default ingress drop\"",
+            ),
+            Direction::Egress => (
+                "egress",
+                "daddr",
+                "counter accept comment \"default egress accept\"",
+            ),
+        };
+        s += &format!("  chain {chain} {{\n");
+        for line in ordered_rules(&groups, dir)? {
+            s += &format!("    {line}\n");
+        }
+        for (pos, g) in &inner {
+            s += &format!(
+                "    ip {peer} @grp_{pos} counter accept comment \"{} inner_access\"\n",
+                g.id
+            );
+        }
+        s += &format!("    {default}\n  }}\n");
+    }
+    s += "}\n";
+    Ok(Some(s))
+}
+
+/// Rules of `dir` from every group, lower priority first, drop before
+/// accept at equal priority, otherwise in the order written.
+fn ordered_rules(
+    groups: &[(usize, &SecurityGroup)],
+    dir: Direction,
+) -> Result<Vec<String>, PlanError> {
+    let mut picked: Vec<(u8, u8, String)> = Vec::new();
+    for (_, g) in groups {
+        for (i, r) in g
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.direction == dir)
+        {
+            let tie = if r.action == Action::Drop { 0 } else { 1 };
+            picked.push((r.priority.unwrap_or(1), tie, rule_line(&g.id, i, r)?));
+        }
+    }
+    picked.sort_by_key(|(p, t, _)| (*p, *t));
+    Ok(picked.into_iter().map(|(_, _, l)| l).collect())
+}
+
+fn rule_line(sg: &str, index: usize, r: &SgRule) -> Result<String, PlanError> {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(c) = r.cidr.filter(|c| c.prefix_len() > 0) {
+        let peer = if r.direction == Direction::Ingress {
+            "saddr"
+        } else {
+            "daddr"
+        };
+        parts.push(format!("ip {peer} {c}"));
+    }
+    match r.proto {
+        Proto::Tcp | Proto::Udp => {
+            parts.push(format!(
+                "meta l4proto {}",
+                if r.proto == Proto::Tcp { "tcp" } else { "udp" }
+            ));
+            let ranges = match &r.ports {
+                Some(p) => parse_ports(p).map_err(|reason| PlanError::BadPorts {
+                    sg: sg.into(),
+                    rule: index,
+                    reason,
+                })?,
+                None => None,
+            };
+            if let Some(ranges) = ranges {
+                let items: Vec<String> = ranges
+                    .iter()
+                    .map(|(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                parts.push(format!("th dport {{ {} }}", items.join(", ")));
+            }
+        }
+        Proto::Icmp => parts.push("meta l4proto icmp".into()),
+        Proto::All => {}
+    }
+    parts.push("counter".into());
+    parts.push(
+        if r.action == Action::Accept {
+            "accept"
+        } else {
+            "drop"
+        }
+        .into(),
+    );
+    parts.push(format!("comment \"{sg} rule {index}\""));
+    Ok(parts.join(" "))
+}
+
+/// Every address of every ENI in group `sg`: its private IPs and the VPC
+/// route entries pointing at it (a node's pod CIDR slice), overlaps merged
+/// (nft rejects overlapping intervals).
+pub fn group_addresses(plan: &LabPlan, sg: &str) -> Vec<Ipv4Net> {
+    let mut nets: Vec<Ipv4Net> = Vec::new();
+    for e in plan
+        .enis
+        .iter()
+        .filter(|e| e.security_groups.iter().any(|g| g == sg))
+    {
+        nets.extend(e.ips.iter().map(|ip| Ipv4Net::from(*ip)));
+        nets.extend(
+            plan.route_entries
+                .iter()
+                .filter(|r| r.eni == e.id)
+                .map(|r| r.dest),
+        );
+    }
+    Ipv4Net::aggregate(&nets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_in_every_written_form() {
+        assert_eq!(
+            parse_ports(&PortSpec::Number(80)).unwrap(),
+            Some(vec![(80, 80)])
+        );
+        assert_eq!(
+            parse_ports(&PortSpec::Text("80,443".into())).unwrap(),
+            Some(vec![(80, 80), (443, 443)])
+        );
+        assert_eq!(
+            parse_ports(&PortSpec::Text("8000-9000".into())).unwrap(),
+            Some(vec![(8000, 9000)])
+        );
+        assert_eq!(
+            parse_ports(&PortSpec::Text("22/22".into())).unwrap(),
+            Some(vec![(22, 22)])
+        );
+        assert_eq!(parse_ports(&PortSpec::Text("-1/-1".into())).unwrap(), None);
+        assert!(parse_ports(&PortSpec::Text("90-80".into())).is_err());
+        assert!(parse_ports(&PortSpec::Text("http".into())).is_err());
+    }
+}

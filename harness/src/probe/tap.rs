@@ -1,0 +1,240 @@
+//! Taps: one AF_PACKET socket per namespace (opened inside it, with a
+//! TPACKET_V2 ring that timestamps each frame on delivery), all read by one
+//! thread until `stop`, every IPv4 frame decoded into a `Capture`.
+//!
+//! The kernel moves a received 802.1Q tag out of the frame into metadata
+//! before taps see it; the ring header hands it back (`tp_vlan_tci`, like
+//! PACKET_AUXDATA). Frames sent with the tag inline still carry it in the
+//! bytes; both are reported.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::decode::decode_frame;
+use super::{sys, ProbeError};
+use crate::kernel::NetNs;
+
+pub use super::hops::{hops, Hop};
+pub use super::sys::send_raw_frame;
+
+/// Packets seen on `ifname` (None: any interface) of a namespace are hop `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapPoint {
+    pub id: String,
+    pub ifname: Option<String>,
+}
+
+/// One IPv4 packet a tap saw (the inner flow for VXLAN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// Kernel receive/transmit time, ns since the Unix epoch.
+    pub ts_ns: u128,
+    pub ns: String,
+    pub ifname: String,
+    pub outgoing: bool,
+    pub point: String,
+    pub vlan: Option<u16>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub icmp_id: Option<u16>,
+    pub encap: Option<String>,
+    pub tcp_flags: Option<u8>,
+    pub icmp_type: Option<u8>,
+    /// IPv4 identification (ties one packet's captures together).
+    pub ip_id: u16,
+}
+
+/// Running taps; `stop` returns what they saw (dropping them discards it).
+pub struct Taps {
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<Vec<Capture>>>,
+}
+
+/// The tap of one namespace.
+struct NsTap {
+    ns: String,
+    ring: sys::PacketRing,
+    points: Vec<TapPoint>,
+    ifnames: HashMap<i32, String>,
+}
+
+impl NsTap {
+    /// The point a frame on `ifindex` belongs to: the one naming the
+    /// interface, else the namespace-wide one.
+    fn point_of(&mut self, ifindex: i32) -> Option<(String, String)> {
+        if !self.ifnames.contains_key(&ifindex) {
+            let name = sys::ifname_of(self.ring.raw_fd(), ifindex)
+                .unwrap_or_else(|_| format!("if{ifindex}"));
+            self.ifnames.insert(ifindex, name);
+        }
+        let ifname = self.ifnames.get(&ifindex)?.clone();
+        let point = self
+            .points
+            .iter()
+            .find(|p| p.ifname.as_deref() == Some(ifname.as_str()))
+            .or_else(|| self.points.iter().find(|p| p.ifname.is_none()))?;
+        Some((point.id.clone(), ifname))
+    }
+}
+
+/// Most frames read from one tap per round, so a busy namespace does not
+/// starve the others.
+const BATCH: usize = 512;
+const POLL_MS: i32 = 20;
+
+impl Taps {
+    /// Opens a tap in every namespace that has points and starts reading.
+    pub fn open(targets: &[(&NetNs, Vec<TapPoint>)]) -> Result<Taps, ProbeError> {
+        let mut taps: Vec<NsTap> = Vec::new();
+        for (ns, points) in targets {
+            if points.is_empty() {
+                continue;
+            }
+            if let Some(t) = taps.iter_mut().find(|t| t.ns == ns.name()) {
+                t.points.extend(points.iter().cloned());
+                continue;
+            }
+            let tap_err = |what: String, source| ProbeError::Tap {
+                ns: ns.name().to_string(),
+                what,
+                source,
+            };
+            let ring = ns
+                .run(sys::PacketRing::open)?
+                .map_err(|e| tap_err("opening an AF_PACKET ring".into(), e))?;
+            taps.push(NsTap {
+                ns: ns.name().to_string(),
+                ring,
+                points: points.clone(),
+                ifnames: HashMap::new(),
+            });
+        }
+        // A point on an interface that does not exist would silently see nothing.
+        for (ns, points) in targets {
+            for p in points {
+                if let Some(ifname) = &p.ifname {
+                    ns.run(|| sys::ifindex_of(ifname))?
+                        .map_err(|source| ProbeError::Tap {
+                            ns: ns.name().to_string(),
+                            what: format!("point {}: interface {ifname}", p.id),
+                            source,
+                        })?;
+                }
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let reader = std::thread::Builder::new()
+            .name("cnlab-tap".into())
+            .spawn(move || read_until_stopped(taps, &flag))
+            .map_err(|source| ProbeError::Runtime {
+                what: "starting the tap reader",
+                source,
+            })?;
+        Ok(Taps {
+            stop,
+            reader: Some(reader),
+        })
+    }
+
+    /// Stops reading (after taking what is already queued) and returns every
+    /// capture, ordered by time.
+    pub fn stop(mut self) -> Vec<Capture> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Vec<Capture> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Taps {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn read_until_stopped(mut taps: Vec<NsTap>, stop: &AtomicBool) -> Vec<Capture> {
+    let mut out = Vec::new();
+    let fds: Vec<RawFd> = taps.iter().map(|t| t.ring.raw_fd()).collect();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let ready = if stopping {
+            (0..taps.len()).collect()
+        } else {
+            match sys::poll_readable(&fds, POLL_MS) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("polling taps: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(POLL_MS as u64));
+                    Vec::new()
+                }
+            }
+        };
+        for i in ready {
+            // When stopping, drain completely; otherwise take a batch.
+            let limit = if stopping { usize::MAX } else { BATCH };
+            drain(&mut taps[i], &mut out, limit);
+        }
+        if stopping {
+            break;
+        }
+    }
+    out.sort_by_key(|c| c.ts_ns);
+    out
+}
+
+fn drain(tap: &mut NsTap, out: &mut Vec<Capture>, limit: usize) {
+    for _ in 0..limit {
+        let mut seen = None;
+        if !tap.ring.next_frame(|bytes, frame| {
+            seen = decode_frame(bytes).map(|d| {
+                (
+                    d,
+                    frame.ifindex,
+                    frame.outgoing,
+                    frame.ts_ns,
+                    frame.vlan_tci,
+                )
+            })
+        }) {
+            return;
+        }
+        let Some((d, ifindex, outgoing, ts_ns, vlan_tci)) = seen else {
+            continue;
+        };
+        let Some((point, ifname)) = tap.point_of(ifindex) else {
+            continue;
+        };
+        out.push(Capture {
+            ts_ns,
+            ns: tap.ns.clone(),
+            ifname,
+            outgoing,
+            point,
+            // A tag in metadata is the outer one; an inline tag comes after it.
+            vlan: vlan_tci.map(|tci| tci & 0x0fff).or(d.vlan),
+            src: d.src,
+            dst: d.dst,
+            proto: d.proto,
+            sport: d.sport,
+            dport: d.dport,
+            icmp_id: d.icmp_id,
+            encap: d.encap,
+            tcp_flags: d.tcp_flags,
+            icmp_type: d.icmp_type,
+            ip_id: d.ip_id,
+        });
+    }
+}

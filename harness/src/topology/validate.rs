@@ -1,0 +1,1067 @@
+//! Checks a parsed topology as a whole: names, references, CIDRs, addresses,
+//! security group rules, versions and expectations. Every problem is
+//! collected; nothing stops at the first one.
+
+use super::expect::{
+    parse_origin, parse_point, parse_source, parse_target, EniRef, Origin, Point, ServiceVia,
+    SourceExpect, Target,
+};
+use super::k8s::{Pod, Service};
+use super::lines::{is_within, join_index, join_key, split, LineMap, Seg};
+use super::model::*;
+use super::parse::{KubeIndex, Problem};
+use super::Resolved;
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The CCM annotation that makes a Service reuse an existing CLB.
+pub const LB_ID_ANNOTATION: &str = "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-id";
+
+// ---------------------------------------------------------------- reusable parsers
+
+/// A Kubernetes version, `1.24` or `v1.30.2` (a vendor suffix such as
+/// `1.24.6-aliyun.1` is accepted and dropped). Ordered by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubeVersion {
+    pub fn new(major: u32, minor: u32, patch: u32) -> KubeVersion {
+        KubeVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<KubeVersion, String> {
+        let bad = || format!("{s:?} is not a Kubernetes version (like \"1.24\" or \"v1.30.2\")");
+        let t = s.trim();
+        let t = t.strip_prefix(['v', 'V']).unwrap_or(t);
+        let core = t.split(['-', '+']).next().unwrap_or("");
+        let nums: Vec<&str> = core.split('.').collect();
+        if !(2..=3).contains(&nums.len()) {
+            return Err(bad());
+        }
+        let mut parsed = [0u32; 3];
+        for (slot, n) in parsed.iter_mut().zip(&nums) {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            *slot = n.parse().map_err(|_| bad())?;
+        }
+        if parsed[0] != 1 {
+            return Err(format!("{s:?}: only Kubernetes 1.x is modelled"));
+        }
+        Ok(KubeVersion::new(parsed[0], parsed[1], parsed[2]))
+    }
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Port ranges of a security group rule: `80`, `"80"`, `"8000-9000"`,
+/// `"80,443"` (the Alibaba console's `"8000/9000"` is accepted too). Each
+/// range is inclusive, ports 1..=65535, low ≤ high.
+pub fn parse_ports(spec: &PortSpec) -> Result<Vec<(u16, u16)>, String> {
+    let one = |t: &str| -> Result<u16, String> {
+        match t.trim().parse::<u16>() {
+            Ok(p) if p >= 1 => Ok(p),
+            _ => Err(format!("port {:?} is not a number in 1..=65535", t.trim())),
+        }
+    };
+    match spec {
+        PortSpec::Number(n) => Ok(vec![(one(&n.to_string())?, *n)]),
+        PortSpec::Text(text) => {
+            if text.trim().is_empty() {
+                return Err(
+                    "ports are empty (write e.g. \"80\", \"8000-9000\" or \"80,443\")".into(),
+                );
+            }
+            text.split(',')
+                .map(|part| {
+                    let (lo, hi) = match part.split_once(['-', '/']) {
+                        Some((lo, hi)) => (one(lo)?, one(hi)?),
+                        None => {
+                            let p = one(part)?;
+                            (p, p)
+                        }
+                    };
+                    if lo > hi {
+                        return Err(format!("port range {:?} runs backwards", part.trim()));
+                    }
+                    Ok((lo, hi))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Alibaba reserves the network address and the last three addresses of
+/// every vSwitch (.0, .253, .254, .255 of a /24).
+pub fn is_reserved(vswitch: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    let ip = u32::from(ip);
+    ip == u32::from(vswitch.network()) || ip >= u32::from(vswitch.broadcast()).saturating_sub(2)
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+// ---------------------------------------------------------------- the validator
+
+/// Every problem in `r`, each with its YAML path and line.
+pub fn validate(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
+    validate_with(r, lines, &[])
+}
+
+/// As `validate`, skipping checks that would read a value at one of the
+/// `broken` paths (values the parser could not read and replaced by a
+/// placeholder).
+pub(crate) fn validate_with(r: &Resolved, lines: &LineMap, broken: &[String]) -> Vec<Problem> {
+    let topo = &r.topo;
+    let mut v = V {
+        r,
+        lines,
+        broken,
+        out: Vec::new(),
+        kix: KubeIndex::of(topo),
+        nodes: index(topo.nodes.iter().map(|n| n.name.clone())),
+        externals: index(topo.externals.iter().map(|e| e.name.clone())),
+        vswitches: index(topo.vpc.vswitches.iter().map(|s| s.id.clone())),
+        sgs: index(topo.vpc.security_groups.iter().map(|s| s.id.clone())),
+        lbs: index(topo.load_balancers.iter().map(|l| l.id.clone())),
+        pods: index(r.pods.iter().map(pod_key)),
+        services: index(r.services.iter().map(svc_key)),
+        taken: Vec::new(),
+    };
+    v.top();
+    v.cluster();
+    v.vpc();
+    v.security_groups();
+    v.nodes();
+    v.externals();
+    v.load_balancers();
+    v.pods();
+    v.services();
+    v.podnetworkings();
+    v.expectations();
+    v.out
+}
+
+fn pod_key(p: &Pod) -> String {
+    format!("{}/{}", p.metadata.ns(), p.metadata.name)
+}
+
+fn svc_key(s: &Service) -> String {
+    format!("{}/{}", s.metadata.ns(), s.metadata.name)
+}
+
+/// Name → index of its first occurrence.
+fn index(names: impl Iterator<Item = String>) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for (i, n) in names.enumerate() {
+        m.entry(n).or_insert(i);
+    }
+    m
+}
+
+struct V<'a> {
+    r: &'a Resolved,
+    lines: &'a LineMap,
+    broken: &'a [String],
+    out: Vec<Problem>,
+    kix: KubeIndex,
+    nodes: HashMap<String, usize>,
+    externals: HashMap<String, usize>,
+    vswitches: HashMap<String, usize>,
+    sgs: HashMap<String, usize>,
+    lbs: HashMap<String, usize>,
+    pods: HashMap<String, usize>,
+    services: HashMap<String, usize>,
+    /// Addresses handed out so far: (address, who, path).
+    taken: Vec<(Ipv4Addr, String, String)>,
+}
+
+impl<'a> V<'a> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.out.push(Problem::at(self.lines, path, message));
+    }
+
+    /// Whether the value at `path` was read (not a placeholder).
+    fn ok(&self, path: &str) -> bool {
+        !self.broken.iter().any(|b| is_within(path, b))
+    }
+
+    /// `path` with its line, for "first at …" remarks.
+    fn place(&self, path: &str) -> String {
+        match self.lines.line(path) {
+            Some(l) => format!("{path}, line {l}"),
+            None => path.to_string(),
+        }
+    }
+
+    fn pod_path(&self, i: usize) -> String {
+        self.kix
+            .pods
+            .get(i)
+            .map(|k| join_index("kubernetes", *k))
+            .unwrap_or_else(|| "kubernetes".into())
+    }
+
+    fn svc_path(&self, i: usize) -> String {
+        self.kix
+            .services
+            .get(i)
+            .map(|k| join_index("kubernetes", *k))
+            .unwrap_or_else(|| "kubernetes".into())
+    }
+
+    fn pn_path(&self, i: usize) -> String {
+        self.kix
+            .podnetworkings
+            .get(i)
+            .map(|k| join_index("kubernetes", *k))
+            .unwrap_or_else(|| "kubernetes".into())
+    }
+
+    /// Reports empty and repeated names; `items` are (name, path of the name).
+    fn unique(&mut self, what: &str, items: Vec<(String, String)>) {
+        let mut first: HashMap<String, String> = HashMap::new();
+        for (name, path) in items {
+            if !self.ok(&path) {
+                continue;
+            }
+            if name.is_empty() || name.ends_with('/') {
+                self.err(&path, format!("the {what} name must not be empty"));
+                continue;
+            }
+            match first.get(&name) {
+                Some(at) => {
+                    let at = self.place(at);
+                    self.err(&path, format!("duplicate {what} {name:?} (first at {at})"));
+                }
+                None => {
+                    first.insert(name, path);
+                }
+            }
+        }
+    }
+
+    /// Whether some item of the list at `list` could not be read far enough
+    /// to know its name (at `key` inside the item): references to names of
+    /// that list cannot be checked then.
+    fn incomplete(&self, list: &str, key: &[&str]) -> bool {
+        let list = split(list);
+        self.broken.iter().any(|b| {
+            let b = split(b);
+            if b.len() < list.len() || b[..list.len()] != list[..] {
+                return false;
+            }
+            let rest = &b[list.len()..];
+            match rest.split_first() {
+                None => true,
+                Some((Seg::Index(_), inner)) => {
+                    inner.len() <= key.len()
+                        && inner
+                            .iter()
+                            .zip(key)
+                            .all(|(s, k)| matches!(s, Seg::Key(x) if x == k))
+                }
+                Some(_) => false,
+            }
+        })
+    }
+
+    fn need(&mut self, path: &str, what: &str, name: &str, known: bool) {
+        let (list, key): (&str, &[&str]) = match what {
+            "node" => ("nodes", &["name"]),
+            "external" => ("externals", &["name"]),
+            "vswitch" => ("vpc.vswitches", &["id"]),
+            "security group" => ("vpc.security_groups", &["id"]),
+            "load balancer" => ("load_balancers", &["id"]),
+            _ => ("kubernetes", &["metadata", "name"]),
+        };
+        if !known && self.ok(path) && !self.incomplete(list, key) {
+            self.err(path, format!("unknown {what} {name:?}"));
+        }
+    }
+
+    fn need_node(&mut self, path: &str, name: &str) {
+        let known = self.nodes.contains_key(name);
+        self.need(path, "node", name, known);
+    }
+    fn need_pod(&mut self, path: &str, ns: &str, name: &str) {
+        let key = format!("{ns}/{name}");
+        let known = self.pods.contains_key(&key);
+        self.need(path, "pod", &key, known);
+    }
+    fn need_external(&mut self, path: &str, name: &str) {
+        let known = self.externals.contains_key(name);
+        self.need(path, "external", name, known);
+    }
+    fn need_sgs(&mut self, path: &str, ids: &[String]) {
+        for (j, id) in ids.iter().enumerate() {
+            let known = self.sgs.contains_key(id);
+            self.need(&join_index(path, j), "security group", id, known);
+        }
+    }
+
+    /// Claims `ip` for `who`, reporting it when someone has it already.
+    fn claim(&mut self, ip: Ipv4Addr, who: String, path: &str) {
+        if let Some((_, owner, at)) = self.taken.iter().find(|(a, ..)| *a == ip) {
+            let msg = format!("{ip} is already used by {owner} ({})", self.place(at));
+            self.err(path, msg);
+            return;
+        }
+        self.taken.push((ip, who, path.to_string()));
+    }
+
+    /// The vSwitch `id` with a readable CIDR.
+    fn vswitch(&self, id: &str) -> Option<(usize, &'a VSwitch)> {
+        let i = *self.vswitches.get(id)?;
+        let r: &'a Resolved = self.r;
+        let vsw = &r.topo.vpc.vswitches[i];
+        self.ok(&format!("vpc.vswitches[{i}].cidr"))
+            .then_some((i, vsw))
+    }
+
+    /// Checks that `ip` is a usable address of vSwitch `vsw`.
+    fn in_vswitch(&mut self, path: &str, ip: Ipv4Addr, vsw: &VSwitch) -> bool {
+        if !vsw.cidr.contains(&ip) {
+            self.err(
+                path,
+                format!("{ip} is outside vswitch {} ({})", vsw.id, vsw.cidr),
+            );
+            false
+        } else if is_reserved(&vsw.cidr, ip) {
+            self.err(
+                path,
+                format!(
+                    "{ip} is reserved in vswitch {} ({}): Alibaba Cloud reserves the first and the last three addresses",
+                    vsw.id, vsw.cidr
+                ),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    fn aligned(&mut self, path: &str, net: &Ipv4Net) {
+        if net.trunc() != *net && self.ok(path) {
+            self.err(
+                path,
+                format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ sections
+
+    fn top(&mut self) {
+        if self.r.topo.name.trim().is_empty() && self.ok("name") {
+            self.err(
+                "name",
+                "the topology needs a name (it also seeds namespace names)",
+            );
+        }
+    }
+
+    fn cluster(&mut self) {
+        let c = &self.r.topo.cluster;
+        let vpc = self.r.topo.vpc.cidr;
+        if let Err(e) = KubeVersion::parse(&c.kubernetes) {
+            if self.ok("cluster.kubernetes") {
+                self.err("cluster.kubernetes", e);
+            }
+        }
+        if let Some(pod) = c.pod_cidr {
+            self.aligned("cluster.pod_cidr", &pod);
+            if let Some(vpc) = vpc.filter(|v| overlaps(v, &pod)) {
+                self.err(
+                    "cluster.pod_cidr",
+                    format!("pod_cidr {pod} overlaps vpc.cidr {vpc}"),
+                );
+            }
+            if let Some(svc) = c.service_cidr.filter(|s| overlaps(s, &pod)) {
+                self.err(
+                    "cluster.pod_cidr",
+                    format!("pod_cidr {pod} overlaps service_cidr {svc}"),
+                );
+            }
+            if let Some(p) = c.node_cidr_prefix {
+                if p < pod.prefix_len() || p > 30 {
+                    self.err(
+                        "cluster.node_cidr_prefix",
+                        format!(
+                            "node_cidr_prefix /{p} must lie between the pod_cidr's /{} and /30",
+                            pod.prefix_len()
+                        ),
+                    );
+                }
+            }
+        } else if c.cni.uses_pod_cidr() && self.ok("cluster.pod_cidr") {
+            self.err(
+                "cluster.pod_cidr",
+                format!(
+                    "cni {} takes pod addresses from cluster.pod_cidr, which is missing",
+                    c.cni.as_str()
+                ),
+            );
+        }
+        if let Some(svc) = c.service_cidr {
+            self.aligned("cluster.service_cidr", &svc);
+            if let Some(vpc) = vpc.filter(|v| overlaps(v, &svc)) {
+                self.err(
+                    "cluster.service_cidr",
+                    format!("service_cidr {svc} overlaps vpc.cidr {vpc}"),
+                );
+            }
+        } else if !self.r.services.is_empty() && self.ok("cluster.service_cidr") {
+            self.err(
+                "cluster.service_cidr",
+                "the topology has Services but no cluster.service_cidr",
+            );
+        }
+    }
+
+    fn vpc(&mut self) {
+        let vpc = &self.r.topo.vpc;
+        match vpc.cidr {
+            Some(c) => self.aligned("vpc.cidr", &c),
+            None if !vpc.vswitches.is_empty() && self.ok("vpc.cidr") => {
+                self.err("vpc.cidr", "missing vpc.cidr (the VPC's address range)")
+            }
+            None => {}
+        }
+        self.unique(
+            "vswitch",
+            vpc.vswitches
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), format!("vpc.vswitches[{i}].id")))
+                .collect(),
+        );
+        for (i, vsw) in vpc.vswitches.iter().enumerate() {
+            let path = format!("vpc.vswitches[{i}].cidr");
+            if !self.ok(&path) {
+                continue;
+            }
+            self.aligned(&path, &vsw.cidr);
+            if vsw.cidr.prefix_len() > 29 {
+                self.err(
+                    &path,
+                    format!(
+                        "vswitch cidr {} is too small (Alibaba vSwitches are /16 to /29)",
+                        vsw.cidr
+                    ),
+                );
+            }
+            if let Some(vc) = vpc.cidr {
+                if !vc.contains(&vsw.cidr) {
+                    self.err(
+                        &path,
+                        format!("vswitch cidr {} is outside vpc.cidr {vc}", vsw.cidr),
+                    );
+                }
+            }
+            for (j, other) in vpc.vswitches[..i].iter().enumerate() {
+                if overlaps(&vsw.cidr, &other.cidr) && self.ok(&format!("vpc.vswitches[{j}].cidr"))
+                {
+                    self.err(
+                        &path,
+                        format!(
+                            "vswitch cidr {} overlaps vswitch {} ({})",
+                            vsw.cidr, other.id, other.cidr
+                        ),
+                    );
+                }
+            }
+        }
+        for (i, re) in vpc.route_entries.iter().enumerate() {
+            let path = format!("vpc.route_entries[{i}].next_hop");
+            self.aligned(&format!("vpc.route_entries[{i}].dest"), &re.dest);
+            if !self.ok(&path) {
+                continue;
+            }
+            match re.next_hop.parse::<Ipv4Addr>() {
+                Ok(ip) => {
+                    if let Some(vc) = vpc.cidr.filter(|c| !c.contains(&ip)) {
+                        self.err(&path, format!("next hop {ip} is outside vpc.cidr {vc}"));
+                    }
+                }
+                Err(_) if !self.nodes.contains_key(&re.next_hop) => self.err(
+                    &path,
+                    format!(
+                        "unknown node {:?} (next_hop is a node name or an address in the VPC)",
+                        re.next_hop
+                    ),
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn security_groups(&mut self) {
+        let sgs = &self.r.topo.vpc.security_groups;
+        self.unique(
+            "security group",
+            sgs.iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), format!("vpc.security_groups[{i}].id")))
+                .collect(),
+        );
+        for (i, sg) in sgs.iter().enumerate() {
+            for (j, rule) in sg.rules.iter().enumerate() {
+                let path = format!("vpc.security_groups[{i}].rules[{j}]");
+                if let Some(p) = rule.priority.filter(|p| !(1..=100).contains(p)) {
+                    self.err(
+                        &join_key(&path, "priority"),
+                        format!("priority {p} is outside 1..=100"),
+                    );
+                }
+                if let Some(ports) = &rule.ports {
+                    if let Err(e) = parse_ports(ports) {
+                        self.err(&join_key(&path, "ports"), e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn nodes(&mut self) {
+        let nodes = &self.r.topo.nodes;
+        self.unique(
+            "node",
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.clone(), format!("nodes[{i}].name")))
+                .collect(),
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            let path = format!("nodes[{i}]");
+            let vsw_path = join_key(&path, "vswitch");
+            let known = self.vswitches.contains_key(&n.vswitch);
+            self.need(&vsw_path, "vswitch", &n.vswitch, known);
+            self.need_sgs(&join_key(&path, "security_groups"), &n.security_groups);
+            if let Some(e) = n.enis {
+                if e.max < 1 {
+                    self.err(
+                        &format!("{path}.enis.max"),
+                        "a node has at least 1 ENI (the primary)",
+                    );
+                }
+                if e.ips_per_eni < 1 {
+                    self.err(
+                        &format!("{path}.enis.ips_per_eni"),
+                        "an ENI has at least 1 IP (its primary)",
+                    );
+                }
+            }
+            let ip_path = join_key(&path, "ip");
+            if let (Some(ip), true) = (n.ip, self.ok(&ip_path)) {
+                let usable = match self.vswitch(&n.vswitch) {
+                    Some((_, vsw)) => self.in_vswitch(&ip_path, ip, vsw),
+                    None => true,
+                };
+                if usable {
+                    self.claim(ip, format!("node {}", n.name), &ip_path);
+                }
+            }
+        }
+    }
+
+    fn externals(&mut self) {
+        let exts = &self.r.topo.externals;
+        let vpc = self.r.topo.vpc.cidr;
+        self.unique(
+            "external",
+            exts.iter()
+                .enumerate()
+                .map(|(i, e)| (e.name.clone(), format!("externals[{i}].name")))
+                .collect(),
+        );
+        for (i, e) in exts.iter().enumerate() {
+            let path = format!("externals[{i}]");
+            let vsw_path = join_key(&path, "vswitch");
+            let ip_path = join_key(&path, "ip");
+            self.need_sgs(&join_key(&path, "security_groups"), &e.security_groups);
+            let ip_ok = self.ok(&ip_path);
+            if e.internet {
+                if e.vswitch.is_some() {
+                    self.err(
+                        &vsw_path,
+                        "an internet host has no vswitch (drop it, or drop internet: true)",
+                    );
+                }
+                if let Some(vc) = vpc.filter(|c| ip_ok && c.contains(&e.ip)) {
+                    self.err(
+                        &ip_path,
+                        format!("internet host {} is inside vpc.cidr {vc}", e.ip),
+                    );
+                } else if ip_ok {
+                    self.claim(e.ip, format!("external {}", e.name), &ip_path);
+                }
+                continue;
+            }
+            let Some(vsw_id) = &e.vswitch else {
+                if self.ok(&vsw_path) {
+                    self.err(
+                        &vsw_path,
+                        "a host in the VPC needs a vswitch (or internet: true)",
+                    );
+                }
+                continue;
+            };
+            let known = self.vswitches.contains_key(vsw_id);
+            self.need(&vsw_path, "vswitch", vsw_id, known);
+            if ip_ok {
+                let usable = match self.vswitch(vsw_id) {
+                    Some((_, vsw)) => self.in_vswitch(&ip_path, e.ip, vsw),
+                    None => true,
+                };
+                if usable {
+                    self.claim(e.ip, format!("external {}", e.name), &ip_path);
+                }
+            }
+        }
+    }
+
+    fn load_balancers(&mut self) {
+        let lbs = &self.r.topo.load_balancers;
+        self.unique(
+            "load balancer",
+            lbs.iter()
+                .enumerate()
+                .map(|(i, l)| (l.id.clone(), format!("load_balancers[{i}].id")))
+                .collect(),
+        );
+        for (i, lb) in lbs.iter().enumerate() {
+            let path = format!("load_balancers[{i}]");
+            let ip_path = join_key(&path, "ip");
+            if self.ok(&ip_path) {
+                self.claim(lb.ip, format!("load balancer {}", lb.id), &ip_path);
+            }
+            for (j, l) in lb.listeners.iter().enumerate() {
+                for (k, b) in l.backends.iter().enumerate() {
+                    let bp = format!("{path}.listeners[{j}].backends[{k}]");
+                    let named = [b.external.is_some(), b.node.is_some(), b.pod.is_some()];
+                    if named.iter().filter(|x| **x).count() != 1 {
+                        self.err(&bp, "a backend names exactly one of external, node, pod");
+                        continue;
+                    }
+                    if let Some(x) = &b.external {
+                        self.need_external(&join_key(&bp, "external"), x);
+                    }
+                    if let Some(n) = &b.node {
+                        self.need_node(&join_key(&bp, "node"), n);
+                    }
+                    if let Some(p) = &b.pod {
+                        let pp = join_key(&bp, "pod");
+                        let bare = p.strip_prefix("pod/").unwrap_or(p);
+                        match bare.split_once('/') {
+                            Some((ns, name)) => self.need_pod(&pp, ns, name),
+                            None => {
+                                self.err(&pp, format!("{p:?}: write the pod as <namespace>/<name>"))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn pods(&mut self) {
+        let r = self.r;
+        let cni = r.topo.cluster.cni;
+        self.unique(
+            "pod",
+            r.pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (pod_key(p), format!("{}.metadata.name", self.pod_path(i))))
+                .collect(),
+        );
+        for (i, pod) in r.pods.iter().enumerate() {
+            let path = self.pod_path(i);
+            let node_path = format!("{path}.spec.nodeName");
+            match &pod.spec.node_name {
+                None => {
+                    if self.ok(&node_path) {
+                        self.err(
+                            &node_path,
+                            "a pod needs spec.nodeName (the lab does not schedule pods)",
+                        );
+                    }
+                }
+                Some(n) => self.need_node(&node_path, n),
+            }
+            for (c, container) in pod.spec.containers.iter().enumerate() {
+                for (p, port) in container.ports.iter().enumerate() {
+                    let pp = format!("{path}.spec.containers[{c}].ports[{p}].containerPort");
+                    if port.container_port == 0 && self.ok(&pp) {
+                        self.err(&pp, "containerPort must be 1..=65535");
+                    }
+                }
+            }
+            let ip_path = format!("{path}.status.podIP");
+            let Some(ip) = pod.status.pod_ip else {
+                continue;
+            };
+            if pod.spec.host_network || !self.ok(&ip_path) {
+                continue;
+            }
+            let usable = if cni.uses_pod_cidr() {
+                match r.topo.cluster.pod_cidr {
+                    Some(pc) if !pc.contains(&ip) => {
+                        self.err(
+                            &ip_path,
+                            format!("pod IP {ip} is outside cluster.pod_cidr {pc} (cni {} takes pod IPs from it)", cni.as_str()),
+                        );
+                        false
+                    }
+                    _ => true,
+                }
+            } else {
+                let home = r.topo.vpc.vswitches.iter().enumerate().find(|(j, s)| {
+                    s.cidr.contains(&ip) && self.ok(&format!("vpc.vswitches[{j}].cidr"))
+                });
+                match home {
+                    Some((_, vsw)) => self.in_vswitch(&ip_path, ip, vsw),
+                    None => {
+                        self.err(
+                            &ip_path,
+                            format!("pod IP {ip} is in no vswitch (cni {} takes pod IPs from vSwitches)", cni.as_str()),
+                        );
+                        false
+                    }
+                }
+            };
+            if usable {
+                self.claim(ip, format!("pod {}", pod_key(pod)), &ip_path);
+            }
+        }
+    }
+
+    fn services(&mut self) {
+        let r = self.r;
+        self.unique(
+            "service",
+            r.services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (svc_key(s), format!("{}.metadata.name", self.svc_path(i))))
+                .collect(),
+        );
+        let mut node_ports: HashMap<u16, String> = HashMap::new();
+        for (i, svc) in r.services.iter().enumerate() {
+            let path = self.svc_path(i);
+            let spec = &svc.spec;
+            let one_of = |v: &Option<String>, accepted: &[&str]| match v {
+                Some(s) if !accepted.contains(&s.as_str()) => Some(format!(
+                    "unknown value {s:?} (accepted: {})",
+                    accepted.join(", ")
+                )),
+                _ => None,
+            };
+            let enums = [
+                (
+                    "type",
+                    one_of(
+                        &spec.type_,
+                        &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"],
+                    ),
+                ),
+                (
+                    "externalTrafficPolicy",
+                    one_of(&spec.external_traffic_policy, &["Cluster", "Local"]),
+                ),
+                (
+                    "internalTrafficPolicy",
+                    one_of(&spec.internal_traffic_policy, &["Cluster", "Local"]),
+                ),
+            ];
+            for (key, problem) in enums {
+                if let Some(m) = problem {
+                    self.err(&format!("{path}.spec.{key}"), m);
+                }
+            }
+            if let Some(ip) = spec
+                .cluster_ip
+                .as_deref()
+                .filter(|s| !s.is_empty() && *s != "None")
+            {
+                let cp = format!("{path}.spec.clusterIP");
+                match (ip.parse::<Ipv4Addr>(), r.topo.cluster.service_cidr) {
+                    (Err(_), _) => self.err(
+                        &cp,
+                        format!("clusterIP {ip:?} is not an IPv4 address or None"),
+                    ),
+                    (Ok(a), Some(sc)) if !sc.contains(&a) => self.err(
+                        &cp,
+                        format!("clusterIP {a} is outside cluster.service_cidr {sc}"),
+                    ),
+                    _ => {}
+                }
+            }
+            for (j, port) in spec.ports.iter().enumerate() {
+                let pp = format!("{path}.spec.ports[{j}]");
+                if port.port == 0 && self.ok(&format!("{pp}.port")) {
+                    self.err(&format!("{pp}.port"), "port must be 1..=65535");
+                }
+                if let Some(m) = one_of(&port.protocol, &["TCP", "UDP"]) {
+                    self.err(&format!("{pp}.protocol"), m);
+                }
+                if let Some(np) = port.node_port {
+                    let npp = format!("{pp}.nodePort");
+                    match node_ports.get(&np) {
+                        Some(first) => {
+                            let at = self.place(first);
+                            self.err(&npp, format!("nodePort {np} is already used ({at})"));
+                        }
+                        None => {
+                            node_ports.insert(np, npp);
+                        }
+                    }
+                }
+            }
+            if let Some(id) = svc.metadata.annotations.get(LB_ID_ANNOTATION) {
+                if !self.lbs.contains_key(id) {
+                    let ap = join_key(&format!("{path}.metadata.annotations"), LB_ID_ANNOTATION);
+                    self.err(
+                        &ap,
+                        format!("unknown load balancer {id:?} (not in load_balancers)"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn podnetworkings(&mut self) {
+        let r = self.r;
+        self.unique(
+            "PodNetworking",
+            r.podnetworkings
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        p.metadata.name.clone(),
+                        format!("{}.metadata.name", self.pn_path(i)),
+                    )
+                })
+                .collect(),
+        );
+        for (i, pn) in r.podnetworkings.iter().enumerate() {
+            let path = self.pn_path(i);
+            for (j, id) in pn.spec.vswitch_options.iter().enumerate() {
+                let known = self.vswitches.contains_key(id);
+                self.need(
+                    &format!("{path}.spec.vSwitchOptions[{j}]"),
+                    "vswitch",
+                    id,
+                    known,
+                );
+            }
+            for (j, id) in pn.spec.security_group_ids.iter().enumerate() {
+                let known = self.sgs.contains_key(id);
+                self.need(
+                    &format!("{path}.spec.securityGroupIDs[{j}]"),
+                    "security group",
+                    id,
+                    known,
+                );
+            }
+        }
+    }
+
+    fn point(&mut self, path: &str, id: &str) {
+        if !self.ok(path) {
+            return;
+        }
+        match parse_point(id) {
+            Err(e) => self.err(path, e),
+            Ok(Point::Pod { ns, name })
+            | Ok(Point::HostVeth { ns, name })
+            | Ok(Point::Eni(EniRef::Member { ns, name }))
+            | Ok(Point::Eni(EniRef::Pod { ns, name })) => self.need_pod(path, &ns, &name),
+            Ok(Point::Node(n))
+            | Ok(Point::Eth0(n))
+            | Ok(Point::Trunk(n))
+            | Ok(Point::Eni(EniRef::Primary(n))) => self.need_node(path, &n),
+            Ok(Point::External(n)) | Ok(Point::Eni(EniRef::External(n))) => {
+                self.need_external(path, &n)
+            }
+            // ENI and SLB ids may be allocated at run time: free-form.
+            Ok(Point::Eni(EniRef::Id(_))) | Ok(Point::Slb(_)) | Ok(Point::Vpc) => {}
+        }
+    }
+
+    fn expectations(&mut self) {
+        let r = self.r;
+        for (i, e) in r.topo.expect.iter().enumerate() {
+            let path = format!("expect[{i}]");
+            let at = |key: &str| join_key(&path, key);
+            if e.name.trim().is_empty() && self.ok(&at("name")) {
+                self.err(&at("name"), "the expectation needs a name");
+            }
+            if self.ok(&at("from")) {
+                match parse_origin(&e.from) {
+                    Err(m) => self.err(&at("from"), m),
+                    Ok(Origin::Pod { ns, name }) => self.need_pod(&at("from"), &ns, &name),
+                    Ok(Origin::Node(n)) => self.need_node(&at("from"), &n),
+                    Ok(Origin::External(n)) => self.need_external(&at("from"), &n),
+                }
+            }
+            if self.ok(&at("to")) {
+                match parse_target(&e.to) {
+                    Err(m) => self.err(&at("to"), m),
+                    // A placeholder protocol cannot tell whether a port is needed.
+                    Ok(t) => self.target(&at("to"), &t, e.proto, self.ok(&at("proto"))),
+                }
+            }
+            if let Some(src) = &e.source {
+                let sp = at("source");
+                match parse_source(src) {
+                    Err(m) => self.err(&sp, m),
+                    Ok(s) => {
+                        // `source` on a non-connected expectation is only
+                        // documentation (TOPOLOGY.md's own example has one):
+                        // nothing answered, so there is nothing to compare.
+                        if e.result == Verdict::Connected && e.proto == Proto::Icmp {
+                            self.err(&sp, "source cannot be checked for icmp (an echo reply does not report the peer address)");
+                        }
+                        if let SourceExpect::Node(n) = s {
+                            self.need_node(&sp, &n);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = &e.served_by {
+                self.point(&at("served_by"), s);
+            }
+            for (key, ids) in [("path", &e.path), ("avoids", &e.avoids)] {
+                for (j, id) in ids.iter().flatten().enumerate() {
+                    self.point(&join_index(&at(key), j), id);
+                }
+            }
+            if e.timeout_ms == Some(0) {
+                self.err(&at("timeout_ms"), "timeout_ms must be more than 0");
+            }
+        }
+    }
+
+    fn target(&mut self, path: &str, t: &Target, proto: Proto, proto_known: bool) {
+        if proto_known
+            && t.port().is_none()
+            && proto != Proto::Icmp
+            && !matches!(t, Target::NodePort { .. })
+        {
+            self.err(path, format!("{t} needs a port (only icmp probes omit it)"));
+        }
+        match t {
+            Target::Pod { ns, name, .. } => self.need_pod(path, ns, name),
+            Target::Service { ns, name, via, .. } => {
+                let key = format!("{ns}/{name}");
+                let Some(&i) = self.services.get(&key) else {
+                    self.need(path, "service", &key, false);
+                    return;
+                };
+                let svc = &self.r.services[i];
+                match via {
+                    ServiceVia::Lb if svc.spec.type_.as_deref() != Some("LoadBalancer") => self
+                        .err(
+                            path,
+                            format!("@lb needs service {key} to be of type LoadBalancer"),
+                        ),
+                    ServiceVia::ExternalIp if svc.spec.external_ips.is_empty() => self.err(
+                        path,
+                        format!("@external-ip needs spec.externalIPs on service {key}"),
+                    ),
+                    _ => {}
+                }
+            }
+            Target::NodePort { node, ns, name } => {
+                self.need_node(path, node);
+                let key = format!("{ns}/{name}");
+                let known = self.services.contains_key(&key);
+                self.need(path, "service", &key, known);
+            }
+            Target::Ip { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            KubeVersion::parse("1.24").unwrap(),
+            KubeVersion::new(1, 24, 0)
+        );
+        assert_eq!(
+            KubeVersion::parse("v1.30.2").unwrap(),
+            KubeVersion::new(1, 30, 2)
+        );
+        assert_eq!(
+            KubeVersion::parse("1.24.6-aliyun.1").unwrap(),
+            KubeVersion::new(1, 24, 6)
+        );
+        assert!(KubeVersion::parse("1.22").unwrap() < KubeVersion::parse("1.24").unwrap());
+        assert!(KubeVersion::parse("1.9").unwrap() < KubeVersion::parse("1.10").unwrap());
+        for bad in ["", "1", "1.", "1.x", "1.2.3.4", "latest", "v", "1..2"] {
+            assert!(
+                KubeVersion::parse(bad)
+                    .unwrap_err()
+                    .contains("not a Kubernetes version"),
+                "{bad}"
+            );
+        }
+        assert!(KubeVersion::parse("2.0")
+            .unwrap_err()
+            .contains("only Kubernetes 1.x"));
+    }
+
+    #[test]
+    fn ports() {
+        let t = |s: &str| parse_ports(&PortSpec::Text(s.into()));
+        assert_eq!(parse_ports(&PortSpec::Number(80)).unwrap(), vec![(80, 80)]);
+        assert_eq!(t("80").unwrap(), vec![(80, 80)]);
+        assert_eq!(t("8000-9000").unwrap(), vec![(8000, 9000)]);
+        assert_eq!(t("80, 443").unwrap(), vec![(80, 80), (443, 443)]);
+        assert_eq!(t("22/22").unwrap(), vec![(22, 22)]);
+        assert!(parse_ports(&PortSpec::Number(0))
+            .unwrap_err()
+            .contains("1..=65535"));
+        assert!(t("0").unwrap_err().contains("1..=65535"));
+        assert!(t("70000").unwrap_err().contains("1..=65535"));
+        assert!(t("9000-8000").unwrap_err().contains("backwards"));
+        assert!(t("").unwrap_err().contains("empty"));
+        assert!(t("80,").unwrap_err().contains("1..=65535"));
+        assert!(t("http").unwrap_err().contains("\"http\""));
+    }
+
+    #[test]
+    fn reserved_addresses() {
+        let net: Ipv4Net = "10.0.4.0/24".parse().unwrap();
+        for last in [0u8, 253, 254, 255] {
+            assert!(is_reserved(&net, Ipv4Addr::new(10, 0, 4, last)), "{last}");
+        }
+        for last in [1u8, 2, 20, 252] {
+            assert!(!is_reserved(&net, Ipv4Addr::new(10, 0, 4, last)), "{last}");
+        }
+    }
+}

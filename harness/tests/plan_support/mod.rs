@@ -1,0 +1,87 @@
+//! Test-only topology loader (the real parser/validator lives in
+//! `topology::`): serde model, then each `kubernetes:` item typed by `kind`.
+#![allow(dead_code)]
+
+use cnlab::plan::{plan, Backends, LabPlan};
+use cnlab::topology::k8s::{Pod, PodNetworking, Service};
+use cnlab::topology::{Resolved, Topology};
+use std::path::PathBuf;
+
+pub fn load(text: &str) -> Resolved {
+    let topo: Topology = serde_yaml_ng::from_str(text).expect("topology parses");
+    let (mut pods, mut services, mut podnetworkings) = (vec![], vec![], vec![]);
+    for (i, v) in topo.kubernetes.iter().enumerate() {
+        match v.get("kind").and_then(|k| k.as_str()) {
+            Some("Pod") => pods.push(serde_yaml_ng::from_value::<Pod>(v.clone()).expect("pod")),
+            Some("Service") => {
+                services.push(serde_yaml_ng::from_value::<Service>(v.clone()).expect("service"))
+            }
+            Some("PodNetworking") => podnetworkings.push(
+                serde_yaml_ng::from_value::<PodNetworking>(v.clone()).expect("podnetworking"),
+            ),
+            other => panic!("kubernetes[{i}]: unexpected kind {other:?}"),
+        }
+    }
+    Resolved {
+        topo,
+        pods,
+        services,
+        podnetworkings,
+    }
+}
+
+pub fn topologies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../topologies")
+}
+
+pub fn load_file(rel: &str) -> Resolved {
+    let path = topologies_dir().join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    load(&text)
+}
+
+/// Every scenario and example shipped by this module.
+pub fn shipped() -> Vec<String> {
+    let mut out = vec![];
+    for dir in ["scenarios", "examples"] {
+        let mut files: Vec<String> = std::fs::read_dir(topologies_dir().join(dir))
+            .expect("topologies dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .map(|n| format!("{dir}/{n}"))
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    out
+}
+
+pub fn plan_file(rel: &str) -> LabPlan {
+    plan(&load_file(rel), Backends::PORTABLE).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+pub fn ns<'a>(p: &'a LabPlan, key: &str) -> &'a cnlab::plan::NsPlan {
+    p.namespaces
+        .iter()
+        .find(|n| n.key == key)
+        .unwrap_or_else(|| panic!("no namespace {key}"))
+}
+
+/// Link names of a namespace: own links, veth ends, and `lo`.
+pub fn links_of(p: &LabPlan, idx: usize) -> Vec<String> {
+    let mut v: Vec<String> = p.namespaces[idx]
+        .links
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    for veth in &p.veths {
+        for end in [&veth.a, &veth.b] {
+            if end.ns == idx {
+                v.push(end.name.clone());
+            }
+        }
+    }
+    v.push("lo".into());
+    v
+}
