@@ -140,9 +140,11 @@ fn plan(file: &Path, backend: Option<BackendArg>, json: bool) -> Result<i32, i32
         EXIT_FAIL
     })?;
     print_warnings(&file.display().to_string(), &loaded.warnings);
-    // Without root the kernel cannot be asked: plan for the portable backends.
+    // A plan for named backends needs no kernel; `auto` asks this kernel
+    // (which needs root: without it, plan for the portable backends).
     let backends = match backend {
-        Some(b) if !matches!(b, BackendArg::Auto) || is_root() => lab::backends(b.into()),
+        Some(BackendArg::Native) => Ok(crate::plan::Backends::NATIVE),
+        Some(BackendArg::Portable) => Ok(crate::plan::Backends::PORTABLE),
         _ if is_root() => lab::backends(BackendChoice::Auto),
         _ => Ok(crate::plan::Backends::PORTABLE),
     }
