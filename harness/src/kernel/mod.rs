@@ -2,9 +2,12 @@
 //! neighbours), sysctls, nftables and capability probes. Everything here
 //! acts inside a lab namespace; nothing touches the root namespace.
 
+pub mod build;
+pub mod caps;
+pub mod netlink;
 pub mod netns;
-mod stubs;
-pub use stubs::{build, caps, netlink, nft};
+pub mod nft;
+pub mod sysctl;
 
 pub use netns::NetNs;
 
@@ -17,5 +20,10 @@ pub struct KernelError(pub String);
 impl KernelError {
     pub fn new(msg: impl Into<String>) -> Self {
         KernelError(msg.into())
+    }
+
+    /// The same error with `context: ` in front.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        KernelError(format!("{context}: {}", self.0))
     }
 }

@@ -234,7 +234,9 @@ pub fn remove_lab_objects(id: &str, names: &[String]) {
             all.push(n);
         }
     }
-    build::teardown(&all);
+    if let Err(e) = build::teardown(&all) {
+        tracing::warn!("tearing down lab {id}: {e}");
+    }
     let pins = std::path::Path::new(registry::BPF_PIN_DIR).join(id);
     if pins.exists() {
         let _ = std::fs::remove_dir_all(&pins);

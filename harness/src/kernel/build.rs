@@ -1,0 +1,316 @@
+//! Executes a `LabPlan` in namespaces that already exist.
+//!
+//! Phases (each waits for the previous one in every namespace):
+//! 0. global sysctls (`conf/default/*` must precede the links it shapes);
+//! 1. veth pairs, created from the `a` side with the `b` end placed
+//!    directly in its namespace;
+//! 2. per namespace: other links (parents first), link settings (masters
+//!    and MTUs, then up), link-level sysctls, addresses, routes (main table
+//!    first), neighbours, FDB entries, rules, then the nft ruleset.
+//!
+//! A bounded pool of std threads works across namespaces; each thread
+//! enters a namespace itself and opens one batched netlink socket there.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::netlink::Netlink;
+use super::{netns, nft, sysctl, KernelError, NetNs};
+use crate::plan::types::{LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
+
+type Result<T> = std::result::Result<T, KernelError>;
+
+/// Threads working on namespaces at once.
+const WORKERS: usize = 4;
+
+/// Builds everything `plan` describes. `ns[i]` is `plan.namespaces[i]`.
+/// On error the namespaces hold a partial lab; the caller tears it down.
+pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
+    if ns.len() != plan.namespaces.len() {
+        return Err(KernelError::new(format!(
+            "building lab {}: {} namespaces opened for {} planned",
+            plan.name,
+            ns.len(),
+            plan.namespaces.len()
+        )));
+    }
+    for v in &plan.veths {
+        if v.a.ns >= ns.len() || v.b.ns >= ns.len() {
+            return Err(KernelError::new(format!(
+                "building lab {}: veth {}/{} names a namespace index out of range",
+                plan.name, v.a.name, v.b.name
+            )));
+        }
+    }
+    let all: Vec<usize> = (0..ns.len()).collect();
+    for_each_ns(&all, ns, plan, |i, _| global_sysctls(&plan.namespaces[i]))?;
+    let veth_sides: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|i| plan.veths.iter().any(|v| v.a.ns == *i))
+        .collect();
+    for_each_ns(&veth_sides, ns, plan, |i, nl| create_veths(plan, ns, i, nl))?;
+    for_each_ns(&all, ns, plan, |i, nl| {
+        build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
+    })
+}
+
+/// Deletes the lab's namespaces (the kernel frees every link inside).
+/// Deleting link by link would cost an RCU grace period per veth.
+pub fn teardown(names: &[String]) -> Result<()> {
+    let errors: Vec<String> = names
+        .iter()
+        .filter_map(|n| netns::delete(n).err())
+        .map(|e| e.0)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(KernelError::new(errors.join("; ")))
+    }
+}
+
+/// Runs `work` for each listed namespace on a pool of threads, each inside
+/// that namespace with a fresh netlink socket. Stops handing out work after
+/// the first failure and reports every failure (first one first).
+fn for_each_ns<F>(which: &[usize], ns: &[NetNs], plan: &LabPlan, work: F) -> Result<()>
+where
+    F: Fn(usize, &mut Netlink) -> Result<()> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<KernelError>> = Mutex::new(Vec::new());
+    let workers = WORKERS.min(which.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(&i) = which.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let key = &plan.namespaces[i].key;
+                // This thread is ours alone, so it may switch namespaces.
+                let res = ns[i]
+                    .enter_current_thread()
+                    .and_then(|()| Netlink::open())
+                    .and_then(|mut nl| work(i, &mut nl))
+                    .map_err(|e| e.context(format_args!("in namespace {} ({key})", ns[i].name())));
+                if let Err(e) = res {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut v) = errors.lock() {
+                        v.push(e);
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    let n = errors.len();
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some(e) if n == 1 => Err(e),
+        Some(e) => Err(KernelError::new(format!(
+            "{e} (and {} more namespaces failed)",
+            n - 1
+        ))),
+    }
+}
+
+/// Runs `f` inside a batch; a failure of an earlier queued request is the
+/// root cause and is reported before a later one that merely followed.
+fn batch(nl: &mut Netlink, f: impl FnOnce(&mut Netlink) -> Result<()>) -> Result<()> {
+    nl.begin_batch();
+    let res = f(nl);
+    let acks = nl.finish_batch();
+    match (acks, res) {
+        (Err(first), Err(later)) => Err(KernelError::new(format!("{first} (then: {later})"))),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+fn create_veths(plan: &LabPlan, ns: &[NetNs], i: usize, nl: &mut Netlink) -> Result<()> {
+    batch(nl, |nl| {
+        for v in plan.veths.iter().filter(|v| v.a.ns == i) {
+            nl.add_veth_to(&v.a, &v.b, &ns[v.b.ns])?;
+        }
+        Ok(())
+    })
+}
+
+/// `net/ipv4/conf/eth0/rp_filter` names a link; `conf/all`, `conf/default`
+/// and everything outside `conf`/`neigh` do not.
+fn link_of_sysctl(path: &str) -> Option<&str> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["net", _, "conf" | "neigh", dev, ..] if !matches!(*dev, "all" | "default") => Some(dev),
+        _ => None,
+    }
+}
+
+fn global_sysctls(p: &NsPlan) -> Result<()> {
+    for (path, value) in p
+        .sysctls
+        .iter()
+        .filter(|(path, _)| link_of_sysctl(path).is_none())
+    {
+        sysctl::write(path, value)?;
+    }
+    Ok(())
+}
+
+/// Links in an order where every parent (macvlan/ipvlan/vlan parent, vxlan
+/// dev) planned in this namespace comes before its children.
+fn parents_first(links: &[LinkPlan]) -> Result<Vec<&LinkPlan>> {
+    fn parent(l: &LinkPlan) -> Option<&str> {
+        match &l.kind {
+            LinkKind::Macvlan { parent, .. }
+            | LinkKind::Ipvlan { parent }
+            | LinkKind::Vlan { parent, .. } => Some(parent),
+            LinkKind::Vxlan { dev, .. } => dev.as_deref(),
+            LinkKind::Bridge | LinkKind::Dummy => None,
+        }
+    }
+    let mut left: Vec<&LinkPlan> = links.iter().collect();
+    let mut out = Vec::with_capacity(links.len());
+    while !left.is_empty() {
+        let (ready, wait): (Vec<&LinkPlan>, Vec<&LinkPlan>) = left
+            .iter()
+            .partition(|l| parent(l).is_none_or(|p| !left.iter().any(|o| o.name == p)));
+        if ready.is_empty() {
+            let names: Vec<&str> = wait.iter().map(|l| l.name.as_str()).collect();
+            return Err(KernelError::new(format!(
+                "links {} are each other's parents",
+                names.join(", ")
+            )));
+        }
+        out.extend(ready);
+        left = wait;
+    }
+    Ok(out)
+}
+
+fn build_namespace(p: &NsPlan, ns: &NetNs, plan: &LabPlan, nl: &mut Netlink) -> Result<()> {
+    let links = parents_first(&p.links)?;
+    batch(nl, |nl| {
+        links
+            .iter()
+            .try_for_each(|l| nl.add_link(l, &plan.backends))
+    })?;
+    batch(nl, |nl| {
+        for s in p
+            .link_settings
+            .iter()
+            .filter(|s| s.master.is_some() || s.mtu.is_some())
+        {
+            nl.set_link(&s.name, s.master.as_deref(), s.mtu, None)?;
+        }
+        for s in &p.link_settings {
+            nl.set_link(&s.name, None, None, Some(s.up))?;
+        }
+        Ok(())
+    })?;
+    for (path, value) in p
+        .sysctls
+        .iter()
+        .filter(|(path, _)| link_of_sysctl(path).is_some())
+    {
+        sysctl::write(path, value)?;
+    }
+    batch(nl, |nl| p.addrs.iter().try_for_each(|a| nl.add_addr(a)))?;
+    let mut routes: Vec<_> = p.routes.iter().collect();
+    routes.sort_by_key(|r| r.table != TABLE_MAIN);
+    batch(nl, |nl| routes.iter().try_for_each(|r| nl.add_route(r)))?;
+    batch(nl, |nl| {
+        p.neighs.iter().try_for_each(|n| nl.add_neigh(n))?;
+        p.fdbs.iter().try_for_each(|f| nl.add_fdb(f))?;
+        p.rules.iter().try_for_each(|r| nl.add_rule(r))
+    })?;
+    if let Some(script) = &p.nft {
+        nft::apply(ns, script)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::types::MacvlanMode;
+
+    fn link(name: &str, kind: LinkKind) -> LinkPlan {
+        LinkPlan {
+            name: name.into(),
+            kind,
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn parents_come_first() {
+        let links = vec![
+            link(
+                "mv0",
+                LinkKind::Macvlan {
+                    parent: "br0".into(),
+                    mode: MacvlanMode::Bridge,
+                },
+            ),
+            link(
+                "vl5",
+                LinkKind::Vlan {
+                    parent: "mv0".into(),
+                    id: 5,
+                },
+            ),
+            link("br0", LinkKind::Bridge),
+            link(
+                "ipv",
+                LinkKind::Ipvlan {
+                    parent: "eth0".into(),
+                },
+            ),
+        ];
+        let order: Vec<&str> = parents_first(&links)
+            .unwrap()
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(order, ["br0", "ipv", "mv0", "vl5"]);
+    }
+
+    #[test]
+    fn parent_cycles_are_refused() {
+        let links = vec![
+            link(
+                "a",
+                LinkKind::Vlan {
+                    parent: "b".into(),
+                    id: 1,
+                },
+            ),
+            link(
+                "b",
+                LinkKind::Vlan {
+                    parent: "a".into(),
+                    id: 2,
+                },
+            ),
+        ];
+        let err = parents_first(&links).unwrap_err();
+        assert!(err.0.contains("a, b"), "{err}");
+    }
+
+    #[test]
+    fn link_level_sysctls_are_recognised() {
+        assert_eq!(link_of_sysctl("net/ipv4/conf/eth0/rp_filter"), Some("eth0"));
+        assert_eq!(
+            link_of_sysctl("net/ipv4/neigh/eth0/proxy_delay"),
+            Some("eth0")
+        );
+        assert_eq!(link_of_sysctl("net/ipv4/conf/all/rp_filter"), None);
+        assert_eq!(link_of_sysctl("net/ipv4/conf/default/rp_filter"), None);
+        assert_eq!(link_of_sysctl("net/ipv4/ip_forward"), None);
+    }
+}

@@ -1,0 +1,596 @@
+//! `cnlab doctor`: which kernel features this machine has, probed by asking
+//! the kernel in a scratch namespace, and which backend the lab then uses.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::netlink::Netlink;
+use super::{netns, nft, KernelError, NetNs};
+use crate::plan::types::{Backends, LinkKind, LinkPlan, MacvlanMode, RulePlan, VethEnd};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub vlan: bool,
+    pub ipvlan: bool,
+    pub dummy: bool,
+    pub macvlan: bool,
+    pub vxlan: bool,
+    pub bridge: bool,
+    pub veth: bool,
+    pub ipvs: bool,
+    pub nft: bool,
+    pub nft_nat: bool,
+    pub conntrack: bool,
+    pub cls_bpf: bool,
+    pub policy_routing: bool,
+    /// `(feature, what the kernel answered)` for every probe.
+    pub details: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Native where the kernel has it, the portable stand-in elsewhere.
+    Auto,
+    /// Every feature native; missing ones are an error.
+    Native,
+    /// Every feature through its stand-in.
+    Portable,
+}
+
+static PROBES: AtomicU32 = AtomicU32::new(0);
+
+/// Deletes the scratch namespace however the probe ends.
+struct Scratch(String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = netns::delete(&self.0);
+    }
+}
+
+/// Probes every feature in a scratch namespace `cnl-doctor-<pid>-<n>`,
+/// which is always deleted again.
+pub fn probe() -> Result<Capabilities, KernelError> {
+    let name = format!(
+        "cnl-doctor-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
+    let ns = NetNs::create(&name)?;
+    let _scratch = Scratch(name);
+    let mut c = Capabilities::default();
+    ns.run(|| probe_netlink(&mut c, &ns))??;
+    probe_nft(&mut c, &ns);
+    probe_cls_bpf(&mut c, &ns);
+    Ok(c)
+}
+
+fn note(c: &mut Capabilities, feature: &str, detail: impl Into<String>) {
+    c.details.push((feature.to_string(), detail.into()));
+}
+
+/// Link kinds, policy routing and IPVS, answered by the kernel over netlink.
+fn probe_netlink(c: &mut Capabilities, ns: &NetNs) -> Result<(), KernelError> {
+    let mut nl = Netlink::open()?;
+    let try_link =
+        |nl: &mut Netlink, c: &mut Capabilities, feature: &str, name: &str, kind: LinkKind| {
+            let res = nl.add_link(
+                &LinkPlan {
+                    name: name.into(),
+                    kind,
+                    mac: None,
+                },
+                &Backends::NATIVE,
+            );
+            answer(c, feature, res, nl.last_errno())
+        };
+    c.bridge = try_link(&mut nl, c, "bridge", "cnlp-br", LinkKind::Bridge);
+    let v0 = VethEnd {
+        ns: 0,
+        name: "cnlp-v0".into(),
+        mac: None,
+    };
+    let v1 = VethEnd {
+        ns: 0,
+        name: "cnlp-v1".into(),
+        mac: None,
+    };
+    let res = nl.add_veth_to(&v0, &v1, ns);
+    c.veth = answer(c, "veth", res, nl.last_errno());
+    // macvlan and ipvlan cannot share a parent (both claim its rx handler).
+    let (p0, p1) = if c.veth {
+        ("cnlp-v0", "cnlp-v1")
+    } else {
+        ("cnlp-br", "cnlp-br")
+    };
+    c.dummy = try_link(&mut nl, c, "dummy", "cnlp-dummy", LinkKind::Dummy);
+    c.macvlan = try_link(
+        &mut nl,
+        c,
+        "macvlan",
+        "cnlp-mv",
+        LinkKind::Macvlan {
+            parent: p0.into(),
+            mode: MacvlanMode::Bridge,
+        },
+    );
+    c.ipvlan = try_link(
+        &mut nl,
+        c,
+        "ipvlan",
+        "cnlp-ipv",
+        LinkKind::Ipvlan { parent: p1.into() },
+    );
+    c.vlan = try_link(
+        &mut nl,
+        c,
+        "802.1Q VLAN",
+        "cnlp-vlan",
+        LinkKind::Vlan {
+            parent: p0.into(),
+            id: 7,
+        },
+    );
+    c.vxlan = try_link(
+        &mut nl,
+        c,
+        "vxlan",
+        "cnlp-vx",
+        LinkKind::Vxlan {
+            vni: 42,
+            local: [127, 0, 0, 1].into(),
+            port: 4789,
+            dev: None,
+            learning: false,
+        },
+    );
+    let rule = RulePlan {
+        priority: 1000,
+        from: "10.99.0.0/16".parse().ok(),
+        table: 100,
+        ..Default::default()
+    };
+    let res = nl.add_rule(&rule);
+    c.policy_routing = answer(c, "policy routing", res, nl.last_errno());
+    c.ipvs = probe_ipvs(c);
+    Ok(())
+}
+
+/// Records a probe's answer. Only "not supported" means the feature is
+/// missing for sure; other errors are recorded as missing too, with text.
+fn answer(
+    c: &mut Capabilities,
+    feature: &str,
+    res: Result<(), KernelError>,
+    errno: Option<i32>,
+) -> bool {
+    match res {
+        Ok(()) => {
+            note(c, feature, "ok");
+            true
+        }
+        Err(e) if matches!(errno, Some(libc::EOPNOTSUPP)) => {
+            note(c, feature, format!("not supported by this kernel ({e})"));
+            false
+        }
+        Err(e) => {
+            note(c, feature, format!("probe failed: {e}"));
+            false
+        }
+    }
+}
+
+/// IPVS: the generic-netlink family "IPVS" exists (the lookup also loads
+/// the module on demand), or `/proc/net/ip_vs` exists in this namespace.
+fn probe_ipvs(c: &mut Capabilities) -> bool {
+    // /proc/thread-self: /proc/net follows the thread-group leader's namespace.
+    if std::path::Path::new("/proc/thread-self/net/ip_vs").exists() {
+        note(c, "IPVS", "ok (/proc/net/ip_vs)");
+        return true;
+    }
+    match genl_family_exists("IPVS") {
+        Ok(true) => {
+            note(c, "IPVS", "ok (generic netlink family IPVS)");
+            true
+        }
+        Ok(false) => {
+            note(
+                c,
+                "IPVS",
+                "not supported by this kernel (no generic netlink family IPVS)",
+            );
+            false
+        }
+        Err(e) => {
+            note(c, "IPVS", format!("probe failed: {e}"));
+            false
+        }
+    }
+}
+
+/// CTRL_CMD_GETFAMILY on NETLINK_GENERIC, built by hand (three fields).
+fn genl_family_exists(family: &str) -> Result<bool, String> {
+    use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
+    const GENL_ID_CTRL: u16 = 0x10;
+    const CTRL_CMD_GETFAMILY: u8 = 3;
+    const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+    let mut name = family.as_bytes().to_vec();
+    name.push(0);
+    let nla_len = 4 + name.len();
+    let nla_padded = (nla_len + 3) & !3;
+    let total = 16 + 4 + nla_padded;
+    let mut req = Vec::with_capacity(total);
+    req.extend_from_slice(&(total as u32).to_ne_bytes());
+    req.extend_from_slice(&GENL_ID_CTRL.to_ne_bytes());
+    req.extend_from_slice(&(netlink_packet_core::NLM_F_REQUEST).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // port
+    req.extend_from_slice(&[CTRL_CMD_GETFAMILY, 1, 0, 0]);
+    req.extend_from_slice(&(nla_len as u16).to_ne_bytes());
+    req.extend_from_slice(&CTRL_ATTR_FAMILY_NAME.to_ne_bytes());
+    req.extend_from_slice(&name);
+    req.resize(total, 0);
+
+    let mut sock =
+        Socket::new(NETLINK_GENERIC).map_err(|e| format!("generic netlink socket: {e}"))?;
+    sock.bind_auto()
+        .map_err(|e| format!("generic netlink bind: {e}"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| format!("generic netlink connect: {e}"))?;
+    sock.send(&req, 0)
+        .map_err(|e| format!("generic netlink send: {e}"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let n = sock
+        .recv(&mut buf, 0)
+        .map_err(|e| format!("generic netlink recv: {e}"))?;
+    if n < 20 {
+        return Err(format!("generic netlink answer of {n} bytes"));
+    }
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    if kind == GENL_ID_CTRL {
+        return Ok(true);
+    }
+    // NLMSG_ERROR: the errno follows the header.
+    let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+    if code == -libc::ENOENT {
+        Ok(false)
+    } else {
+        Err(format!(
+            "family lookup answered {}",
+            super::netlink::strerror(-code)
+        ))
+    }
+}
+
+/// nft itself, NAT chains and conntrack matches, each its own transaction.
+fn probe_nft(c: &mut Capabilities, ns: &NetNs) {
+    let try_nft = |c: &mut Capabilities, feature: &str, script: &str| match nft::apply(ns, script) {
+        Ok(()) => {
+            note(c, feature, "ok");
+            true
+        }
+        Err(e) => {
+            note(c, feature, e.0);
+            false
+        }
+    };
+    c.nft = try_nft(
+        c,
+        "nftables",
+        "table inet cnlprobe {\n  chain input {\n    type filter hook input priority 0;\n  }\n}\n",
+    );
+    c.nft_nat = try_nft(
+        c,
+        "nftables NAT",
+        "table ip cnlprobe_nat {\n  chain post {\n    type nat hook postrouting priority srcnat;\n    masquerade\n  }\n}\n",
+    );
+    c.conntrack = try_nft(
+        c,
+        "conntrack",
+        "table inet cnlprobe_ct {\n  chain forward_ct {\n    type filter hook forward priority 0;\n    ct state established,related accept\n  }\n}\n",
+    );
+}
+
+/// cls_bpf on a clsact qdisc, with a one-instruction classic BPF program
+/// (`ret 0`): enough for the kernel to load the classifier.
+fn probe_cls_bpf(c: &mut Capabilities, ns: &NetNs) {
+    let res = nft::run_in(
+        ns,
+        "tc",
+        &["qdisc", "add", "dev", "lo", "clsact"],
+        None,
+        "adding clsact qdisc",
+    )
+    .and_then(|_| {
+        nft::run_in(
+            ns,
+            "tc",
+            &[
+                "filter",
+                "add",
+                "dev",
+                "lo",
+                "ingress",
+                "bpf",
+                "bytecode",
+                "1,6 0 0 0,",
+            ],
+            None,
+            "adding cls_bpf filter",
+        )
+    });
+    c.cls_bpf = match res {
+        Ok(_) => {
+            note(c, "cls_bpf", "ok");
+            true
+        }
+        Err(e) => {
+            note(c, "cls_bpf", e.0);
+            false
+        }
+    };
+}
+
+/// Features every lab needs whatever the backend.
+fn required(c: &Capabilities) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for (ok, name) in [
+        (c.veth, "veth"),
+        (c.bridge, "bridge"),
+        (c.nft, "nftables"),
+        (c.nft_nat, "nftables NAT"),
+        (c.conntrack, "conntrack"),
+        (c.policy_routing, "policy routing"),
+    ] {
+        if !ok {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// Picks the backends. `Native` fails naming a native feature the kernel
+/// lacks; `Portable` and `Auto` fail when a stand-in is missing too.
+pub fn choose(c: &Capabilities, choice: BackendChoice) -> Result<Backends, String> {
+    let missing = required(c);
+    if !missing.is_empty() {
+        return Err(format!(
+            "this kernel lacks {}, which every lab needs",
+            missing.join(", ")
+        ));
+    }
+    let native = [
+        (c.vlan, "802.1Q VLAN"),
+        (c.ipvlan, "ipvlan"),
+        (c.dummy, "dummy"),
+        (c.ipvs, "IPVS"),
+    ];
+    // Stand-ins: cls_bpf for VLANs, macvlan for ipvlan; bridge and nft NAT
+    // (for dummy and IPVS) are required above.
+    let portable = [
+        (c.cls_bpf, "cls_bpf (VLAN stand-in)"),
+        (c.macvlan, "macvlan (ipvlan stand-in)"),
+        (true, ""),
+        (true, ""),
+    ];
+    let pick = |use_native: [bool; 4]| -> Result<Backends, String> {
+        let mut lacking = Vec::new();
+        for i in 0..4 {
+            let (ok, name) = if use_native[i] {
+                native[i]
+            } else {
+                portable[i]
+            };
+            if !ok {
+                lacking.push(name);
+            }
+        }
+        if !lacking.is_empty() {
+            return Err(lacking.join(", "));
+        }
+        Ok(Backends {
+            vlan_devices: use_native[0],
+            ipvlan: use_native[1],
+            dummy: use_native[2],
+            ipvs: use_native[3],
+        })
+    };
+    match choice {
+        BackendChoice::Native => pick([true; 4])
+            .map_err(|m| format!("--backend native needs {m}, which this kernel lacks")),
+        BackendChoice::Portable => pick([false; 4])
+            .map_err(|m| format!("--backend portable needs {m}, which this kernel lacks")),
+        BackendChoice::Auto => pick([c.vlan, c.ipvlan, c.dummy, c.ipvs]).map_err(|m| {
+            format!("this kernel lacks both the native feature and its stand-in: {m}")
+        }),
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The doctor's table: feature, whether the kernel has it, what the lab uses.
+pub fn render(c: &Capabilities, b: &Backends) -> String {
+    let need = |ok: bool, name: &'static str| if ok { name } else { "MISSING (required)" };
+    let optional = |ok: bool, name: &'static str| if ok { name } else { "unavailable" };
+    let rows: Vec<(&str, bool, &str)> = vec![
+        (
+            "802.1Q VLAN",
+            c.vlan,
+            if b.vlan_devices {
+                "802.1Q sub-interfaces"
+            } else {
+                "eBPF tc push/pop (cls_bpf)"
+            },
+        ),
+        (
+            "ipvlan",
+            c.ipvlan,
+            if b.ipvlan {
+                "ipvlan (L2)"
+            } else {
+                "macvlan (bridge mode)"
+            },
+        ),
+        (
+            "dummy",
+            c.dummy,
+            if b.dummy {
+                "dummy"
+            } else {
+                "bridge without ports"
+            },
+        ),
+        (
+            "IPVS",
+            c.ipvs,
+            if b.ipvs {
+                "IPVS"
+            } else {
+                "nftables NAT (IPVS semantics)"
+            },
+        ),
+        ("veth", c.veth, need(c.veth, "veth")),
+        ("bridge", c.bridge, need(c.bridge, "bridge")),
+        ("macvlan", c.macvlan, optional(c.macvlan, "macvlan")),
+        ("vxlan", c.vxlan, optional(c.vxlan, "vxlan (flannel)")),
+        ("nftables", c.nft, need(c.nft, "nftables")),
+        ("nftables NAT", c.nft_nat, need(c.nft_nat, "nftables")),
+        ("conntrack", c.conntrack, need(c.conntrack, "conntrack")),
+        (
+            "cls_bpf",
+            c.cls_bpf,
+            optional(c.cls_bpf, "tc clsact + eBPF"),
+        ),
+        (
+            "policy routing",
+            c.policy_routing,
+            need(c.policy_routing, "ip rules"),
+        ),
+    ];
+    let width = rows
+        .iter()
+        .map(|r| r.0.len())
+        .max()
+        .unwrap_or(0)
+        .max("feature".len())
+        + 3;
+    let mut out = format!("{:<width$}{:<9}{}\n", "feature", "kernel", "backend");
+    for (name, ok, backend) in &rows {
+        let _ = writeln!(out, "{name:<width$}{:<9}{backend}", yes(*ok));
+    }
+    let failures: Vec<&(String, String)> = c
+        .details
+        .iter()
+        .filter(|(_, d)| !d.starts_with("ok"))
+        .collect();
+    if !failures.is_empty() {
+        out.push_str("\nprobe answers:\n");
+        for (f, d) in failures {
+            let _ = writeln!(out, "  {f}: {d}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn this_machine() -> Capabilities {
+        Capabilities {
+            macvlan: true,
+            vxlan: true,
+            bridge: true,
+            veth: true,
+            nft: true,
+            nft_nat: true,
+            conntrack: true,
+            cls_bpf: true,
+            policy_routing: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn auto_picks_stand_ins_for_missing_features() {
+        assert_eq!(
+            choose(&this_machine(), BackendChoice::Auto).unwrap(),
+            Backends::PORTABLE
+        );
+        let mut c = this_machine();
+        c.ipvlan = true;
+        c.ipvs = true;
+        let b = choose(&c, BackendChoice::Auto).unwrap();
+        assert_eq!(
+            b,
+            Backends {
+                vlan_devices: false,
+                ipvlan: true,
+                dummy: false,
+                ipvs: true
+            }
+        );
+    }
+
+    #[test]
+    fn native_names_what_is_missing() {
+        let err = choose(&this_machine(), BackendChoice::Native).unwrap_err();
+        assert!(err.contains("802.1Q VLAN, ipvlan, dummy, IPVS"), "{err}");
+        let full = Capabilities {
+            vlan: true,
+            ipvlan: true,
+            dummy: true,
+            ipvs: true,
+            ..this_machine()
+        };
+        assert_eq!(
+            choose(&full, BackendChoice::Native).unwrap(),
+            Backends::NATIVE
+        );
+        assert_eq!(
+            choose(&full, BackendChoice::Portable).unwrap(),
+            Backends::PORTABLE
+        );
+    }
+
+    #[test]
+    fn portable_needs_its_stand_ins_and_everything_needs_the_basics() {
+        let c = Capabilities {
+            cls_bpf: false,
+            ..this_machine()
+        };
+        assert!(choose(&c, BackendChoice::Portable)
+            .unwrap_err()
+            .contains("cls_bpf"));
+        assert!(choose(&c, BackendChoice::Auto).is_err());
+        let c = Capabilities {
+            conntrack: false,
+            ..this_machine()
+        };
+        assert!(choose(&c, BackendChoice::Auto)
+            .unwrap_err()
+            .contains("conntrack"));
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let t = render(&this_machine(), &Backends::PORTABLE);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("feature"));
+        assert!(lines[1].starts_with("802.1Q VLAN"));
+        assert!(lines[1].contains("eBPF tc push/pop (cls_bpf)"));
+        let col = lines[0].find("kernel").unwrap();
+        for l in &lines[1..14] {
+            assert!(
+                &l[col..col + 3] == "no " || &l[col..col + 3] == "yes",
+                "{l}"
+            );
+        }
+    }
+}
