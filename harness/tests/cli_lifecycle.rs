@@ -15,12 +15,20 @@ fn repo() -> PathBuf {
 /// Everything of the root network namespace a lab could have touched.
 fn root_snapshot() -> String {
     let mut s = String::new();
-    for args in [&["-j", "link", "show"][..], &["-j", "addr", "show"], &["-j", "route", "show", "table", "all"], &["-j", "rule", "show"]] {
+    for args in [
+        &["-j", "link", "show"][..],
+        &["-j", "addr", "show"],
+        &["-j", "route", "show", "table", "all"],
+        &["-j", "rule", "show"],
+    ] {
         let out = Command::new("ip").args(args).output().expect("ip");
         s.push_str(&String::from_utf8_lossy(&out.stdout));
         s.push('\n');
     }
-    let nft = Command::new("nft").args(["list", "ruleset"]).output().expect("nft");
+    let nft = Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
     s.push_str(&String::from_utf8_lossy(&nft.stdout));
     s
 }
@@ -30,14 +38,20 @@ fn lab_namespaces(id: &str) -> Vec<String> {
 }
 
 fn assert_root() {
-    assert!(cnlab::lab::is_root(), "these tests build labs: run them as root (sudo -E cargo test)");
+    assert!(
+        cnlab::lab::is_root(),
+        "these tests build labs: run them as root (sudo -E cargo test)"
+    );
 }
 
 fn wait_ready(child: &mut std::process::Child) -> cnlab::lab::registry::LabRecord {
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(r) = cnlab::lab::registry::list().into_iter().find(|r| r.owner_pid == pid && r.state == "ready") {
+        if let Some(r) = cnlab::lab::registry::list()
+            .into_iter()
+            .find(|r| r.owner_pid == pid && r.state == "ready")
+        {
             return r;
         }
         if let Ok(Some(st)) = child.try_wait() {
@@ -58,35 +72,78 @@ fn killed_lab_is_collected_and_root_namespace_untouched() {
     assert_root();
     let before = root_snapshot();
     let file = repo().join("topologies/examples/quickstart.yaml");
-    let mut child = Command::new(CNLAB).arg("up").arg(&file).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(CNLAB)
+        .arg("up")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let record = wait_ready(&mut child);
     assert!(!lab_namespaces(&record.id).is_empty());
     // SIGKILL: no destructor, no signal handler runs.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!lab_namespaces(&record.id).is_empty(), "namespaces survive a SIGKILL until gc");
+    assert!(
+        !lab_namespaces(&record.id).is_empty(),
+        "namespaces survive a SIGKILL until gc"
+    );
 
     let out = Command::new(CNLAB).arg("gc").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&record.id), "gc names the lab it removed");
-    assert!(lab_namespaces(&record.id).is_empty(), "gc left namespaces of {}", record.id);
-    for p in [cnlab::lab::registry::LabRecord::path(&record.id), cnlab::lab::registry::LabRecord::plan_path(&record.id)] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&record.id),
+        "gc names the lab it removed"
+    );
+    assert!(
+        lab_namespaces(&record.id).is_empty(),
+        "gc left namespaces of {}",
+        record.id
+    );
+    for p in [
+        cnlab::lab::registry::LabRecord::path(&record.id),
+        cnlab::lab::registry::LabRecord::plan_path(&record.id),
+    ] {
         assert!(!p.exists(), "gc left {}", p.display());
     }
-    assert_eq!(before, root_snapshot(), "the root network namespace changed");
+    assert_eq!(
+        before,
+        root_snapshot(),
+        "the root network namespace changed"
+    );
 }
 
 #[test]
 fn sigterm_tears_the_lab_down() {
     assert_root();
     let file = repo().join("topologies/examples/quickstart.yaml");
-    let mut child = Command::new(CNLAB).arg("up").arg(&file).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(CNLAB)
+        .arg("up")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let record = wait_ready(&mut child);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let st = child.wait().unwrap();
     assert!(!st.success());
-    assert!(lab_namespaces(&record.id).is_empty(), "SIGTERM left namespaces");
-    assert!(!cnlab::lab::registry::LabRecord::path(&record.id).exists(), "SIGTERM left the lab record");
+    assert!(
+        lab_namespaces(&record.id).is_empty(),
+        "SIGTERM left namespaces"
+    );
+    assert!(
+        !cnlab::lab::registry::LabRecord::path(&record.id).exists(),
+        "SIGTERM left the lab record"
+    );
 }
 
 #[test]
@@ -103,16 +160,29 @@ fn broken_yaml_reports_every_problem_and_creates_nothing() {
     let out = Command::new(CNLAB).arg("check").arg(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cluster.kubernetes"), "names the bad version: {err}");
-    assert!(err.contains("nodes[0].vswitch") && err.contains("line 8"), "names the unknown vswitch with its line: {err}");
-    assert!(err.contains("nodes[1].ip") && err.contains("line 9"), "names the address outside its vswitch: {err}");
-    assert_eq!(before, cnlab::kernel::netns::list("cnl-"), "a namespace was created for a broken file");
+    assert!(
+        err.contains("cluster.kubernetes"),
+        "names the bad version: {err}"
+    );
+    assert!(
+        err.contains("nodes[0].vswitch") && err.contains("line 8"),
+        "names the unknown vswitch with its line: {err}"
+    );
+    assert!(
+        err.contains("nodes[1].ip") && err.contains("line 9"),
+        "names the address outside its vswitch: {err}"
+    );
+    assert_eq!(
+        before,
+        cnlab::kernel::netns::list("cnl-"),
+        "a namespace was created for a broken file"
+    );
 }
 
 #[test]
 fn without_root_it_says_to_use_sudo() {
-    use std::os::unix::process::CommandExt;
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
     // The checkout may sit under a directory nobody cannot enter (/root):
     // give the unprivileged child its own copies.
     let dir = tempfile::tempdir().unwrap();

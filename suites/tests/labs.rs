@@ -10,7 +10,9 @@ use cnlab::topology::load_file;
 use cnlab::topology::model::Verdict;
 
 fn topology(rel: &str) -> cnlab::topology::Resolved {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies")
+        .join(rel);
     match load_file(&path) {
         Ok(l) => l.resolved,
         Err(r) => panic!("{r}"),
@@ -23,22 +25,50 @@ fn topology(rel: &str) -> cnlab::topology::Resolved {
 #[test]
 fn m1_cross_node_follows_the_vpc_route_entry() {
     let r = topology("scenarios/m1-terway-vpc.yaml");
-    let cross = r.topo.expect.iter().find(|e| e.name == "cross-node").expect("m1 has an expectation named cross-node").clone();
+    let cross = r
+        .topo
+        .expect
+        .iter()
+        .find(|e| e.name == "cross-node")
+        .expect("m1 has an expectation named cross-node")
+        .clone();
     let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let before = check_one(&lab, &cross);
-    assert_eq!(before.observed.outcome.verdict, Verdict::Connected, "{:?}", before.failures);
+    assert_eq!(
+        before.observed.outcome.verdict,
+        Verdict::Connected,
+        "{:?}",
+        before.failures
+    );
 
     // The route entry whose destination holds the server pod's address.
     let (dst, _) = check::observe::resolve_target(lab.plan(), &cross.to).unwrap();
     let mut cloud = MockCloud::new(&lab);
-    let entry = cloud.describe_route_entries().into_iter().find(|e| e.dest.contains(&dst)).expect("a route entry covers the server pod");
+    let entry = cloud
+        .describe_route_entries()
+        .into_iter()
+        .find(|e| e.dest.contains(&dst))
+        .expect("a route entry covers the server pod");
     cloud.delete_route_entry(entry.dest).unwrap();
     let without = check_one(&lab, &cross);
-    assert_eq!(without.observed.outcome.verdict, Verdict::Timeout, "with {} deleted: {:?}", entry.dest, without.observed.outcome);
+    assert_eq!(
+        without.observed.outcome.verdict,
+        Verdict::Timeout,
+        "with {} deleted: {:?}",
+        entry.dest,
+        without.observed.outcome
+    );
 
-    cloud.create_route_entry(entry.dest, &entry.next_hop).unwrap();
+    cloud
+        .create_route_entry(entry.dest, &entry.next_hop)
+        .unwrap();
     let restored = check_one(&lab, &cross);
-    assert_eq!(restored.observed.outcome.verdict, Verdict::Connected, "restored: {:?}", restored.failures);
+    assert_eq!(
+        restored.observed.outcome.verdict,
+        Verdict::Connected,
+        "restored: {:?}",
+        restored.failures
+    );
     lab.down();
 }
 
@@ -63,7 +93,10 @@ fn two_labs_from_one_file_do_not_interfere() {
     let again = check::run(&b, &r.topo.expect, 4);
     assert!(again.iter().all(|r| r.passed()));
     for n in names_a {
-        assert!(!Path::new("/run/netns").join(&n).exists(), "{n} outlived its lab");
+        assert!(
+            !Path::new("/run/netns").join(&n).exists(),
+            "{n} outlived its lab"
+        );
     }
     b.down();
 }
@@ -77,8 +110,17 @@ fn outcomes_are_stable_across_repeats() {
     for _ in 0..5 {
         let again = check::run(&lab, &r.topo.expect, 8);
         for (x, y) in first.iter().zip(again.iter()) {
-            assert_eq!(x.observed.outcome.verdict, y.observed.outcome.verdict, "{}", x.expect.name);
-            assert_eq!(x.observed.outcome.seen_peer.map(|s| *s.ip()), y.observed.outcome.seen_peer.map(|s| *s.ip()), "{}", x.expect.name);
+            assert_eq!(
+                x.observed.outcome.verdict, y.observed.outcome.verdict,
+                "{}",
+                x.expect.name
+            );
+            assert_eq!(
+                x.observed.outcome.seen_peer.map(|s| *s.ip()),
+                y.observed.outcome.seen_peer.map(|s| *s.ip()),
+                "{}",
+                x.expect.name
+            );
         }
     }
     lab.down();

@@ -10,22 +10,44 @@ use rstest::rstest;
 
 fn run(path: PathBuf) {
     let o = check_file(&path, &UpOptions::default(), 8);
-    let view = FileResults { file: &o.file, lab_id: &o.lab_id, results: &o.results, error: o.error.clone(), pending: o.pending.clone() };
+    let view = FileResults {
+        file: &o.file,
+        lab_id: &o.lab_id,
+        results: &o.results,
+        error: o.error.clone(),
+        pending: o.pending.clone(),
+    };
     let table = report::table(&[view]);
     println!("{table}");
     if let Some(e) = &o.error {
         panic!("{}: {e}", path.display());
     }
-    assert!(!o.results.is_empty(), "{}: the topology states no expectation", path.display());
-    assert!(o.passed(), "{}: expectations failed:\n{table}", path.display());
+    assert!(
+        !o.results.is_empty(),
+        "{}: the topology states no expectation",
+        path.display()
+    );
+    assert!(
+        o.passed(),
+        "{}: expectations failed:\n{table}",
+        path.display()
+    );
 }
 
 #[rstest]
-fn scenario(#[base_dir = "../topologies/scenarios"] #[files("*.yaml")] path: PathBuf) {
+fn scenario(
+    #[base_dir = "../topologies/scenarios"]
+    #[files("*.yaml")]
+    path: PathBuf,
+) {
     run(path);
 }
 
 #[rstest]
-fn example(#[base_dir = "../topologies/examples"] #[files("*.yaml")] path: PathBuf) {
+fn example(
+    #[base_dir = "../topologies/examples"]
+    #[files("*.yaml")]
+    path: PathBuf,
+) {
     run(path);
 }

@@ -52,7 +52,10 @@ pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome
         }
     };
     out.warnings = warnings;
-    let opts = UpOptions { file: Some(file), ..opts.clone() };
+    let opts = UpOptions {
+        file: Some(file),
+        ..opts.clone()
+    };
     let t = Instant::now();
     let lab = match Lab::up(&resolved, &opts) {
         Ok(l) => l,
@@ -64,7 +67,12 @@ pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome
     };
     out.up_time = t.elapsed();
     out.lab_id = lab.id().to_string();
-    out.pending = lab.plan().pending.iter().map(|p| format!("{}: {}", p.pod, p.reason)).collect();
+    out.pending = lab
+        .plan()
+        .pending
+        .iter()
+        .map(|p| format!("{}: {}", p.pod, p.reason))
+        .collect();
     let t = Instant::now();
     out.results = super::run(&lab, &resolved.topo.expect, parallel);
     out.check_time = t.elapsed();
@@ -87,7 +95,10 @@ pub fn expand_paths(args: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBu
                 .collect();
             v.sort();
             if v.is_empty() {
-                return Err(format!("{}: no *.yaml topology in this directory", a.display()));
+                return Err(format!(
+                    "{}: no *.yaml topology in this directory",
+                    a.display()
+                ));
             }
             files.extend(v);
         } else if a.exists() {

@@ -55,11 +55,19 @@ pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResu
 
 pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
     let t = Instant::now();
-    let deadline = e.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_DEADLINE);
+    let deadline = e
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_DEADLINE);
     let wants_path = e.path.is_some() || e.avoids.is_some();
     let observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
     let failures = compare(lab.plan(), e, &observed);
-    CheckResult { expect: e.clone(), observed, failures, elapsed: t.elapsed() }
+    CheckResult {
+        expect: e.clone(),
+        observed,
+        failures,
+        elapsed: t.elapsed(),
+    }
 }
 
 /// Every difference between what was expected and what the packets showed.
@@ -70,8 +78,16 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
     let mut f = Vec::new();
     let got = o.outcome.verdict;
     if got != e.result {
-        let why = if o.outcome.detail.is_empty() { String::new() } else { format!(" ({})", o.outcome.detail) };
-        f.push(format!("expected {}, observed {}{why}", e.result.as_str(), got.as_str()));
+        let why = if o.outcome.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", o.outcome.detail)
+        };
+        f.push(format!(
+            "expected {}, observed {}{why}",
+            e.result.as_str(),
+            got.as_str()
+        ));
     }
     if got == Verdict::Connected {
         if let Some(src) = &e.source {
@@ -83,15 +99,23 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
             match &o.outcome.served_by {
                 Some(by) if by == want => {}
                 Some(by) => f.push(format!("expected served by {want}, answered by {by}")),
-                None => f.push(format!("expected served by {want}, nobody identified itself")),
+                None => f.push(format!(
+                    "expected served by {want}, nobody identified itself"
+                )),
             }
         }
     }
     let journey: Vec<String> = o.journey();
     if let Some(path) = &e.path {
-        let want: Vec<String> = path.iter().map(|p| observe::canonical_point(plan, p)).collect();
+        let want: Vec<String> = path
+            .iter()
+            .map(|p| observe::canonical_point(plan, p))
+            .collect();
         if let Some(missing) = first_missing_in_order(&want, &journey) {
-            f.push(format!("path: {missing} not crossed in order; observed {}", show_journey(o)));
+            f.push(format!(
+                "path: {missing} not crossed in order; observed {}",
+                show_journey(o)
+            ));
         }
     }
     if let Some(avoids) = &e.avoids {
@@ -107,7 +131,11 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
 
 fn source_mismatch(plan: &LabPlan, src: &str, o: &Observation) -> Option<String> {
     let seen = o.outcome.seen_peer.map(|s| *s.ip());
-    let Some(seen) = seen else { return Some(format!("expected source {src}, the server reported no peer address")) };
+    let Some(seen) = seen else {
+        return Some(format!(
+            "expected source {src}, the server reported no peer address"
+        ));
+    };
     let want = match parse_source(src) {
         Ok(SourceExpect::Client) => match o.outcome.local {
             Some(l) => *l.ip(),

@@ -28,7 +28,11 @@ pub struct Observation {
 impl Observation {
     /// Request then reply hop ids, in order.
     pub fn journey(&self) -> Vec<String> {
-        self.request.iter().chain(self.reply.iter()).map(|h| h.point.clone()).collect()
+        self.request
+            .iter()
+            .chain(self.reply.iter())
+            .map(|h| h.point.clone())
+            .collect()
     }
 }
 
@@ -64,11 +68,21 @@ pub fn resolve_origin(plan: &LabPlan, from: &str) -> Result<usize, String> {
         Origin::Node(n) => format!("node/{n}"),
         Origin::External(n) => format!("external/{n}"),
     };
-    plan.endpoint(&id).map(|e| e.ns).ok_or_else(|| pending_or_unknown(plan, &id))
+    plan.endpoint(&id)
+        .map(|e| e.ns)
+        .ok_or_else(|| pending_or_unknown(plan, &id))
 }
 
 /// Runs one probe; with `taps`, also captures its journey.
-pub fn observe(lab: &Lab, name: &str, from: &str, to: &str, proto: Proto, deadline: Duration, taps: bool) -> Observation {
+pub fn observe(
+    lab: &Lab,
+    name: &str,
+    from: &str,
+    to: &str,
+    proto: Proto,
+    deadline: Duration,
+    taps: bool,
+) -> Observation {
     let plan = lab.plan();
     let failed = |e: String| Observation {
         outcome: ProbeOutcome {
@@ -96,7 +110,14 @@ pub fn observe(lab: &Lab, name: &str, from: &str, to: &str, proto: Proto, deadli
         return failed(format!("{to}: a {proto:?} probe needs a port"));
     }
     let src_port = lab.next_probe_port();
-    let spec = ProbeSpec { id: format!("{}:{name}", lab.id()), proto, dst, port, src_port: Some(src_port), deadline };
+    let spec = ProbeSpec {
+        id: format!("{}:{name}", lab.id()),
+        proto,
+        dst,
+        port,
+        src_port: Some(src_port),
+        deadline,
+    };
     let tapset = if taps { open_taps(lab) } else { Ok(None) };
     let tapset = match tapset {
         Ok(t) => t,
@@ -114,23 +135,46 @@ pub fn observe(lab: &Lab, name: &str, from: &str, to: &str, proto: Proto, deadli
     if taps {
         add_stack_ends(plan, from, client_ns, &outcome, &mut request, &mut reply);
     }
-    Observation { outcome, dst: Some((dst, port)), request, reply, error: None }
+    Observation {
+        outcome,
+        dst: Some((dst, port)),
+        request,
+        reply,
+        error: None,
+    }
 }
 
 /// A node's own stack is not a tap point: add `node/<n>` where the client or
 /// the server is the node itself (or a hostNetwork pod on it).
-fn add_stack_ends(plan: &LabPlan, from: &str, client_ns: usize, outcome: &ProbeOutcome, request: &mut Vec<Hop>, reply: &mut Vec<Hop>) {
+fn add_stack_ends(
+    plan: &LabPlan,
+    from: &str,
+    client_ns: usize,
+    outcome: &ProbeOutcome,
+    request: &mut Vec<Hop>,
+    reply: &mut Vec<Hop>,
+) {
     let node_of_ns = |ns: usize| -> Option<String> {
         let n = &plan.namespaces[ns];
         (n.kind == Some(NsKind::Node)).then(|| n.key.clone())
     };
-    let stub = |point: String| Hop { point, vlan: None, src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::UNSPECIFIED, encap: None };
+    let stub = |point: String| Hop {
+        point,
+        vlan: None,
+        src: Ipv4Addr::UNSPECIFIED,
+        dst: Ipv4Addr::UNSPECIFIED,
+        encap: None,
+    };
     if let Some(node) = node_of_ns(client_ns) {
         let _ = from;
         request.insert(0, stub(node.clone()));
         reply.push(stub(node));
     }
-    let server_ns = outcome.served_by.as_deref().and_then(|s| plan.endpoint(s)).map(|e| e.ns);
+    let server_ns = outcome
+        .served_by
+        .as_deref()
+        .and_then(|s| plan.endpoint(s))
+        .map(|e| e.ns);
     if let Some(node) = server_ns.and_then(node_of_ns) {
         request.push(stub(node.clone()));
         reply.insert(0, stub(node));
@@ -141,9 +185,17 @@ fn open_taps(lab: &Lab) -> Result<Option<Taps>, String> {
     let plan = lab.plan();
     let mut per_ns: Vec<Vec<TapPoint>> = (0..plan.namespaces.len()).map(|_| Vec::new()).collect();
     for p in &plan.points {
-        per_ns[p.ns].push(TapPoint { id: p.id.clone(), ifname: p.ifname.clone() });
+        per_ns[p.ns].push(TapPoint {
+            id: p.id.clone(),
+            ifname: p.ifname.clone(),
+        });
     }
-    let targets: Vec<_> = per_ns.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (lab.netns(i), v)).collect();
+    let targets: Vec<_> = per_ns
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, v)| (lab.netns(i), v))
+        .collect();
     Taps::open(&targets).map(Some).map_err(|e| e.to_string())
 }
 
@@ -158,5 +210,8 @@ pub fn canonical_point(plan: &LabPlan, id: &str) -> String {
 
 /// `node/<n>`'s primary address, for `source: node/<n>`.
 pub fn node_ip(plan: &LabPlan, node: &str) -> Option<Ipv4Addr> {
-    plan.endpoints.iter().find(|e| e.kind == EndpointKind::Node && e.id == format!("node/{node}")).map(|e| e.ip)
+    plan.endpoints
+        .iter()
+        .find(|e| e.kind == EndpointKind::Node && e.id == format!("node/{node}"))
+        .map(|e| e.ip)
 }

@@ -26,7 +26,15 @@ fn observed_source(r: &CheckResult) -> String {
 pub fn table(files: &[FileResults]) -> String {
     let mut out = String::new();
     for f in files {
-        out.push_str(&format!("== {}{}\n", f.file, if f.lab_id.is_empty() { String::new() } else { format!("  (lab {})", f.lab_id) }));
+        out.push_str(&format!(
+            "== {}{}\n",
+            f.file,
+            if f.lab_id.is_empty() {
+                String::new()
+            } else {
+                format!("  (lab {})", f.lab_id)
+            }
+        ));
         if let Some(e) = &f.error {
             out.push_str(&format!("   ERROR {e}\n\n"));
             continue;
@@ -34,19 +42,45 @@ pub fn table(files: &[FileResults]) -> String {
         for p in &f.pending {
             out.push_str(&format!("   pending pod {p}\n"));
         }
-        let head = ["", "expectation", "from → to", "expect", "observed", "source", "served by", "time"];
+        let head = [
+            "",
+            "expectation",
+            "from → to",
+            "expect",
+            "observed",
+            "source",
+            "served by",
+            "time",
+        ];
         let rows: Vec<[String; 8]> = f
             .results
             .iter()
             .map(|r| {
                 [
-                    if r.passed() { "ok".into() } else { "FAIL".into() },
+                    if r.passed() {
+                        "ok".into()
+                    } else {
+                        "FAIL".into()
+                    },
                     r.expect.name.clone(),
-                    format!("{} → {} {}", r.expect.from, r.expect.to, proto_word(r.expect.proto)),
+                    format!(
+                        "{} → {} {}",
+                        r.expect.from,
+                        r.expect.to,
+                        proto_word(r.expect.proto)
+                    ),
                     r.expect.result.as_str().into(),
-                    if r.observed.error.is_some() { "error".into() } else { r.observed.outcome.verdict.as_str().into() },
+                    if r.observed.error.is_some() {
+                        "error".into()
+                    } else {
+                        r.observed.outcome.verdict.as_str().into()
+                    },
                     observed_source(r),
-                    r.observed.outcome.served_by.clone().unwrap_or_else(|| "—".into()),
+                    r.observed
+                        .outcome
+                        .served_by
+                        .clone()
+                        .unwrap_or_else(|| "—".into()),
                     format!("{} ms", r.elapsed.as_millis()),
                 ]
             })
@@ -78,12 +112,27 @@ pub fn table(files: &[FileResults]) -> String {
             }
         }
         let passed = f.results.iter().filter(|r| r.passed()).count();
-        out.push_str(&format!("  {passed}/{} expectations hold\n\n", f.results.len()));
+        out.push_str(&format!(
+            "  {passed}/{} expectations hold\n\n",
+            f.results.len()
+        ));
     }
     let total: usize = files.iter().map(|f| f.results.len()).sum();
-    let passed: usize = files.iter().flat_map(|f| f.results.iter()).filter(|r| r.passed()).count();
+    let passed: usize = files
+        .iter()
+        .flat_map(|f| f.results.iter())
+        .filter(|r| r.passed())
+        .count();
     let errors = files.iter().filter(|f| f.error.is_some()).count();
-    out.push_str(&format!("{passed} passed, {} failed{}\n", total - passed, if errors > 0 { format!(", {errors} file(s) with errors") } else { String::new() }));
+    out.push_str(&format!(
+        "{passed} passed, {} failed{}\n",
+        total - passed,
+        if errors > 0 {
+            format!(", {errors} file(s) with errors")
+        } else {
+            String::new()
+        }
+    ));
     out
 }
 
@@ -121,11 +170,15 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub fn junit(files: &[FileResults]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"cnlab\">\n");
+    let mut out =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"cnlab\">\n");
     for f in files {
         let failures = f.results.iter().filter(|r| !r.passed()).count();
         let time: f64 = f.results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
@@ -148,7 +201,10 @@ pub fn junit(files: &[FileResults]) -> String {
                 r.elapsed.as_secs_f64()
             ));
             if !r.passed() {
-                out.push_str(&format!("<failure message=\"{}\"/>", xml_escape(&r.failures.join("; "))));
+                out.push_str(&format!(
+                    "<failure message=\"{}\"/>",
+                    xml_escape(&r.failures.join("; "))
+                ));
             }
             out.push_str("</testcase>\n");
         }

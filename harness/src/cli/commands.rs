@@ -28,14 +28,39 @@ fn need_root(what: &str) -> Result<(), i32> {
 
 pub fn run(cmd: Command) -> i32 {
     let r = match cmd {
-        Command::Check { paths, json, junit, backend, parallel } => check(&paths, json, junit.as_deref(), backend, parallel),
+        Command::Check {
+            paths,
+            json,
+            junit,
+            backend,
+            parallel,
+        } => check(&paths, json, junit.as_deref(), backend, parallel),
         Command::Validate { paths } => validate(&paths),
-        Command::Plan { file, backend, json } => plan(&file, backend, json),
-        Command::Up { file, detach, backend, keeper } => up(&file, detach, backend, keeper),
+        Command::Plan {
+            file,
+            backend,
+            json,
+        } => plan(&file, backend, json),
+        Command::Up {
+            file,
+            detach,
+            backend,
+            keeper,
+        } => up(&file, detach, backend, keeper),
         Command::Down { lab, all } => down(lab.as_deref(), all),
         Command::Status { json } => status(json),
-        Command::Trace { from, to, proto, lab, timeout_ms } => trace(&from, &to, &proto, lab.as_deref(), timeout_ms),
-        Command::Shell { target, lab, command } => shell(&target, lab.as_deref(), &command),
+        Command::Trace {
+            from,
+            to,
+            proto,
+            lab,
+            timeout_ms,
+        } => trace(&from, &to, &proto, lab.as_deref(), timeout_ms),
+        Command::Shell {
+            target,
+            lab,
+            command,
+        } => shell(&target, lab.as_deref(), &command),
         Command::Doctor { backend } => doctor(backend),
         Command::Gc => gc_cmd(),
     };
@@ -48,7 +73,13 @@ fn print_warnings(file: &str, warnings: &[crate::topology::Problem]) {
     }
 }
 
-fn check(paths: &[PathBuf], json: bool, junit: Option<&Path>, backend: BackendArg, parallel: usize) -> Result<i32, i32> {
+fn check(
+    paths: &[PathBuf],
+    json: bool,
+    junit: Option<&Path>,
+    backend: BackendArg,
+    parallel: usize,
+) -> Result<i32, i32> {
     let files = expand_paths(paths).map_err(|e| {
         eprintln!("cnlab check: {e}");
         EXIT_FAIL
@@ -68,7 +99,10 @@ fn check(paths: &[PathBuf], json: bool, junit: Option<&Path>, backend: BackendAr
         return Err(EXIT_FAIL);
     }
     need_root("check")?;
-    let opts = UpOptions { backend: backend.into(), file: None };
+    let opts = UpOptions {
+        backend: backend.into(),
+        file: None,
+    };
     let mut outcomes: Vec<FileOutcome> = Vec::new();
     for f in &files {
         if !json {
@@ -94,10 +128,19 @@ fn check(paths: &[PathBuf], json: bool, junit: Option<&Path>, backend: BackendAr
     }
     let views: Vec<FileResults> = outcomes
         .iter()
-        .map(|o| FileResults { file: &o.file, lab_id: &o.lab_id, results: &o.results, error: o.error.clone(), pending: o.pending.clone() })
+        .map(|o| FileResults {
+            file: &o.file,
+            lab_id: &o.lab_id,
+            results: &o.results,
+            error: o.error.clone(),
+            pending: o.pending.clone(),
+        })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default()
+        );
     } else {
         print!("{}", report::table(&views));
     }
@@ -110,7 +153,11 @@ fn check(paths: &[PathBuf], json: bool, junit: Option<&Path>, backend: BackendAr
     if outcomes.iter().any(|o| o.environment) {
         return Err(EXIT_ENV);
     }
-    Ok(if outcomes.iter().all(|o| o.passed()) { EXIT_OK } else { EXIT_FAIL })
+    Ok(if outcomes.iter().all(|o| o.passed()) {
+        EXIT_OK
+    } else {
+        EXIT_FAIL
+    })
 }
 
 fn validate(paths: &[PathBuf]) -> Result<i32, i32> {
@@ -123,7 +170,11 @@ fn validate(paths: &[PathBuf]) -> Result<i32, i32> {
         match load_file(f) {
             Ok(l) => {
                 print_warnings(&f.display().to_string(), &l.warnings);
-                println!("{}: ok ({} expectations)", f.display(), l.resolved.topo.expect.len());
+                println!(
+                    "{}: ok ({} expectations)",
+                    f.display(),
+                    l.resolved.topo.expect.len()
+                );
             }
             Err(report) => {
                 eprintln!("{report}");
@@ -175,7 +226,14 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
         return spawn_keeper(file, backend);
     }
     let t = Instant::now();
-    let lab = Lab::up(&loaded.resolved, &UpOptions { backend: backend.into(), file: Some(file.display().to_string()) }).map_err(|e| {
+    let lab = Lab::up(
+        &loaded.resolved,
+        &UpOptions {
+            backend: backend.into(),
+            file: Some(file.display().to_string()),
+        },
+    )
+    .map_err(|e| {
         eprintln!("cnlab up: {e}");
         if matches!(e, lab::LabError::NotRoot | lab::LabError::Backend(_)) {
             EXIT_ENV
@@ -191,7 +249,10 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
         t.elapsed().as_millis(),
         plan.namespaces.len(),
         plan.veths.len(),
-        plan.namespaces.iter().map(|n| n.servers.len()).sum::<usize>()
+        plan.namespaces
+            .iter()
+            .map(|n| n.servers.len())
+            .sum::<usize>()
     );
     for p in &plan.pending {
         println!("  pending pod {}: {}", p.pod, p.reason);
@@ -224,12 +285,20 @@ fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {
     let backend = format!("{backend:?}").to_lowercase();
     let before: Vec<String> = registry::list().into_iter().map(|r| r.id).collect();
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("up").arg(file).arg("--keeper").arg("--backend").arg(backend);
-    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone().map_err(|_| EXIT_ENV)?).stderr(log);
+    cmd.arg("up")
+        .arg(file)
+        .arg("--keeper")
+        .arg("--backend")
+        .arg(backend);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|_| EXIT_ENV)?)
+        .stderr(log);
     // SAFETY: setsid() is async-signal-safe; the keeper outlives our session.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
     let mut child = cmd.spawn().map_err(|e| {
@@ -238,9 +307,15 @@ fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {
     })?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(r) = registry::list().into_iter().find(|r| r.owner_pid == child.id() && !before.contains(&r.id)) {
+        if let Some(r) = registry::list()
+            .into_iter()
+            .find(|r| r.owner_pid == child.id() && !before.contains(&r.id))
+        {
             if r.state == "ready" {
-                println!("lab {} ({}) is up, kept by pid {}; stop it with `cnlab down {}`", r.id, r.name, r.owner_pid, r.id);
+                println!(
+                    "lab {} ({}) is up, kept by pid {}; stop it with `cnlab down {}`",
+                    r.id, r.name, r.owner_pid, r.id
+                );
                 let _ = std::fs::rename(&log_path, LabRecord::log_path(&r.id));
                 return Ok(EXIT_OK);
             }
@@ -252,7 +327,10 @@ fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {
             return Err(EXIT_FAIL);
         }
         if Instant::now() > deadline {
-            eprintln!("cnlab up: the lab was not ready after 120 s; see {}", log_path.display());
+            eprintln!(
+                "cnlab up: the lab was not ready after 120 s; see {}",
+                log_path.display()
+            );
             return Err(EXIT_FAIL);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -274,7 +352,10 @@ fn down(which: Option<&str>, all: bool) -> Result<i32, i32> {
     }
     for r in labs {
         let t = Instant::now();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.owner_pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(r.owner_pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while LabRecord::path(&r.id).exists() && r.owner_alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -283,7 +364,12 @@ fn down(which: Option<&str>, all: bool) -> Result<i32, i32> {
             // The owner died without cleaning up (or did not answer): remove it ourselves.
             lab::remove_lab_objects(&r.id, &r.namespaces);
         }
-        println!("lab {} ({}) is down in {} ms", r.id, r.name, t.elapsed().as_millis());
+        println!(
+            "lab {} ({}) is down in {} ms",
+            r.id,
+            r.name,
+            t.elapsed().as_millis()
+        );
     }
     Ok(EXIT_OK)
 }
@@ -307,21 +393,47 @@ fn status(json: bool) -> Result<i32, i32> {
         return Ok(EXIT_OK);
     }
     for r in &labs {
-        let alive = if r.owner_alive() { "running" } else { "dead owner: run `cnlab gc`" };
-        println!("{}  {}  {}  pid {}  {} namespaces  {}", r.id, r.name, r.state, r.owner_pid, r.namespaces.len(), alive);
+        let alive = if r.owner_alive() {
+            "running"
+        } else {
+            "dead owner: run `cnlab gc`"
+        };
+        println!(
+            "{}  {}  {}  pid {}  {} namespaces  {}",
+            r.id,
+            r.name,
+            r.state,
+            r.owner_pid,
+            r.namespaces.len(),
+            alive
+        );
         if let Some(f) = &r.file {
             println!("    file: {f}");
         }
         if let Ok(p) = registry::load_plan(&r.id) {
             for pod in &p.pending {
-                println!("    pending pod {}{}: {}", pod.pod, pod.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default(), pod.reason);
+                println!(
+                    "    pending pod {}{}: {}",
+                    pod.pod,
+                    pod.node
+                        .as_ref()
+                        .map(|n| format!(" on {n}"))
+                        .unwrap_or_default(),
+                    pod.reason
+                );
             }
         }
     }
     Ok(EXIT_OK)
 }
 
-fn trace(from: &str, to: &str, proto: &str, which: Option<&str>, timeout_ms: u64) -> Result<i32, i32> {
+fn trace(
+    from: &str,
+    to: &str,
+    proto: &str,
+    which: Option<&str>,
+    timeout_ms: u64,
+) -> Result<i32, i32> {
     need_root("trace")?;
     let proto: crate::topology::model::Proto = serde_yaml_ng::from_str(proto).map_err(|_| {
         eprintln!("cnlab trace: --proto must be tcp, udp or icmp");
@@ -339,13 +451,25 @@ fn trace(from: &str, to: &str, proto: &str, which: Option<&str>, timeout_ms: u64
         eprintln!("cnlab trace: {e}");
         EXIT_FAIL
     })?;
-    let o = crate::check::observe(&lab, "trace", from, to, proto, Duration::from_millis(timeout_ms), true);
+    let o = crate::check::observe(
+        &lab,
+        "trace",
+        from,
+        to,
+        proto,
+        Duration::from_millis(timeout_ms),
+        true,
+    );
     if let Some(e) = &o.error {
         eprintln!("cnlab trace: {e}");
         return Err(EXIT_FAIL);
     }
     let out = &o.outcome;
-    println!("{from} → {to} ({}): {}", crate::check::proto_word(proto), out.verdict.as_str());
+    println!(
+        "{from} → {to} ({}): {}",
+        crate::check::proto_word(proto),
+        out.verdict.as_str()
+    );
     if !out.detail.is_empty() {
         println!("  detail:    {}", out.detail);
     }
@@ -353,7 +477,14 @@ fn trace(from: &str, to: &str, proto: &str, which: Option<&str>, timeout_ms: u64
         println!("  client:    {l}");
     }
     if let Some(s) = out.seen_peer {
-        println!("  server saw {s}{}", if out.local.map(|l| l.ip() == s.ip()).unwrap_or(false) { " (the client's own address)" } else { "" });
+        println!(
+            "  server saw {s}{}",
+            if out.local.map(|l| l.ip() == s.ip()).unwrap_or(false) {
+                " (the client's own address)"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(b) = &out.served_by {
         println!("  served by  {b}");
@@ -373,8 +504,22 @@ fn trace(from: &str, to: &str, proto: &str, which: Option<&str>, timeout_ms: u64
             .collect::<Vec<_>>()
             .join(" → ")
     };
-    println!("  request:   {}", if o.request.is_empty() { "(nothing captured)".into() } else { chain(&o.request) });
-    println!("  reply:     {}", if o.reply.is_empty() { "(nothing captured)".into() } else { chain(&o.reply) });
+    println!(
+        "  request:   {}",
+        if o.request.is_empty() {
+            "(nothing captured)".into()
+        } else {
+            chain(&o.request)
+        }
+    );
+    println!(
+        "  reply:     {}",
+        if o.reply.is_empty() {
+            "(nothing captured)".into()
+        } else {
+            chain(&o.reply)
+        }
+    );
     Ok(EXIT_OK)
 }
 
@@ -393,18 +538,29 @@ fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i
         .namespaces
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.key == target || n.key.rsplit('/').next() == Some(target) || n.key.strip_prefix("pod/") == Some(target))
+        .filter(|(_, n)| {
+            n.key == target
+                || n.key.rsplit('/').next() == Some(target)
+                || n.key.strip_prefix("pod/") == Some(target)
+        })
         .map(|(i, _)| i)
         .collect();
     let idx = match candidates.as_slice() {
         [i] => *i,
         [] => {
             let keys: Vec<_> = plan.namespaces.iter().map(|n| n.key.as_str()).collect();
-            eprintln!("cnlab shell: no namespace {target} in lab {}; there are: {}", rec.id, keys.join(", "));
+            eprintln!(
+                "cnlab shell: no namespace {target} in lab {}; there are: {}",
+                rec.id,
+                keys.join(", ")
+            );
             return Err(EXIT_FAIL);
         }
         many => {
-            let keys: Vec<_> = many.iter().map(|i| plan.namespaces[*i].key.as_str()).collect();
+            let keys: Vec<_> = many
+                .iter()
+                .map(|i| plan.namespaces[*i].key.as_str())
+                .collect();
             eprintln!("cnlab shell: {target} is ambiguous: {}", keys.join(", "));
             return Err(EXIT_FAIL);
         }
@@ -416,17 +572,26 @@ fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i
     })?;
     let (prog, args): (String, Vec<String>) = match command.split_first() {
         Some((p, a)) => (p.clone(), a.to_vec()),
-        None => (std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()), vec![]),
+        None => (
+            std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()),
+            vec![],
+        ),
     };
     if command.is_empty() {
-        eprintln!("entering {} ({ns_name}); exit to leave", plan.namespaces[idx].key);
+        eprintln!(
+            "entering {} ({ns_name}); exit to leave",
+            plan.namespaces[idx].key
+        );
     }
     let fd = ns.fd().try_clone_to_owned().map_err(|_| EXIT_FAIL)?;
     let mut cmd = std::process::Command::new(&prog);
     cmd.args(&args).env("CNLAB_NS", &plan.namespaces[idx].key);
     // SAFETY: setns is async-signal-safe; it only changes the child's namespace.
     unsafe {
-        cmd.pre_exec(move || nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
     }
     let status = cmd.status().map_err(|e| {
         eprintln!("cnlab shell: running {prog}: {e}");
@@ -447,7 +612,14 @@ fn doctor(backend: BackendArg) -> Result<i32, i32> {
             Ok(EXIT_OK)
         }
         Err(e) => {
-            print!("{}", caps::render(&c, &caps::choose(&c, BackendChoice::Auto).unwrap_or(crate::plan::Backends::PORTABLE)));
+            print!(
+                "{}",
+                caps::render(
+                    &c,
+                    &caps::choose(&c, BackendChoice::Auto)
+                        .unwrap_or(crate::plan::Backends::PORTABLE)
+                )
+            );
             eprintln!("cnlab doctor: {e}");
             Err(EXIT_ENV)
         }
@@ -460,10 +632,19 @@ fn gc_cmd() -> Result<i32, i32> {
     if r.labs.is_empty() {
         println!("nothing to collect");
     } else {
-        println!("removed {} lab(s) ({} namespaces): {}", r.labs.len(), r.namespaces, r.labs.join(", "));
+        println!(
+            "removed {} lab(s) ({} namespaces): {}",
+            r.labs.len(),
+            r.namespaces,
+            r.labs.join(", ")
+        );
     }
     if !r.live.is_empty() {
-        println!("left {} running lab(s) alone: {}", r.live.len(), r.live.join(", "));
+        println!(
+            "left {} running lab(s) alone: {}",
+            r.live.len(),
+            r.live.join(", ")
+        );
     }
     Ok(EXIT_OK)
 }

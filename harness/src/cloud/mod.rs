@@ -38,7 +38,10 @@ pub struct MockCloud<'a> {
 
 impl<'a> MockCloud<'a> {
     pub fn new(lab: &'a Lab) -> Self {
-        MockCloud { lab, route_entries: lab.plan().route_entries.clone() }
+        MockCloud {
+            lab,
+            route_entries: lab.plan().route_entries.clone(),
+        }
     }
 
     /// The ENI a next hop names: a node (its primary ENI) or an ENI address.
@@ -46,12 +49,21 @@ impl<'a> MockCloud<'a> {
         let plan = self.lab.plan();
         plan.enis
             .iter()
-            .find(|e| (e.role == EniRole::Primary && e.instance == next_hop) || e.ips.iter().any(|ip| ip.to_string() == next_hop))
+            .find(|e| {
+                (e.role == EniRole::Primary && e.instance == next_hop)
+                    || e.ips.iter().any(|ip| ip.to_string() == next_hop)
+            })
             .map(|e| e.id.clone())
     }
 
-    fn vpc_route(&self, f: impl FnOnce(&mut Netlink) -> Result<(), crate::kernel::KernelError> + Send) -> Result<(), CloudError> {
-        let vpc = self.lab.netns_by_key("vpc").ok_or_else(|| CloudError::NextHopNotFound("vpc namespace".into()))?;
+    fn vpc_route(
+        &self,
+        f: impl FnOnce(&mut Netlink) -> Result<(), crate::kernel::KernelError> + Send,
+    ) -> Result<(), CloudError> {
+        let vpc = self
+            .lab
+            .netns_by_key("vpc")
+            .ok_or_else(|| CloudError::NextHopNotFound("vpc namespace".into()))?;
         vpc.run(|| {
             let mut nl = Netlink::open()?;
             f(&mut nl)
@@ -69,15 +81,25 @@ impl CloudApi for MockCloud<'_> {
         if self.route_entries.iter().any(|r| r.dest == dest) {
             return Err(CloudError::RouteEntryConflict(dest));
         }
-        let eni = self.eni_for(next_hop).ok_or_else(|| CloudError::NextHopNotFound(next_hop.into()))?;
+        let eni = self
+            .eni_for(next_hop)
+            .ok_or_else(|| CloudError::NextHopNotFound(next_hop.into()))?;
         let route = RoutePlan::link(IpNet::V4(dest), &eni);
         self.vpc_route(move |nl| nl.add_route(&route))?;
-        self.route_entries.push(RouteEntryPlan { dest, next_hop: next_hop.into(), eni });
+        self.route_entries.push(RouteEntryPlan {
+            dest,
+            next_hop: next_hop.into(),
+            eni,
+        });
         Ok(())
     }
 
     fn delete_route_entry(&mut self, dest: Ipv4Net) -> Result<(), CloudError> {
-        let pos = self.route_entries.iter().position(|r| r.dest == dest).ok_or(CloudError::RouteEntryNotFound(dest))?;
+        let pos = self
+            .route_entries
+            .iter()
+            .position(|r| r.dest == dest)
+            .ok_or(CloudError::RouteEntryNotFound(dest))?;
         let route = RoutePlan::link(IpNet::V4(dest), &self.route_entries[pos].eni);
         self.vpc_route(move |nl| nl.del_route(&route))?;
         self.route_entries.remove(pos);

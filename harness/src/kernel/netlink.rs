@@ -652,8 +652,9 @@ impl Netlink {
     pub fn del_route(&mut self, r: &RoutePlan) -> Result<()> {
         let what = format!("deleting route {}", describe_route(r));
         let mut msg = self.route_message(r, &what)?;
-        // Scope "universe" (0) matches a route of any scope on delete.
-        msg.header.scope = RouteScope::Universe;
+        // On delete the kernel compares the scope unless it is "nowhere"
+        // (255), which matches any; iproute2 sends the same.
+        msg.header.scope = RouteScope::NoWhere;
         self.change(RouteNetlinkMessage::DelRoute(msg), 0, what)
     }
 

@@ -30,17 +30,29 @@ impl NetNs {
 
     /// Creates a new named namespace, like `ip netns add NAME`.
     pub fn create(name: &str) -> Result<NetNs, KernelError> {
-        let err = |what: &str, e: &dyn std::fmt::Display| KernelError::new(format!("creating namespace {name}: {what}: {e}"));
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            KernelError::new(format!("creating namespace {name}: {what}: {e}"))
+        };
         fs::create_dir_all(NETNS_DIR).map_err(|e| err("creating /run/netns", &e))?;
         let path = Self::path_of(name);
-        File::options().write(true).create_new(true).open(&path).map_err(|e| err("creating mount point", &e))?;
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| err("creating mount point", &e))?;
         // unshare() on a fresh thread, then bind its namespace onto the file:
         // the namespace lives on after the thread exits.
         let p = path.clone();
         let res = std::thread::spawn(move || -> Result<(), String> {
             unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
-            mount(Some("/proc/thread-self/ns/net"), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| format!("bind mount: {e}"))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind mount: {e}"))?;
             Ok(())
         })
         .join()
@@ -54,8 +66,12 @@ impl NetNs {
 
     /// Opens an existing named namespace.
     pub fn open(name: &str) -> Result<NetNs, KernelError> {
-        let file = File::open(Self::path_of(name)).map_err(|e| KernelError::new(format!("opening namespace {name}: {e}")))?;
-        Ok(NetNs { name: name.to_string(), file })
+        let file = File::open(Self::path_of(name))
+            .map_err(|e| KernelError::new(format!("opening namespace {name}: {e}")))?;
+        Ok(NetNs {
+            name: name.to_string(),
+            file,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -74,12 +90,15 @@ impl NetNs {
     {
         std::thread::scope(|s| {
             s.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| KernelError::new(format!("entering namespace {}: {e}", self.name)))?;
+                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    KernelError::new(format!("entering namespace {}: {e}", self.name))
+                })?;
                 Ok(f())
             })
             .join()
-            .map_err(|_| KernelError::new(format!("work inside namespace {} panicked", self.name)))?
+            .map_err(|_| {
+                KernelError::new(format!("work inside namespace {} panicked", self.name))
+            })?
         })
     }
 
@@ -93,14 +112,29 @@ impl NetNs {
 
 /// Creates all namespaces in parallel (a few threads, each creating a share).
 pub fn create_all(names: &[String]) -> Result<Vec<NetNs>, KernelError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
     let chunk = names.len().div_ceil(workers).max(1);
     let results: Vec<Result<Vec<NetNs>, KernelError>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|n| NetNs::create(n)).collect::<Result<Vec<_>, _>>()))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|n| NetNs::create(n))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(KernelError::new("namespace worker panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(KernelError::new("namespace worker panicked")))
+            })
+            .collect()
     });
     let mut out = Vec::with_capacity(names.len());
     for r in results {
@@ -120,7 +154,11 @@ pub fn delete(name: &str) -> Result<(), KernelError> {
     // MNT_DETACH: a reader (`ip netns exec`, a tap) may still hold it.
     match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(KernelError::new(format!("deleting namespace {name}: umount: {e}"))),
+        Err(e) => {
+            return Err(KernelError::new(format!(
+                "deleting namespace {name}: umount: {e}"
+            )))
+        }
     }
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
@@ -131,7 +169,9 @@ pub fn delete(name: &str) -> Result<(), KernelError> {
 
 /// Names of the namespaces under /run/netns that start with `prefix`.
 pub fn list(prefix: &str) -> Vec<String> {
-    let Ok(dir) = fs::read_dir(NETNS_DIR) else { return Vec::new() };
+    let Ok(dir) = fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
     let mut v: Vec<String> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())

@@ -43,7 +43,10 @@ pub struct UpOptions {
 
 impl Default for UpOptions {
     fn default() -> Self {
-        UpOptions { backend: BackendChoice::Auto, file: None }
+        UpOptions {
+            backend: BackendChoice::Auto,
+            file: None,
+        }
     }
 }
 
@@ -76,7 +79,9 @@ pub fn is_root() -> bool {
 /// Kernel capabilities, probed once per process in a scratch namespace.
 pub fn capabilities() -> Result<Capabilities, LabError> {
     static CAPS: OnceLock<Result<Capabilities, String>> = OnceLock::new();
-    CAPS.get_or_init(|| caps::probe().map_err(|e| e.to_string())).clone().map_err(LabError::Backend)
+    CAPS.get_or_init(|| caps::probe().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(LabError::Backend)
 }
 
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
@@ -106,7 +111,11 @@ impl Lab {
             return Err(LabError::NotRoot);
         }
         let id = registry::new_id();
-        let names: Vec<String> = plan.namespaces.iter().map(|n| format!("{}{id}-{}", registry::NS_PREFIX, n.short)).collect();
+        let names: Vec<String> = plan
+            .namespaces
+            .iter()
+            .map(|n| format!("{}{id}-{}", registry::NS_PREFIX, n.short))
+            .collect();
         // Register before creating anything: whatever happens next, gc finds it.
         let own_pid = std::process::id();
         let record = LabRecord {
@@ -129,7 +138,10 @@ impl Lab {
             servers: None,
             owned: true,
             next_port: AtomicU16::new(PROBE_PORTS.0),
-            timings: UpTimings { plan: plan_time, ..Default::default() },
+            timings: UpTimings {
+                plan: plan_time,
+                ..Default::default()
+            },
         };
         // From here on, an early return drops `lab`, which tears it down.
         registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
@@ -148,7 +160,8 @@ impl Lab {
             .flat_map(|(i, n)| n.servers.iter().map(move |s| (i, s.clone())))
             .map(|(i, s)| (&lab.ns[i], s))
             .collect();
-        lab.servers = Some(EchoServers::start(&servers).map_err(|e| LabError::Servers(e.to_string()))?);
+        lab.servers =
+            Some(EchoServers::start(&servers).map_err(|e| LabError::Servers(e.to_string()))?);
         lab.timings.servers = t.elapsed();
         let mut record = record;
         record.state = "ready".into();
@@ -158,12 +171,24 @@ impl Lab {
 
     /// Opens a lab another process owns (for `trace`, `probe`, `shell`).
     pub fn attach(id: &str) -> Result<Lab, LabError> {
-        let record = LabRecord::load(id).map_err(|e| LabError::Attach(id.into(), format!("no such lab ({e})")))?;
+        let record = LabRecord::load(id)
+            .map_err(|e| LabError::Attach(id.into(), format!("no such lab ({e})")))?;
         if !record.owner_alive() {
-            return Err(LabError::Attach(id.into(), format!("its owner (pid {}) is gone; run `cnlab gc`", record.owner_pid)));
+            return Err(LabError::Attach(
+                id.into(),
+                format!(
+                    "its owner (pid {}) is gone; run `cnlab gc`",
+                    record.owner_pid
+                ),
+            ));
         }
-        let plan = registry::load_plan(id).map_err(|e| LabError::Attach(id.into(), format!("reading its plan: {e}")))?;
-        let ns = record.namespaces.iter().map(|n| NetNs::open(n)).collect::<Result<Vec<_>, _>>()?;
+        let plan = registry::load_plan(id)
+            .map_err(|e| LabError::Attach(id.into(), format!("reading its plan: {e}")))?;
+        let ns = record
+            .namespaces
+            .iter()
+            .map(|n| NetNs::open(n))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Lab {
             id: id.into(),
             plan,

@@ -46,7 +46,10 @@ impl LabRecord {
 
     /// Writes the record atomically (temp file + rename).
     pub fn save(&self) -> std::io::Result<()> {
-        write_atomic(&Self::path(&self.id), &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)
+        write_atomic(
+            &Self::path(&self.id),
+            &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )
     }
 
     pub fn load(id: &str) -> std::io::Result<LabRecord> {
@@ -67,7 +70,10 @@ impl LabRecord {
 }
 
 pub fn save_plan(id: &str, plan: &LabPlan) -> std::io::Result<()> {
-    write_atomic(&LabRecord::plan_path(id), &serde_json::to_vec(plan).map_err(std::io::Error::other)?)
+    write_atomic(
+        &LabRecord::plan_path(id),
+        &serde_json::to_vec(plan).map_err(std::io::Error::other)?,
+    )
 }
 
 pub fn load_plan(id: &str) -> std::io::Result<LabPlan> {
@@ -88,11 +94,16 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// All lab records, sorted by creation time. Unreadable records are skipped
 /// (a record being written is renamed into place atomically).
 pub fn list() -> Vec<LabRecord> {
-    let Ok(dir) = fs::read_dir(RUN_DIR) else { return Vec::new() };
+    let Ok(dir) = fs::read_dir(RUN_DIR) else {
+        return Vec::new();
+    };
     let mut v: Vec<LabRecord> = dir
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".plan.json"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p.to_string_lossy().ends_with(".plan.json")
+        })
         .filter_map(|p| fs::read(p).ok())
         .filter_map(|d| serde_json::from_slice(&d).ok())
         .collect();
@@ -118,7 +129,8 @@ pub fn new_id() -> String {
             let _ = f.read_exact(&mut b);
         }
         let id = format!("{:02x}{:02x}{:02x}", b[0], b[1], b[2]);
-        let taken = LabRecord::path(&id).exists() || !crate::kernel::netns::list(&format!("{NS_PREFIX}{id}-")).is_empty();
+        let taken = LabRecord::path(&id).exists()
+            || !crate::kernel::netns::list(&format!("{NS_PREFIX}{id}-")).is_empty();
         if !taken {
             return id;
         }
@@ -126,5 +138,8 @@ pub fn new_id() -> String {
 }
 
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

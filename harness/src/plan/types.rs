@@ -31,9 +31,19 @@ pub struct Backends {
 
 impl Backends {
     /// Every feature native (a GitHub runner's kernel).
-    pub const NATIVE: Backends = Backends { vlan_devices: true, ipvlan: true, dummy: true, ipvs: true };
+    pub const NATIVE: Backends = Backends {
+        vlan_devices: true,
+        ipvlan: true,
+        dummy: true,
+        ipvs: true,
+    };
     /// Every feature through its portable stand-in.
-    pub const PORTABLE: Backends = Backends { vlan_devices: false, ipvlan: false, dummy: false, ipvs: false };
+    pub const PORTABLE: Backends = Backends {
+        vlan_devices: false,
+        ipvlan: false,
+        dummy: false,
+        ipvs: false,
+    };
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -113,12 +123,26 @@ pub enum LinkKind {
     Bridge,
     /// `kube-ipvs0`-style address holder: dummy, or a bridge with no ports.
     Dummy,
-    Macvlan { parent: String, mode: MacvlanMode },
+    Macvlan {
+        parent: String,
+        mode: MacvlanMode,
+    },
     /// ipvlan L2, or macvlan bridge where the kernel has no ipvlan.
-    Ipvlan { parent: String },
-    Vxlan { vni: u32, local: Ipv4Addr, port: u16, dev: Option<String>, learning: bool },
+    Ipvlan {
+        parent: String,
+    },
+    Vxlan {
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        dev: Option<String>,
+        learning: bool,
+    },
     /// 802.1Q sub-interface (only planned when `Backends::vlan_devices`).
-    Vlan { parent: String, id: u16 },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -200,11 +224,31 @@ pub struct RoutePlan {
 impl RoutePlan {
     /// `dst dev <dev> scope link` in the main table.
     pub fn link(dst: IpNet, dev: &str) -> Self {
-        RoutePlan { dst, via: None, dev: Some(dev.into()), table: TABLE_MAIN, onlink: false, scope: Scope::Link, src: None, kind: RouteType::Unicast, metric: None }
+        RoutePlan {
+            dst,
+            via: None,
+            dev: Some(dev.into()),
+            table: TABLE_MAIN,
+            onlink: false,
+            scope: Scope::Link,
+            src: None,
+            kind: RouteType::Unicast,
+            metric: None,
+        }
     }
     /// `dst via <gw> dev <dev> [onlink]` in the main table.
     pub fn via(dst: IpNet, gw: Ipv4Addr, dev: &str, onlink: bool) -> Self {
-        RoutePlan { dst, via: Some(gw), dev: Some(dev.into()), table: TABLE_MAIN, onlink, scope: Scope::Global, src: None, kind: RouteType::Unicast, metric: None }
+        RoutePlan {
+            dst,
+            via: Some(gw),
+            dev: Some(dev.into()),
+            table: TABLE_MAIN,
+            onlink,
+            scope: Scope::Global,
+            src: None,
+            kind: RouteType::Unicast,
+            metric: None,
+        }
     }
     pub fn in_table(mut self, table: u32) -> Self {
         self.table = table;

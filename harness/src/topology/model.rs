@@ -205,7 +205,11 @@ pub struct EniLimits {
 
 impl Default for EniLimits {
     fn default() -> Self {
-        EniLimits { max: 3, ips_per_eni: 10, trunk: false }
+        EniLimits {
+            max: 3,
+            ips_per_eni: 10,
+            trunk: false,
+        }
     }
 }
 
