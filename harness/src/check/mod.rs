@@ -174,10 +174,13 @@ pub fn point_matches(pattern: &str, point: &str) -> bool {
 pub fn show_journey(o: &Observation) -> String {
     let show = |hops: &[crate::probe::Hop]| {
         hops.iter()
-            .map(|h| match (h.vlan, &h.encap) {
-                (Some(v), _) => format!("{} (vlan {v})", h.point),
-                (None, Some(e)) => format!("{} ({e})", h.point),
-                _ => h.point.clone(),
+            .map(|h| {
+                let name = o.display.get(&h.point).unwrap_or(&h.point);
+                match (h.vlan, &h.encap) {
+                    (Some(v), _) => format!("{name} (vlan {v})"),
+                    (None, Some(e)) => format!("{name} ({e})"),
+                    _ => name.clone(),
+                }
             })
             .collect::<Vec<_>>()
             .join(" → ")

@@ -23,6 +23,9 @@ pub struct Observation {
     /// The probe could not even be attempted (unknown endpoint, feature not
     /// implemented): a failure, never a verdict.
     pub error: Option<String>,
+    /// How to show a hop id to a person: `eni/primary:<node>` reads better
+    /// than `eni/eni-1a2b3c4d5e`.
+    pub display: std::collections::BTreeMap<String, String>,
 }
 
 impl Observation {
@@ -97,6 +100,7 @@ pub fn observe(
         request: vec![],
         reply: vec![],
         error: Some(e),
+        display: Default::default(),
     };
     let client_ns = match resolve_origin(plan, from) {
         Ok(i) => i,
@@ -135,12 +139,31 @@ pub fn observe(
     if taps {
         add_stack_ends(plan, from, client_ns, &outcome, &mut request, &mut reply);
     }
+    let display = request
+        .iter()
+        .chain(reply.iter())
+        .map(|h| (h.point.clone(), display_point(plan, &h.point)))
+        .collect();
     Observation {
         outcome,
         dst: Some((dst, port)),
         request,
         reply,
         error: None,
+        display,
+    }
+}
+
+/// A hop id as a person reads it: the first alias where there is one.
+pub fn display_point(plan: &LabPlan, id: &str) -> String {
+    match plan
+        .points
+        .iter()
+        .find(|p| p.id == id)
+        .and_then(|p| p.aliases.first())
+    {
+        Some(alias) => alias.clone(),
+        None => id.to_string(),
     }
 }
 

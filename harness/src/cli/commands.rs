@@ -492,7 +492,11 @@ fn trace(
     let chain = |hops: &[crate::probe::Hop]| {
         hops.iter()
             .map(|h| {
-                let mut s = h.point.clone();
+                let mut s = o
+                    .display
+                    .get(&h.point)
+                    .cloned()
+                    .unwrap_or_else(|| h.point.clone());
                 if let Some(v) = h.vlan {
                     s.push_str(&format!(" [vlan {v}]"));
                 }
