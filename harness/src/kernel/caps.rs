@@ -291,37 +291,13 @@ fn probe_nft(c: &mut Capabilities, ns: &NetNs) {
     );
 }
 
-/// cls_bpf on a clsact qdisc, with a one-instruction classic BPF program
-/// (`ret 0`): enough for the kernel to load the classifier.
+/// cls_bpf the way the lab uses it: load the project's own eBPF object and
+/// attach a program to `lo` of the scratch namespace as a TCX link (the VLAN
+/// stand-in needs exactly that; a classic-BPF filter would prove less).
 fn probe_cls_bpf(c: &mut Capabilities, ns: &NetNs) {
-    let res = nft::run_in(
-        ns,
-        "tc",
-        &["qdisc", "add", "dev", "lo", "clsact"],
-        None,
-        "adding clsact qdisc",
-    )
-    .and_then(|_| {
-        nft::run_in(
-            ns,
-            "tc",
-            &[
-                "filter",
-                "add",
-                "dev",
-                "lo",
-                "ingress",
-                "bpf",
-                "bytecode",
-                "1,6 0 0 0,",
-            ],
-            None,
-            "adding cls_bpf filter",
-        )
-    });
-    c.cls_bpf = match res {
-        Ok(_) => {
-            note(c, "cls_bpf", "ok");
+    c.cls_bpf = match super::tc::probe_cls_bpf(ns) {
+        Ok(()) => {
+            note(c, "cls_bpf", "ok (eBPF program attached as a TCX link)");
             true
         }
         Err(e) => {
