@@ -8,7 +8,7 @@ use super::netlink::Netlink;
 use super::{netns, nft, KernelError, NetNs};
 use crate::plan::types::{Backends, LinkKind, LinkPlan, MacvlanMode, RulePlan, VethEnd};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capabilities {
     pub vlan: bool,
     pub ipvlan: bool,

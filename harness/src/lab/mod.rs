@@ -76,12 +76,49 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Kernel capabilities, probed once per process in a scratch namespace.
+/// Kernel capabilities, probed in a scratch namespace once per boot: the
+/// answer is cached in /run/cnlab (a tmpfs, so a reboot or a new kernel
+/// probes again) and in memory for the rest of the process.
 pub fn capabilities() -> Result<Capabilities, LabError> {
     static CAPS: OnceLock<Result<Capabilities, String>> = OnceLock::new();
-    CAPS.get_or_init(|| caps::probe().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(LabError::Backend)
+    CAPS.get_or_init(|| {
+        let key = boot_key();
+        let cache = std::path::Path::new(registry::RUN_DIR).join("capabilities.json");
+        if let Some(c) = std::fs::read(&cache)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<(String, Capabilities)>(&d).ok())
+            .and_then(|(k, c)| (k == key).then_some(c))
+        {
+            return Ok(c);
+        }
+        let c = caps::probe().map_err(|e| e.to_string())?;
+        if let Ok(data) = serde_json::to_vec(&(key, &c)) {
+            let _ = std::fs::create_dir_all(registry::RUN_DIR);
+            let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, data).is_ok() {
+                let _ = std::fs::rename(&tmp, &cache);
+            }
+        }
+        Ok(c)
+    })
+    .clone()
+    .map_err(LabError::Backend)
+}
+
+/// This boot of this kernel: what the capability cache is valid for.
+fn boot_key() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    format!(
+        "{} {} cnlab {}",
+        read("/proc/sys/kernel/random/boot_id"),
+        read("/proc/sys/kernel/osrelease"),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
