@@ -1,5 +1,6 @@
 //! Expectations against observations: every verdict comes from a probe.
 
+pub mod counters;
 pub mod file;
 pub mod observe;
 pub mod report;

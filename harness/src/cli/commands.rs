@@ -10,14 +10,13 @@ use crate::check::report::{self, FileResults};
 use crate::kernel::caps::{self, BackendChoice};
 use crate::lab::registry::{self, LabRecord};
 use crate::lab::{self, gc, is_root, Lab, UpOptions};
-use crate::topology::expect::parse_origin as parse_origin_or_err;
 use crate::topology::{load_file, Loaded};
 
-const EXIT_OK: i32 = 0;
-const EXIT_FAIL: i32 = 1;
-const EXIT_ENV: i32 = 2;
+pub(super) const EXIT_OK: i32 = 0;
+pub(super) const EXIT_FAIL: i32 = 1;
+pub(super) const EXIT_ENV: i32 = 2;
 
-fn need_root(what: &str) -> Result<(), i32> {
+pub(super) fn need_root(what: &str) -> Result<(), i32> {
     if is_root() {
         Ok(())
     } else {
@@ -55,7 +54,14 @@ pub fn run(cmd: Command) -> i32 {
             proto,
             lab,
             timeout_ms,
-        } => trace(&from, &to, &proto, lab.as_deref(), timeout_ms),
+        } => super::trace::trace(&from, &to, &proto, lab.as_deref(), timeout_ms, false),
+        Command::Explain {
+            from,
+            to,
+            proto,
+            lab,
+            timeout_ms,
+        } => super::trace::trace(&from, &to, &proto, lab.as_deref(), timeout_ms, true),
         Command::Shell {
             target,
             lab,
@@ -424,106 +430,6 @@ fn status(json: bool) -> Result<i32, i32> {
             }
         }
     }
-    Ok(EXIT_OK)
-}
-
-fn trace(
-    from: &str,
-    to: &str,
-    proto: &str,
-    which: Option<&str>,
-    timeout_ms: u64,
-) -> Result<i32, i32> {
-    need_root("trace")?;
-    let proto: crate::topology::model::Proto = serde_yaml_ng::from_str(proto).map_err(|_| {
-        eprintln!("cnlab trace: --proto must be tcp, udp or icmp");
-        EXIT_FAIL
-    })?;
-    parse_origin_or_err(from).map_err(|e| {
-        eprintln!("cnlab trace: {e}");
-        EXIT_FAIL
-    })?;
-    let rec = running::find(which).map_err(|e| {
-        eprintln!("cnlab trace: {e}");
-        EXIT_FAIL
-    })?;
-    let lab = Lab::attach(&rec.id).map_err(|e| {
-        eprintln!("cnlab trace: {e}");
-        EXIT_FAIL
-    })?;
-    let o = crate::check::observe(
-        &lab,
-        "trace",
-        from,
-        to,
-        proto,
-        Duration::from_millis(timeout_ms),
-        true,
-    );
-    if let Some(e) = &o.error {
-        eprintln!("cnlab trace: {e}");
-        return Err(EXIT_FAIL);
-    }
-    let out = &o.outcome;
-    println!(
-        "{from} → {to} ({}): {}",
-        crate::check::proto_word(proto),
-        out.verdict.as_str()
-    );
-    if !out.detail.is_empty() {
-        println!("  detail:    {}", out.detail);
-    }
-    if let Some(l) = out.local {
-        println!("  client:    {l}");
-    }
-    if let Some(s) = out.seen_peer {
-        println!(
-            "  server saw {s}{}",
-            if out.local.map(|l| l.ip() == s.ip()).unwrap_or(false) {
-                " (the client's own address)"
-            } else {
-                ""
-            }
-        );
-    }
-    if let Some(b) = &out.served_by {
-        println!("  served by  {b}");
-    }
-    let chain = |hops: &[crate::probe::Hop]| {
-        hops.iter()
-            .map(|h| {
-                let mut s = o
-                    .display
-                    .get(&h.point)
-                    .cloned()
-                    .unwrap_or_else(|| h.point.clone());
-                if let Some(v) = h.vlan {
-                    s.push_str(&format!(" [vlan {v}]"));
-                }
-                if let Some(e) = &h.encap {
-                    s.push_str(&format!(" [{e}]"));
-                }
-                s
-            })
-            .collect::<Vec<_>>()
-            .join(" → ")
-    };
-    println!(
-        "  request:   {}",
-        if o.request.is_empty() {
-            "(nothing captured)".into()
-        } else {
-            chain(&o.request)
-        }
-    );
-    println!(
-        "  reply:     {}",
-        if o.reply.is_empty() {
-            "(nothing captured)".into()
-        } else {
-            chain(&o.reply)
-        }
-    );
     Ok(EXIT_OK)
 }
 

@@ -2,6 +2,7 @@
 
 mod commands;
 mod running;
+mod trace;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -124,6 +125,19 @@ pub enum Command {
         #[arg(long)]
         lab: Option<String>,
         /// Probe deadline in milliseconds.
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+    },
+    /// Like trace, and name every security-group and NAT rule whose counter the probe moved.
+    ///
+    /// Answers "which rule dropped it": e.g. `eni/primary:node-b  default ingress drop  1 packet`.
+    Explain {
+        from: String,
+        to: String,
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        #[arg(long)]
+        lab: Option<String>,
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
     },

@@ -1,0 +1,139 @@
+//! `cnlab trace` and `cnlab explain`: one probe in a running lab, its hops,
+//! and (explain) the nft rules whose counters it moved.
+
+use std::time::Duration;
+
+use super::commands::{need_root, EXIT_FAIL, EXIT_OK};
+use super::running;
+use crate::check::counters;
+use crate::check::observe::display_point;
+use crate::check::{observe, proto_word, Observation};
+use crate::lab::Lab;
+use crate::probe::Hop;
+use crate::topology::expect::parse_origin;
+use crate::topology::model::Proto;
+
+pub fn trace(
+    from: &str,
+    to: &str,
+    proto: &str,
+    which: Option<&str>,
+    timeout_ms: u64,
+    explain: bool,
+) -> Result<i32, i32> {
+    let cmd = if explain { "explain" } else { "trace" };
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("cnlab {cmd}: {e}");
+        EXIT_FAIL
+    };
+    need_root(cmd)?;
+    let proto: Proto =
+        serde_yaml_ng::from_str(proto).map_err(|_| fail(&"--proto must be tcp, udp or icmp"))?;
+    parse_origin(from).map_err(|e| fail(&e))?;
+    let rec = running::find(which).map_err(|e| fail(&e))?;
+    let lab = Lab::attach(&rec.id).map_err(|e| fail(&e))?;
+    let before = if explain {
+        Some(counters::snapshot(&lab).map_err(|e| fail(&format!("reading rule counters: {e}")))?)
+    } else {
+        None
+    };
+    let o = observe(
+        &lab,
+        cmd,
+        from,
+        to,
+        proto,
+        Duration::from_millis(timeout_ms),
+        true,
+    );
+    if let Some(e) = &o.error {
+        return Err(fail(e));
+    }
+    print_observation(from, to, proto, &o);
+    if let Some((before, _)) = before {
+        let (after, verdicts) =
+            counters::snapshot(&lab).map_err(|e| fail(&format!("reading rule counters: {e}")))?;
+        print_rules(&lab, &counters::moved(&before, &after, &verdicts));
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_observation(from: &str, to: &str, proto: Proto, o: &Observation) {
+    let out = &o.outcome;
+    println!(
+        "{from} → {to} ({}): {}",
+        proto_word(proto),
+        out.verdict.as_str()
+    );
+    if !out.detail.is_empty() {
+        println!("  detail:    {}", out.detail);
+    }
+    if let Some(l) = out.local {
+        println!("  client:    {l}");
+    }
+    if let Some(s) = out.seen_peer {
+        let own = out.local.is_some_and(|l| l.ip() == s.ip());
+        println!(
+            "  server saw {s}{}",
+            if own {
+                " (the client's own address)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(b) = &out.served_by {
+        println!("  served by  {b}");
+    }
+    println!("  request:   {}", chain(o, &o.request));
+    println!("  reply:     {}", chain(o, &o.reply));
+}
+
+fn chain(o: &Observation, hops: &[Hop]) -> String {
+    if hops.is_empty() {
+        return "(nothing captured)".into();
+    }
+    hops.iter()
+        .map(|h| {
+            let mut s = o
+                .display
+                .get(&h.point)
+                .cloned()
+                .unwrap_or_else(|| h.point.clone());
+            if let Some(v) = h.vlan {
+                s.push_str(&format!(" [vlan {v}]"));
+            }
+            if let Some(e) = &h.encap {
+                s.push_str(&format!(" [{e}]"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+fn print_rules(lab: &Lab, moved: &[counters::Moved]) {
+    if moved.is_empty() {
+        println!("  rules:     no commented nft rule saw this probe");
+        return;
+    }
+    println!("  rules that saw this probe (nft counters that moved):");
+    let names: Vec<String> = moved
+        .iter()
+        .map(|m| display_point(lab.plan(), &m.ns))
+        .collect();
+    let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (m, ns) in moved.iter().zip(&names) {
+        let pad = " ".repeat(w - ns.chars().count());
+        let verdict = m
+            .verdict
+            .as_deref()
+            .map(|v| format!(" → {v}"))
+            .unwrap_or_default();
+        let plural = if m.packets == 1 { "" } else { "s" };
+        println!(
+            "    {ns}{pad}  {}{verdict}  ({} packet{plural})",
+            m.rule, m.packets
+        );
+    }
+}
