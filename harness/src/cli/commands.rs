@@ -69,6 +69,21 @@ pub fn run(cmd: Command) -> i32 {
         } => shell(&target, lab.as_deref(), &command),
         Command::Doctor { backend } => doctor(backend),
         Command::Gc => gc_cmd(),
+        Command::Get {
+            what,
+            output,
+            file,
+            lab,
+        } => match super::get::get(what, output, file.as_deref(), lab.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                Ok(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("cnlab get: {e}");
+                Ok(EXIT_FAIL)
+            }
+        },
     };
     r.unwrap_or_else(|code| code)
 }

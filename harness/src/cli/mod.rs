@@ -1,6 +1,7 @@
 //! The `cnlab` command line.
 
 mod commands;
+pub mod get;
 mod running;
 mod trace;
 
@@ -160,6 +161,19 @@ pub enum Command {
     },
     /// Remove every namespace, file and BPF pin of labs whose owner process is gone.
     Gc,
+    /// List ENIs, PodENIs or PodNetworkings (kubectl style) of a running lab or a topology file.
+    Get {
+        #[arg(value_enum)]
+        what: get::Resource,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: get::Output,
+        /// Plan this topology file instead of reading a running lab.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Lab id or topology name (default: the only running lab).
+        #[arg(long)]
+        lab: Option<String>,
+    },
 }
 
 pub fn main() -> i32 {

@@ -4,6 +4,7 @@
 pub mod gc;
 pub mod live;
 pub mod registry;
+pub mod tc;
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
@@ -65,6 +66,8 @@ pub struct Lab {
     names: Vec<String>,
     ns: Vec<NetNs>,
     servers: Option<EchoServers>,
+    /// eBPF VLAN attachments (trunk ENIs); detached on drop.
+    tc: Option<tc::TcHandles>,
     /// An owned lab tears itself down on drop; an attached one (another
     /// process's lab, for `trace` or `shell`) does not.
     owned: bool,
@@ -173,6 +176,7 @@ impl Lab {
             names,
             ns: Vec::new(),
             servers: None,
+            tc: None,
             owned: true,
             next_port: AtomicU16::new(PROBE_PORTS.0),
             timings: UpTimings {
@@ -187,6 +191,7 @@ impl Lab {
         lab.timings.namespaces = t.elapsed();
         let t = Instant::now();
         build::build(&lab.plan, &lab.ns)?;
+        lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns)?);
         lab.timings.build = t.elapsed();
         let t = Instant::now();
         let servers: Vec<_> = lab
@@ -232,6 +237,7 @@ impl Lab {
             names: record.namespaces,
             ns,
             servers: None,
+            tc: None,
             owned: false,
             // Another process probes from the top of the range downwards.
             next_port: AtomicU16::new(PROBE_PORTS.0 + (std::process::id() % 5000) as u16 + 5000),
@@ -275,6 +281,7 @@ impl Lab {
         // Stop servers and close our namespace handles first, so the kernel
         // can free each namespace as soon as its mount is gone.
         self.servers = None;
+        self.tc = None;
         self.ns.clear();
         remove_lab_objects(&self.id, &self.names);
         live::unregister(&self.id);

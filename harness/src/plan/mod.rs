@@ -8,7 +8,9 @@ pub mod agent;
 pub mod cloud;
 pub mod draft;
 pub mod ipam;
+pub mod limits;
 pub mod names;
+pub mod podeni;
 pub mod render;
 pub mod sg;
 pub mod types;
@@ -19,7 +21,6 @@ pub use types::*;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
-use crate::topology::model::Cni;
 use crate::topology::Resolved;
 use draft::Draft;
 
@@ -79,9 +80,6 @@ pub enum PlanError {
 pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let topo = &r.topo;
     let cni = topo.cluster.cni;
-    if !matches!(cni, Cni::Flannel | Cni::FlannelVxlan | Cni::TerwayVpc) {
-        return Err(PlanError::CniNotImplemented(cni.as_str().into()));
-    }
     let mut d = Draft::new(LabPlan {
         name: topo.name.clone(),
         cni,
@@ -101,6 +99,10 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let vpc = cloud::add_vpc(&mut d, topo);
     let mut book = cloud::AddressBook::default();
     cloud::claim_pinned(topo, &mut book)?;
+    if !cni.uses_pod_cidr() {
+        // terway: pinned pod addresses are VPC addresses, reserved first.
+        agent::terway_eniip::claim_pinned_pods(r, &mut book)?;
+    }
     let mut nodes = Vec::new();
     for n in &topo.nodes {
         nodes.push(cloud::add_node(&mut d, vpc, topo, &mut book, n)?);
@@ -111,45 +113,15 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     }
 
     // The CNI: pod addresses, pod plumbing, route entries it needs.
-    let pod_cidr = topo
-        .cluster
-        .pod_cidr
-        .ok_or_else(|| PlanError::MissingPodCidr {
-            cni: cni.as_str().into(),
-        })?;
-    let prefix = topo
-        .cluster
-        .node_cidr_prefix
-        .unwrap_or(ipam::DEFAULT_NODE_CIDR_PREFIX);
-    if topo.cluster.node_cidr_prefix.is_none() {
-        d.plan.notes.push(format!(
-            "cluster.node_cidr_prefix not set: each node gets a /{prefix} of {pod_cidr}"
-        ));
-    }
-    let slices = ipam::node_slices(pod_cidr, prefix, &topo.nodes)?;
-    let placement = ipam::assign(&r.pods, &topo.nodes, &slices)?;
-    for p in &placement.placed {
-        if let Some(ip) = p.ip.filter(|ip| !slices[p.node].contains(ip)) {
-            d.plan.notes.push(format!(
-                "{}: status.podIP {ip} is outside node {}'s pod CIDR slice {}",
-                p.key(),
-                topo.nodes[p.node].name,
-                slices[p.node]
-            ));
-        }
-    }
-    d.plan.pending = placement.pending.clone();
-    let vpc_cidrs = match topo.vpc.cidr {
-        Some(c) => vec![c],
-        None => topo.vpc.vswitches.iter().map(|v| v.cidr).collect(),
+    let (placement, wired) = if cni.uses_pod_cidr() {
+        pod_cidr_cni(&mut d, r, &nodes)?
+    } else {
+        // terway-eni / -eniip / -eniip-ipvlan / -trunking: VPC pod addresses.
+        let mut ctx = agent::terway_eniip::VpcIpCtx::new(&mut d, r, vpc, &nodes, &mut book);
+        let out = agent::program_vpc_ip(&mut d, cni, &mut ctx)?;
+        d.plan.pending = out.0.pending.clone();
+        out
     };
-    let ctx = agent::CniCtx {
-        pod_cidr,
-        slices: &slices,
-        nodes: &nodes,
-        vpc_cidrs,
-    };
-    let wired = agent::program(&mut d, cni, &ctx, &placement)?;
 
     // VPC route entries: the topology's, then the CNI's.
     for e in &topo.vpc.route_entries {
@@ -232,6 +204,57 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
         }
     }
     Ok(d.plan)
+}
+
+/// Flannel, flannel-vxlan and terway-vpc: pod addresses from the node's
+/// slice of `cluster.pod_cidr`.
+fn pod_cidr_cni(
+    d: &mut Draft,
+    r: &Resolved,
+    nodes: &[cloud::NodeCtx],
+) -> Result<(ipam::Placement, agent::CniOutput), PlanError> {
+    let topo = &r.topo;
+    let cni = topo.cluster.cni;
+    let pod_cidr = topo
+        .cluster
+        .pod_cidr
+        .ok_or_else(|| PlanError::MissingPodCidr {
+            cni: cni.as_str().into(),
+        })?;
+    let prefix = topo
+        .cluster
+        .node_cidr_prefix
+        .unwrap_or(ipam::DEFAULT_NODE_CIDR_PREFIX);
+    if topo.cluster.node_cidr_prefix.is_none() {
+        d.plan.notes.push(format!(
+            "cluster.node_cidr_prefix not set: each node gets a /{prefix} of {pod_cidr}"
+        ));
+    }
+    let slices = ipam::node_slices(pod_cidr, prefix, &topo.nodes)?;
+    let placement = ipam::assign(&r.pods, &topo.nodes, &slices)?;
+    for p in &placement.placed {
+        if let Some(ip) = p.ip.filter(|ip| !slices[p.node].contains(ip)) {
+            d.plan.notes.push(format!(
+                "{}: status.podIP {ip} is outside node {}'s pod CIDR slice {}",
+                p.key(),
+                topo.nodes[p.node].name,
+                slices[p.node]
+            ));
+        }
+    }
+    d.plan.pending = placement.pending.clone();
+    let vpc_cidrs = match topo.vpc.cidr {
+        Some(c) => vec![c],
+        None => topo.vpc.vswitches.iter().map(|v| v.cidr).collect(),
+    };
+    let ctx = agent::CniCtx {
+        pod_cidr,
+        slices: &slices,
+        nodes: &nodes,
+        vpc_cidrs,
+    };
+    let wired = agent::program(d, cni, &ctx, &placement)?;
+    Ok((placement, wired))
 }
 
 fn add_servers(

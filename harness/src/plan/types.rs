@@ -108,6 +108,13 @@ pub struct NsPlan {
     pub nft: Option<String>,
     /// Echo servers the lab runs in this namespace.
     pub servers: Vec<ServerPlan>,
+    /// tc programs `lab::tc` attaches after the build (eBPF VLAN backend).
+    #[serde(default)]
+    pub tc: Vec<TcPlan>,
+    /// Links whose parent lives in another namespace (a pod's ipvlan eth0
+    /// on the node's ENI link), created from there straight into this one.
+    #[serde(default)]
+    pub adopted_links: Vec<AdoptedLink>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -383,4 +390,38 @@ impl LabPlan {
     pub fn eni(&self, id: &str) -> Option<&EniRecord> {
         self.enis.iter().find(|e| e.id == id)
     }
+}
+
+// ---------------------------------------------------------------- terway (ENI, ENIIP, trunking)
+
+/// A tc attachment `lab::tc` makes after the kernel build, when VLANs are
+/// carried by eBPF (`Backends::vlan_devices == false`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum TcPlan {
+    /// Node side of a trunk ENI: egress pushes the VLAN id of the pod whose
+    /// address is the IPv4 source (or ARP sender); ingress pops 802.1Q.
+    Trunk {
+        link: String,
+        pods: Vec<(Ipv4Addr, u16)>,
+    },
+    /// Cloud side (`hv/<node>`): ingress on `trunk_link` pops the tag and
+    /// redirects to the member link of that VLAN id; each member link's
+    /// ingress pushes its id and redirects to `trunk_link`.
+    Hv {
+        trunk_link: String,
+        members: Vec<(String, u16)>,
+    },
+}
+
+/// A link planned in this namespace whose parent (`LinkKind::Ipvlan`,
+/// `Macvlan`, `Vlan`) lives in `parent_ns`. The builder creates it from the
+/// parent's namespace straight into this one (`ip link add link eth1 name
+/// eth0 netns <this> type ipvlan`: IFLA_LINK resolved where the parent
+/// is, IFLA_NET_NS_FD = this namespace) before it configures this one; its
+/// settings, addresses and routes are planned here like any own link.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdoptedLink {
+    pub parent_ns: NsIdx,
+    pub link: LinkPlan,
 }

@@ -3,6 +3,10 @@
 
 pub mod flannel;
 pub mod terway_vpc;
+// terway modes with VPC pod addresses (ENI, ENIIP veth/ipvlan, trunking)
+pub mod terway_eni;
+pub mod terway_eniip;
+pub mod trunking;
 
 use ipnet::Ipv4Net;
 
@@ -70,4 +74,27 @@ pub fn wired(placement: &Placement) -> impl Iterator<Item = (&PlacedPod, std::ne
 /// `n`-th address of a subnet (`.0` is `n = 0`).
 pub fn nth(net: Ipv4Net, n: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(u32::from(net.network()) + n)
+}
+
+// ---------------------------------------------------------------- terway, VPC pod addresses
+
+/// Plans a CNI whose pods take VPC addresses (terway-eni, terway-eniip,
+/// terway-eniip-ipvlan, terway-trunking): placement (with pending reasons)
+/// and the pods' plumbing.
+pub fn program_vpc_ip(
+    d: &mut Draft,
+    cni: Cni,
+    ctx: &mut terway_eniip::VpcIpCtx<'_>,
+) -> Result<(Placement, CniOutput), PlanError> {
+    match cni {
+        Cni::TerwayEni => Ok(terway_eni::program(d, ctx)),
+        Cni::TerwayEniip => Ok(terway_eniip::program(d, ctx, terway_eniip::Datapath::Veth)),
+        Cni::TerwayEniipIpvlan => Ok(terway_eniip::program(
+            d,
+            ctx,
+            terway_eniip::Datapath::Ipvlan,
+        )),
+        Cni::TerwayTrunking => Ok(trunking::program(d, ctx)),
+        other => Err(PlanError::CniNotImplemented(other.as_str().into())),
+    }
 }

@@ -1,0 +1,109 @@
+//! Terway ENI: every pod owns an exclusive ENI.
+//!
+//! The ENI's instance-side link *is* the pod's eth0 (`podIP/32`, `default
+//! via <vSwitch gw> dev eth0 onlink`); its cloud side is an ENI namespace
+//! (role Pod) with the node's security groups, as Terway configures them. A
+//! `veth1` ↔ `cali…` pair to the host carries what must go through the
+//! host: the service CIDR and the node IP, via 169.254.1.1 (a permanent
+//! neighbour to the `cali…` MAC). Pods per node ≤ ENIs − 1 (the primary
+//! stays the node's).
+
+use super::terway_eniip::{node_of, pending, placed, VpcIpCtx, POD_GATEWAY};
+use super::{CniOutput, PodWire};
+use crate::plan::cloud::{self, default_net, host_net, EniSpec};
+use crate::plan::draft::Draft;
+use crate::plan::ipam::Placement;
+use crate::plan::names;
+use crate::plan::types::*;
+
+pub const POD_SERVICE_LINK: &str = "veth1";
+
+pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) {
+    let mut placement = Placement::default();
+    let mut out = CniOutput::default();
+    let service_cidr = ctx.topo().cluster.service_cidr;
+    for (i, pod) in ctx.r.pods.iter().enumerate() {
+        let ni = match node_of(ctx.r, pod) {
+            Ok(n) => n,
+            Err(p) => {
+                placement.pending.push(p);
+                continue;
+            }
+        };
+        if pod.spec.host_network {
+            placement.placed.push(placed(i, pod, ni, None));
+            continue;
+        }
+        let node = ctx.nodes[ni].clone();
+        let Some(n) = ctx.take_eni_slot(ni) else {
+            let reason = format!("no free ENI on node {}", node.name);
+            placement.pending.push(pending(pod, &node.name, reason));
+            continue;
+        };
+        let vsw_id = ctx.vswitch_for(pod, &ctx.topo().nodes[ni].vswitch);
+        let ip = match ctx.pod_address(pod, &vsw_id) {
+            Ok(ip) => ip,
+            Err(reason) => {
+                ctx.attached[ni] -= 1;
+                ctx.next_link[ni] -= 1;
+                placement.pending.push(pending(pod, &node.name, reason));
+                continue;
+            }
+        };
+        let p = placed(i, pod, ni, Some(ip));
+        let key = p.key();
+        let Ok(vsw) = cloud::vswitch(ctx.topo(), &vsw_id, &key) else {
+            continue;
+        };
+        let pod_ns = d.add_ns(&key, NsKind::Pod);
+        let who = format!("{}/{}", p.ns, p.name);
+        let id = cloud::attach_eni(
+            d,
+            ctx.vpc,
+            EniSpec {
+                owner_key: &key,
+                instance: &node.name,
+                role: EniRole::Pod,
+                index: 0,
+                vswitch: vsw,
+                ip,
+                security_groups: ctx.topo().nodes[ni].security_groups.clone(),
+                inst_ns: pod_ns,
+                inst_ifname: "eth0",
+                aliases: vec![format!("eni/pod:{who}")],
+            },
+        );
+        if let Some(e) = d.plan.enis.iter_mut().find(|e| e.id == id) {
+            e.pod = Some(who);
+        }
+        let gw = cloud::gateway(vsw.cidr);
+        d.addr(pod_ns, "eth0", host_net(ip), Scope::Global);
+        d.route(pod_ns, RoutePlan::via(default_net(), gw, "eth0", true));
+
+        // veth1 ↔ cali…: the node and the services are reached through the host.
+        let host_veth = names::terway_veth(&p.ns, &p.name);
+        let (host_mac, _) = d.veth(node.ns, &host_veth, pod_ns, POD_SERVICE_LINK);
+        d.ns(pod_ns).neighs.push(NeighPlan {
+            dev: POD_SERVICE_LINK.into(),
+            ip: POD_GATEWAY,
+            mac: host_mac,
+        });
+        let mut via_host = vec![host_net(node.ip)];
+        via_host.extend(service_cidr.map(ipnet::IpNet::V4));
+        for dst in via_host {
+            d.route(
+                pod_ns,
+                RoutePlan::via(dst, POD_GATEWAY, POD_SERVICE_LINK, true),
+            );
+        }
+        d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
+        let _ = n;
+        out.pods.push(PodWire {
+            key,
+            ns: pod_ns,
+            host_veth,
+        });
+        placement.placed.push(p);
+    }
+    (placement, out)
+}

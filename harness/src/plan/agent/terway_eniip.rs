@@ -1,0 +1,507 @@
+//! Terway ENIIP: pods take secondary IPs of shared ENIs attached to the node
+//! (`eth1`, `eth2`, …; each its own ENI namespace, role Secondary).
+//!
+//! Capacity follows Terway's formula: (ENIs − 1) × IPs per ENI. Every
+//! address of a secondary ENI (its primary included) goes to a pod; the
+//! node's primary ENI carries no pods. ENIs are created on demand, in the
+//! vSwitch of the pod's (pinned) address or the node's vSwitch.
+//!
+//! veth datapath (Terway `plugin/datapath/policy_router`): pod `podIP/32`,
+//! `default via 169.254.1.1 onlink`, permanent neighbour 169.254.1.1 → the
+//! `cali…` MAC; host `podIP/32 dev cali… scope link`, rule `512: to podIP
+//! lookup main`, rule `2048: from podIP lookup <table>` whose table holds
+//! `default via <vSwitch gw> dev ethN onlink`. Terway numbers that table
+//! `1000 + ENI ifindex`; ifindexes exist only at build time, so the plan
+//! uses `1000 + N` for `ethN` ([`eni_table`]).
+//!
+//! ipvlan datapath: pod eth0 is an L2 child of `ethN` (macvlan bridge where
+//! the kernel has no ipvlan) with `default via <gw> dev eth0 onlink`; the
+//! host reaches its pods through its own child `ipvl_N` (the node IP as
+//! `/32 scope host`, `podIP/32 dev ipvl_N`). Pod traffic to the VPC leaves
+//! by the ENI directly, never through the host's routing.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::{CniOutput, PodWire};
+use crate::plan::cloud::{self, default_net, host_net, AddressBook, EniSpec, NodeCtx};
+use crate::plan::draft::Draft;
+use crate::plan::ipam::{PlacedPod, Placement};
+use crate::plan::limits::node_limits;
+use crate::plan::names;
+use crate::plan::types::*;
+use crate::plan::PlanError;
+use crate::topology::k8s::Pod;
+use crate::topology::model::{EniLimits, Topology};
+use crate::topology::Resolved;
+
+/// The pod's gateway in veth modes: never configured anywhere, only a
+/// permanent neighbour pointing at the host veth's MAC.
+pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// `ip rule` priorities Terway uses.
+pub const RULE_TO_POD: u32 = 512;
+pub const RULE_FROM_POD: u32 = 2048;
+
+/// Policy table of the ENI linked as `ethN` (Terway: 1000 + ifindex).
+pub fn eni_table(n: u32) -> u32 {
+    1000 + n
+}
+
+/// Everything the VPC-address CNIs share while planning.
+pub struct VpcIpCtx<'a> {
+    pub r: &'a Resolved,
+    pub vpc: NsIdx,
+    pub nodes: &'a [NodeCtx],
+    pub book: &'a mut AddressBook,
+    pub limits: Vec<EniLimits>,
+    /// Per node: ENIs attached so far (the primary included) and the next
+    /// `ethN` index.
+    pub attached: Vec<u32>,
+    pub next_link: Vec<u32>,
+    /// Per node: shared (secondary) ENIs.
+    pub shared: Vec<Vec<SharedEni>>,
+}
+
+impl<'a> VpcIpCtx<'a> {
+    pub fn new(
+        d: &mut Draft,
+        r: &'a Resolved,
+        vpc: NsIdx,
+        nodes: &'a [NodeCtx],
+        book: &'a mut AddressBook,
+    ) -> Self {
+        let mut limits = Vec::new();
+        for n in &r.topo.nodes {
+            let (l, note) = node_limits(n);
+            if let Some(note) = note {
+                d.plan.notes.push(note);
+            }
+            limits.push(l);
+        }
+        let n = nodes.len();
+        VpcIpCtx {
+            r,
+            vpc,
+            nodes,
+            book,
+            limits,
+            attached: vec![1; n],
+            next_link: vec![1; n],
+            shared: (0..n).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    pub fn topo(&self) -> &'a Topology {
+        &self.r.topo
+    }
+
+    /// Takes one ENI slot of node `i` and its `ethN` index, or says why not.
+    pub fn take_eni_slot(&mut self, i: usize) -> Option<u32> {
+        if self.attached[i] >= self.limits[i].max {
+            return None;
+        }
+        self.attached[i] += 1;
+        let n = self.next_link[i];
+        self.next_link[i] += 1;
+        Some(n)
+    }
+
+    /// The pod's address: its pinned `status.podIP` (claimed up front) or
+    /// the first free one of `vsw`.
+    pub fn pod_address(&mut self, pod: &Pod, vsw: &str) -> Result<Ipv4Addr, String> {
+        if let Some(ip) = pod.status.pod_ip {
+            return Ok(ip);
+        }
+        let owner = pod_owner(pod);
+        let v = cloud::vswitch(self.topo(), vsw, &owner).map_err(|e| e.to_string())?;
+        self.book
+            .allocate(v, &owner)
+            .map_err(|_| format!("vSwitch {vsw} has no free IP"))
+    }
+
+    /// The vSwitch a pod's address belongs to: the one holding its pinned
+    /// address, else `default`.
+    pub fn vswitch_for(&self, pod: &Pod, default: &str) -> String {
+        pod.status
+            .pod_ip
+            .and_then(|ip| {
+                self.topo()
+                    .vpc
+                    .vswitches
+                    .iter()
+                    .find(|v| v.cidr.contains(&ip))
+            })
+            .map(|v| v.id.clone())
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+/// `pod/<ns>/<name>`: the owner recorded in the address book.
+pub fn pod_owner(pod: &Pod) -> String {
+    format!("pod/{}/{}", pod.metadata.ns(), pod.metadata.name)
+}
+
+/// Claims every pinned pod address before nodes and ENIs allocate any.
+pub fn claim_pinned_pods(r: &Resolved, book: &mut AddressBook) -> Result<(), PlanError> {
+    for p in r.pods.iter().filter(|p| !p.spec.host_network) {
+        if let Some(ip) = p.status.pod_ip {
+            book.claim(ip, &pod_owner(p))?;
+        }
+    }
+    Ok(())
+}
+
+/// A secondary ENI carrying pod IPs.
+#[derive(Debug, Clone)]
+pub struct SharedEni {
+    pub id: String,
+    /// `ethN` in the node.
+    pub link: String,
+    pub n: u32,
+    pub vswitch: String,
+    pub eni_ns: NsIdx,
+    /// MAC of `ethN` (the instance side of the ENI).
+    pub mac: [u8; 6],
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// Node index of a pod, or the reason it stays pending.
+pub fn node_of(r: &Resolved, pod: &Pod) -> Result<usize, PendingPod> {
+    let who = format!("{}/{}", pod.metadata.ns(), pod.metadata.name);
+    let node_name = pod.spec.node_name.clone();
+    match node_name
+        .as_ref()
+        .and_then(|n| r.topo.nodes.iter().position(|x| &x.name == n))
+    {
+        Some(i) => Ok(i),
+        None => Err(PendingPod {
+            pod: who,
+            reason: match &node_name {
+                Some(n) => format!("node {n} is not in nodes"),
+                None => "spec.nodeName is not set".into(),
+            },
+            node: node_name,
+        }),
+    }
+}
+
+pub fn pending(pod: &Pod, node: &str, reason: String) -> PendingPod {
+    PendingPod {
+        pod: format!("{}/{}", pod.metadata.ns(), pod.metadata.name),
+        node: Some(node.into()),
+        reason,
+    }
+}
+
+pub fn placed(i: usize, pod: &Pod, node: usize, ip: Option<Ipv4Addr>) -> PlacedPod {
+    PlacedPod {
+        pod: i,
+        ns: pod.metadata.ns().to_string(),
+        name: pod.metadata.name.clone(),
+        node,
+        ip,
+    }
+}
+
+/// Which datapath connects a shared-ENI pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datapath {
+    Veth,
+    Ipvlan,
+}
+
+/// An IP on a shared ENI of node `ni` for `pod`: an existing ENI in the
+/// right vSwitch with room, else a new ENI while the node has ENI slots.
+/// Returns the index into `ctx.shared[ni]` and the address.
+pub fn shared_ip(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+    ni: usize,
+    pod: &Pod,
+    dp: Datapath,
+) -> Result<(usize, Ipv4Addr), String> {
+    let node = &ctx.nodes[ni];
+    let node_vsw = ctx.topo().nodes[ni].vswitch.clone();
+    let vsw = ctx.vswitch_for(pod, &node_vsw);
+    let per_eni = ctx.limits[ni].ips_per_eni as usize;
+    let room = ctx.shared[ni]
+        .iter()
+        .position(|e| e.vswitch == vsw && e.ips.len() < per_eni);
+    if let Some(k) = room {
+        let ip = ctx.pod_address(pod, &vsw)?;
+        let eni = &mut ctx.shared[ni][k];
+        eni.ips.push(ip);
+        let (id, eni_ns) = (eni.id.clone(), eni.eni_ns);
+        add_secondary_ip(d, ctx.vpc, &id, eni_ns, ip, dp);
+        return Ok((k, ip));
+    }
+    let Some(n) = ctx.take_eni_slot(ni) else {
+        return Err(format!("no free ENI on node {}", node.name));
+    };
+    let ip = match ctx.pod_address(pod, &vsw) {
+        Ok(ip) => ip,
+        Err(e) => {
+            // The ENI was never created: give the slot back.
+            ctx.attached[ni] -= 1;
+            ctx.next_link[ni] -= 1;
+            return Err(e);
+        }
+    };
+    let eni = attach_secondary(d, ctx, ni, n, &vsw, ip, dp)?;
+    ctx.shared[ni].push(eni);
+    Ok((ctx.shared[ni].len() - 1, ip))
+}
+
+/// AttachNetworkInterface of a secondary ENI as `ethN`, its first private
+/// IP `ip` (a pod's), plus the node's policy table for it.
+fn attach_secondary(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+    ni: usize,
+    n: u32,
+    vsw_id: &str,
+    ip: Ipv4Addr,
+    dp: Datapath,
+) -> Result<SharedEni, String> {
+    let node = ctx.nodes[ni].clone();
+    let topo = ctx.topo();
+    let key = format!("node/{}", node.name);
+    let vsw = cloud::vswitch(topo, vsw_id, &key).map_err(|e| e.to_string())?;
+    let link = format!("eth{n}");
+    let id = cloud::attach_eni(
+        d,
+        ctx.vpc,
+        EniSpec {
+            owner_key: &key,
+            instance: &node.name,
+            role: EniRole::Secondary,
+            index: n as usize,
+            vswitch: vsw,
+            ip,
+            security_groups: topo.nodes[ni].security_groups.clone(),
+            inst_ns: node.ns,
+            inst_ifname: &link,
+            aliases: vec![format!("eni/secondary:{}/{link}", node.name)],
+        },
+    );
+    let eni_ns = d
+        .plan
+        .ns_index(&format!("eni/{id}"))
+        .ok_or_else(|| format!("eni {id}: namespace missing"))?;
+    let mac = d.plan.eni(&id).map(|e| e.mac).unwrap_or_default();
+    if dp == Datapath::Veth {
+        // The ENI delivers to the instance through `via <its first IP>`;
+        // that IP sits on a pod behind cali…, so the hypervisor names the
+        // instance's MAC instead of ARPing for it.
+        d.ns(eni_ns).neighs.push(NeighPlan {
+            dev: cloud::ENI_INSTANCE_SIDE.into(),
+            ip,
+            mac,
+        });
+    } else {
+        add_pod_route_in_eni(d, eni_ns, ip);
+    }
+    d.route(
+        node.ns,
+        RoutePlan::via(default_net(), cloud::gateway(vsw.cidr), &link, true).in_table(eni_table(n)),
+    );
+    Ok(SharedEni {
+        id,
+        link,
+        n,
+        vswitch: vsw_id.into(),
+        eni_ns,
+        mac,
+        ips: vec![ip],
+    })
+}
+
+/// AssignPrivateIpAddresses: one more address on an attached ENI.
+fn add_secondary_ip(
+    d: &mut Draft,
+    vpc: NsIdx,
+    id: &str,
+    eni_ns: NsIdx,
+    ip: Ipv4Addr,
+    dp: Datapath,
+) {
+    if let Some(e) = d.plan.enis.iter_mut().find(|e| e.id == id) {
+        e.ips.push(ip);
+    }
+    d.route(vpc, RoutePlan::link(host_net(ip), id));
+    if dp == Datapath::Ipvlan {
+        add_pod_route_in_eni(d, eni_ns, ip);
+    }
+}
+
+/// ipvlan/macvlan children answer ARP for their own address, so the ENI
+/// sends each pod's traffic to that pod's MAC (`podIP dev inst`).
+fn add_pod_route_in_eni(d: &mut Draft, eni_ns: NsIdx, ip: Ipv4Addr) {
+    d.route(
+        eni_ns,
+        RoutePlan::link(host_net(ip), cloud::ENI_INSTANCE_SIDE)
+            .in_table(cloud::ENI_TO_INSTANCE_TABLE),
+    );
+}
+
+/// A veth pod (`cali…` on the host) whose traffic leaves by policy table
+/// `table`.
+pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr, table: u32) -> PodWire {
+    let ns = d.add_ns(&p.key(), NsKind::Pod);
+    let host_veth = names::terway_veth(&p.ns, &p.name);
+    let (host_mac, _) = d.veth(node.ns, &host_veth, ns, "eth0");
+    d.addr(ns, "eth0", host_net(ip), Scope::Global);
+    d.route(ns, RoutePlan::via(default_net(), POD_GATEWAY, "eth0", true));
+    d.ns(ns).neighs.push(NeighPlan {
+        dev: "eth0".into(),
+        ip: POD_GATEWAY,
+        mac: host_mac,
+    });
+    d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
+    pod_rules(d, node.ns, ip, table);
+    PodWire {
+        key: p.key(),
+        ns,
+        host_veth,
+    }
+}
+
+/// `512: to podIP lookup main`, `2048: from podIP lookup <table>`.
+pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32) {
+    let rules = &mut d.ns(node_ns).rules;
+    rules.push(RulePlan {
+        priority: RULE_TO_POD,
+        to: Some(host_net(ip)),
+        table: TABLE_MAIN,
+        ..Default::default()
+    });
+    rules.push(RulePlan {
+        priority: RULE_FROM_POD,
+        from: Some(host_net(ip)),
+        table,
+        ..Default::default()
+    });
+}
+
+/// Name of the host-side ipvlan child of `ethN`.
+pub fn ipvl_name(n: u32) -> String {
+    format!("ipvl_{n}")
+}
+
+/// A pod whose eth0 is an L2 child of the shared ENI `eni`.
+fn ipvlan_pod(
+    d: &mut Draft,
+    node: &NodeCtx,
+    eni: &SharedEni,
+    host_child: &mut BTreeMap<String, [u8; 6]>,
+    p: &PlacedPod,
+    ip: Ipv4Addr,
+) -> PodWire {
+    let native = d.plan.backends.ipvlan;
+    let ipvl = ipvl_name(eni.n);
+    let ipvl_mac = match host_child.get(&ipvl) {
+        Some(m) => *m,
+        None => {
+            let m = d.link(
+                node.ns,
+                &ipvl,
+                LinkKind::Ipvlan {
+                    parent: eni.link.clone(),
+                },
+            );
+            d.addr(node.ns, &ipvl, host_net(node.ip), Scope::Host);
+            host_child.insert(ipvl.clone(), m);
+            m
+        }
+    };
+    let ns = d.add_ns(&p.key(), NsKind::Pod);
+    let pod_mac = d.mac(ns, "eth0");
+    d.ns(ns).adopted_links.push(AdoptedLink {
+        parent_ns: node.ns,
+        link: LinkPlan {
+            name: "eth0".into(),
+            kind: LinkKind::Ipvlan {
+                parent: eni.link.clone(),
+            },
+            mac: Some(pod_mac),
+        },
+    });
+    d.up(ns, "eth0");
+    // ipvlan children share the parent's MAC; macvlan children have their own.
+    let (pod_l2, host_l2) = if native {
+        (eni.mac, eni.mac)
+    } else {
+        (pod_mac, ipvl_mac)
+    };
+    d.addr(ns, "eth0", host_net(ip), Scope::Global);
+    d.route(ns, RoutePlan::link(host_net(node.ip), "eth0"));
+    d.ns(ns).neighs.push(NeighPlan {
+        dev: "eth0".into(),
+        ip: node.ip,
+        mac: host_l2,
+    });
+    d.route(node.ns, RoutePlan::link(host_net(ip), &ipvl));
+    d.ns(node.ns).neighs.push(NeighPlan {
+        dev: ipvl.clone(),
+        ip,
+        mac: pod_l2,
+    });
+    PodWire {
+        key: p.key(),
+        ns,
+        host_veth: ipvl,
+    }
+}
+
+/// Plans terway-eniip (veth or ipvlan datapath) for every pod.
+pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placement, CniOutput) {
+    let mut placement = Placement::default();
+    let mut out = CniOutput::default();
+    let mut host_children: Vec<BTreeMap<String, [u8; 6]>> = vec![BTreeMap::new(); ctx.nodes.len()];
+    for (i, pod) in ctx.r.pods.iter().enumerate() {
+        let ni = match node_of(ctx.r, pod) {
+            Ok(n) => n,
+            Err(p) => {
+                placement.pending.push(p);
+                continue;
+            }
+        };
+        if pod.spec.host_network {
+            placement.placed.push(placed(i, pod, ni, None));
+            continue;
+        }
+        let node = ctx.nodes[ni].clone();
+        match shared_ip(d, ctx, ni, pod, dp) {
+            Ok((k, ip)) => {
+                let p = placed(i, pod, ni, Some(ip));
+                let eni = ctx.shared[ni][k].clone();
+                let wire = match dp {
+                    Datapath::Veth => veth_pod(d, &node, &p, ip, eni_table(eni.n)),
+                    Datapath::Ipvlan => {
+                        let w = ipvlan_pod(d, &node, &eni, &mut host_children[ni], &p, ip);
+                        pod_default_via_gw(d, ctx, w.ns, &eni);
+                        w
+                    }
+                };
+                out.pods.push(wire);
+                placement.placed.push(p);
+            }
+            Err(reason) => placement.pending.push(pending(pod, &node.name, reason)),
+        }
+    }
+    (placement, out)
+}
+
+/// ipvlan pods route straight to their ENI's vSwitch gateway.
+fn pod_default_via_gw(d: &mut Draft, ctx: &VpcIpCtx<'_>, pod_ns: NsIdx, eni: &SharedEni) {
+    let gw = ctx
+        .topo()
+        .vpc
+        .vswitches
+        .iter()
+        .find(|v| v.id == eni.vswitch)
+        .map(|v| cloud::gateway(v.cidr));
+    if let Some(gw) = gw {
+        d.route(pod_ns, RoutePlan::via(default_net(), gw, "eth0", true));
+    }
+}

@@ -1,0 +1,423 @@
+//! Terway ENI-Trunking: pods selected by a Ready PodNetworking get a
+//! **member ENI** (own IP, vSwitch, security groups) riding the node's
+//! **trunk ENI** with its own VLAN id; every other pod gets a shared-ENI IP
+//! exactly as in terway-eniip (veth datapath).
+//!
+//! ```text
+//!  pod ── cali… [node] eth1 (trunk) ══ trunk [hv/<node>] m1027 ══ inst [eni/<member>] vpc ══ [vpc]
+//! ```
+//! Node side per trunk pod: the `cali…` veth, `512: to podIP lookup main`,
+//! `2048: from podIP lookup <1000 + VLAN id>` whose table holds `default via
+//! <member vSwitch gw> dev eth1 onlink` (802.1Q backend: `dev eth1.<vlan>`).
+//! Terway keys that table by the trunk's ifindex; one table per VLAN lets
+//! members of one trunk sit in different vSwitches with different gateways.
+//! VLAN tagging: eBPF on `eth1` and in `hv/<node>` ([`TcPlan`]), or 802.1Q
+//! sub-interfaces bridged to the member links (`Backends::vlan_devices`).
+//!
+//! No ARP crosses the trunk: the node names the gateway with a permanent
+//! neighbour (the VPC gateway MAC, which every member ENI's cloud side
+//! carries, as Alibaba's vSwitch gateways all answer with one MAC), and each
+//! member ENI names its pod's address with the trunk link's MAC.
+//!
+//! The trunk ENI takes one ENI slot of the node, so shared-ENI pods on a
+//! trunk node have (ENIs − 2) × IPs per ENI addresses; nodes without a
+//! trunk keep (ENIs − 1) × IPs per ENI.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::terway_eniip::{self, node_of, pending, placed, pod_owner, Datapath, VpcIpCtx};
+use super::CniOutput;
+use crate::plan::cloud::{self, default_net, host_net};
+use crate::plan::draft::Draft;
+use crate::plan::ipam::Placement;
+use crate::plan::names;
+use crate::plan::podeni;
+use crate::plan::types::*;
+use crate::topology::k8s::{Pod, PodNetworking};
+
+/// First VLAN id handed out on every node (the article shows 1027).
+pub const FIRST_VLAN: u16 = 1027;
+/// Alibaba's VPC gateway MAC: every vSwitch gateway answers with it.
+pub const VPC_GATEWAY_MAC: [u8; 6] = [0xee, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// The trunk ENI's link in the node, and its peer in `hv/<node>`.
+pub const TRUNK_LINK: &str = "eth1";
+pub const HV_TRUNK_SIDE: &str = "trunk";
+
+/// Policy table of a trunk pod's member VLAN.
+pub fn vlan_table(vlan: u16) -> u32 {
+    1000 + u32::from(vlan)
+}
+
+/// Member link in `hv/<node>` for a VLAN id.
+pub fn hv_member_link(vlan: u16) -> String {
+    format!("m{vlan}")
+}
+
+/// 802.1Q sub-interface of the trunk in the node (native backend).
+pub fn node_vlan_link(vlan: u16) -> String {
+    format!("{TRUNK_LINK}.{vlan}")
+}
+
+/// A node's trunk ENI as planned.
+#[derive(Debug, Clone)]
+struct Trunk {
+    id: String,
+    hv: NsIdx,
+    /// MAC of `eth1` in the node.
+    mac: [u8; 6],
+    next_vlan: u16,
+    pods: Vec<(Ipv4Addr, u16)>,
+    members: Vec<(String, u16)>,
+}
+
+pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) {
+    let mut placement = Placement::default();
+    let mut out = CniOutput::default();
+    let mut trunks: BTreeMap<usize, Trunk> = BTreeMap::new();
+    for pn in ctx.r.podnetworkings.iter().filter(|p| !podeni::is_ready(p)) {
+        d.plan.notes.push(format!(
+            "PodNetworking {} is not Ready (status {:?}): not applied",
+            pn.metadata.name,
+            pn.status.status.as_deref().unwrap_or("")
+        ));
+    }
+    for (i, pod) in ctx.r.pods.iter().enumerate() {
+        let ni = match node_of(ctx.r, pod) {
+            Ok(n) => n,
+            Err(p) => {
+                placement.pending.push(p);
+                continue;
+            }
+        };
+        if pod.spec.host_network {
+            placement.placed.push(placed(i, pod, ni, None));
+            continue;
+        }
+        let node = ctx.nodes[ni].clone();
+        let chosen = podeni::select(&ctx.r.podnetworkings, pod).cloned();
+        let result = match &chosen {
+            Some(pn) => member_pod(d, ctx, &mut trunks, ni, pod, pn).map(|ip| (ip, None)),
+            None => terway_eniip::shared_ip(d, ctx, ni, pod, Datapath::Veth)
+                .map(|(k, ip)| (ip, Some(terway_eniip::eni_table(ctx.shared[ni][k].n)))),
+        };
+        match result {
+            Ok((ip, shared_table)) => {
+                let p = placed(i, pod, ni, Some(ip));
+                let table = match shared_table {
+                    Some(t) => t,
+                    None => trunks
+                        .get(&ni)
+                        .and_then(|t| t.pods.iter().find(|(a, _)| *a == ip))
+                        .map(|(_, v)| vlan_table(*v))
+                        .unwrap_or(TABLE_MAIN),
+                };
+                out.pods
+                    .push(terway_eniip::veth_pod(d, &node, &p, ip, table));
+                placement.placed.push(p);
+            }
+            Err(reason) => placement.pending.push(pending(pod, &node.name, reason)),
+        }
+    }
+    for (ni, t) in &trunks {
+        let node_ns = ctx.nodes[*ni].ns;
+        if !d.plan.backends.vlan_devices {
+            d.ns(node_ns).tc.push(TcPlan::Trunk {
+                link: TRUNK_LINK.into(),
+                pods: t.pods.clone(),
+            });
+            d.ns(t.hv).tc.push(TcPlan::Hv {
+                trunk_link: HV_TRUNK_SIDE.into(),
+                members: t.members.clone(),
+            });
+        }
+        let _ = &t.id;
+    }
+    (placement, out)
+}
+
+/// The trunk ENI of node `ni`, attached on first use.
+fn trunk_of<'t>(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+    trunks: &'t mut BTreeMap<usize, Trunk>,
+    ni: usize,
+) -> Result<&'t mut Trunk, String> {
+    if !trunks.contains_key(&ni) {
+        let node = ctx.nodes[ni].clone();
+        if !ctx.limits[ni].trunk {
+            return Err(format!(
+                "node {} cannot carry a trunk ENI (instance type or enis.trunk)",
+                node.name
+            ));
+        }
+        let n = ctx
+            .take_eni_slot(ni)
+            .ok_or_else(|| format!("no free ENI on node {} for its trunk ENI", node.name))?;
+        let topo = ctx.topo();
+        let key = format!("node/{}", node.name);
+        let vsw = cloud::vswitch(topo, &topo.nodes[ni].vswitch, &key).map_err(|e| e.to_string())?;
+        let ip = ctx
+            .book
+            .allocate(vsw, &format!("{key}/trunk"))
+            .map_err(|_| format!("vSwitch {} has no free IP", vsw.id))?;
+        let id = names::eni_id(&d.plan.name, &key, n as usize);
+        let hv = d.add_ns(&format!("hv/{}", node.name), NsKind::Hypervisor);
+        let (_, mac) = d.veth(hv, HV_TRUNK_SIDE, node.ns, TRUNK_LINK);
+        d.plan.points.push(ObsPoint {
+            id: format!("trunk/{}", node.name),
+            aliases: vec![],
+            ns: node.ns,
+            ifname: Some(TRUNK_LINK.into()),
+        });
+        d.plan.points.push(ObsPoint {
+            id: format!("hv/{}", node.name),
+            aliases: vec![],
+            ns: hv,
+            ifname: None,
+        });
+        d.plan.enis.push(EniRecord {
+            id: id.clone(),
+            role: EniRole::Trunk,
+            mac,
+            vswitch: vsw.id.clone(),
+            ips: vec![ip],
+            security_groups: topo.nodes[ni].security_groups.clone(),
+            instance: node.name.clone(),
+            vlan: None,
+            trunk: None,
+            pod: None,
+        });
+        trunks.insert(
+            ni,
+            Trunk {
+                id,
+                hv,
+                mac,
+                next_vlan: FIRST_VLAN,
+                pods: vec![],
+                members: vec![],
+            },
+        );
+    }
+    trunks
+        .get_mut(&ni)
+        .ok_or_else(|| "trunk vanished".to_string())
+}
+
+/// The member ENI's address: the pinned one (its vSwitch must be offered),
+/// a Fixed one stable across re-plans, or the first free one of the first
+/// offered vSwitch with room.
+fn member_address(
+    ctx: &mut VpcIpCtx<'_>,
+    pod: &Pod,
+    pn: &PodNetworking,
+) -> Result<(Ipv4Addr, String), String> {
+    let opts = &pn.spec.vswitch_options;
+    let owner = pod_owner(pod);
+    if opts.is_empty() {
+        return Err(format!(
+            "PodNetworking {} has no vSwitchOptions",
+            pn.metadata.name
+        ));
+    }
+    if pod.status.pod_ip.is_some() {
+        let vsw = ctx.vswitch_for(pod, &opts[0]);
+        if !opts.contains(&vsw) {
+            return Err(format!(
+                "pinned IP is in vSwitch {vsw}, not in PodNetworking {}'s vSwitchOptions",
+                pn.metadata.name
+            ));
+        }
+        let ip = ctx.pod_address(pod, &vsw)?;
+        return Ok((ip, vsw));
+    }
+    let mut last = String::new();
+    for vsw_id in opts {
+        let Ok(vsw) = cloud::vswitch(ctx.topo(), vsw_id, &owner) else {
+            continue;
+        };
+        let got = if podeni::is_fixed(pn) {
+            fixed_address(ctx, vsw, &owner)
+        } else {
+            ctx.book.allocate(vsw, &owner).ok()
+        };
+        if let Some(ip) = got {
+            return Ok((ip, vsw_id.clone()));
+        }
+        last = vsw_id.clone();
+    }
+    Err(format!("vSwitch {last} has no free IP"))
+}
+
+/// Fixed allocation: the address depends only on the pod's identity (a
+/// hash slot in the vSwitch, probing upwards), so adding or removing other
+/// pods never moves it — the StatefulSet pod keeps its IP across re-plans.
+fn fixed_address(
+    ctx: &mut VpcIpCtx<'_>,
+    vsw: &crate::topology::model::VSwitch,
+    owner: &str,
+) -> Option<Ipv4Addr> {
+    let hosts: Vec<Ipv4Addr> = vsw
+        .cidr
+        .hosts()
+        .filter(|ip| !cloud::is_reserved(vsw.cidr, *ip))
+        .collect();
+    if hosts.is_empty() {
+        return None;
+    }
+    let h = names::sha1_hex(owner);
+    let start = usize::from_str_radix(&h[..8], 16).unwrap_or(0) % hosts.len();
+    (0..hosts.len())
+        .map(|k| hosts[(start + k) % hosts.len()])
+        .find(|ip| ctx.book.claim(*ip, owner).is_ok())
+}
+
+/// CreateNetworkInterface (member) + attach to the trunk: returns the pod IP.
+fn member_pod(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+    trunks: &mut BTreeMap<usize, Trunk>,
+    ni: usize,
+    pod: &Pod,
+    pn: &PodNetworking,
+) -> Result<Ipv4Addr, String> {
+    let node = ctx.nodes[ni].clone();
+    let vpc = ctx.vpc;
+    let (trunk_id, hv, trunk_mac, vlan) = {
+        let t = trunk_of(d, ctx, trunks, ni)?;
+        (t.id.clone(), t.hv, t.mac, t.next_vlan)
+    };
+    let (ip, vsw_id) = member_address(ctx, pod, pn)?;
+    let topo = ctx.topo();
+    let owner = pod_owner(pod);
+    let vsw = cloud::vswitch(topo, &vsw_id, &owner).map_err(|e| e.to_string())?;
+    let sgs = if pn.spec.security_group_ids.is_empty() {
+        topo.nodes[ni].security_groups.clone()
+    } else {
+        pn.spec.security_group_ids.clone()
+    };
+    let who = format!("{}/{}", pod.metadata.ns(), pod.metadata.name);
+    let id = names::eni_id(&d.plan.name, &owner, 0);
+    let gw = cloud::gateway(vsw.cidr);
+
+    // Cloud side: the member ENI namespace, towards the VPC and towards hv.
+    let eni = d.add_ns(&format!("eni/{id}"), NsKind::Eni);
+    d.veth(vpc, &id, eni, cloud::ENI_VPC_SIDE);
+    let member_link = hv_member_link(vlan);
+    let hv_mac = d.mac(hv, &member_link);
+    d.plan.veths.push(VethPlan {
+        a: VethEnd {
+            ns: hv,
+            name: member_link.clone(),
+            mac: Some(hv_mac),
+        },
+        b: VethEnd {
+            ns: eni,
+            name: cloud::ENI_INSTANCE_SIDE.into(),
+            mac: Some(VPC_GATEWAY_MAC),
+        },
+    });
+    d.up(hv, &member_link);
+    d.up(eni, cloud::ENI_INSTANCE_SIDE);
+    d.sysctl(eni, "net/ipv4/ip_forward", "1");
+    for link in [cloud::ENI_VPC_SIDE, cloud::ENI_INSTANCE_SIDE] {
+        d.sysctl(eni, &format!("net/ipv4/conf/{link}/proxy_arp"), "1");
+        d.sysctl(eni, &format!("net/ipv4/neigh/{link}/proxy_delay"), "0");
+    }
+    d.route(
+        eni,
+        RoutePlan::via(default_net(), gw, cloud::ENI_VPC_SIDE, true),
+    );
+    d.ns(eni).rules.push(RulePlan {
+        priority: 100,
+        iif: Some(cloud::ENI_VPC_SIDE.into()),
+        table: cloud::ENI_TO_INSTANCE_TABLE,
+        ..Default::default()
+    });
+    d.route(
+        eni,
+        RoutePlan::via(default_net(), ip, cloud::ENI_INSTANCE_SIDE, true)
+            .in_table(cloud::ENI_TO_INSTANCE_TABLE),
+    );
+    // The pod's address behind the trunk: the node's trunk link answers.
+    d.ns(eni).neighs.push(NeighPlan {
+        dev: cloud::ENI_INSTANCE_SIDE.into(),
+        ip,
+        mac: trunk_mac,
+    });
+    d.route(vpc, RoutePlan::link(host_net(ip), &id));
+    d.plan.points.push(ObsPoint {
+        id: format!("eni/{id}"),
+        aliases: vec![format!("eni/member:{who}")],
+        ns: eni,
+        ifname: None,
+    });
+    let member_mac = names::mac(&format!("eni/{id}"), "member", 0);
+    d.plan.enis.push(EniRecord {
+        id,
+        role: EniRole::Member,
+        mac: member_mac,
+        vswitch: vsw_id.clone(),
+        ips: vec![ip],
+        security_groups: sgs,
+        instance: node.name.clone(),
+        vlan: Some(vlan),
+        trunk: Some(trunk_id),
+        pod: Some(who),
+    });
+
+    // VLAN plumbing, node and hypervisor.
+    let table = vlan_table(vlan);
+    if d.plan.backends.vlan_devices {
+        let sub = node_vlan_link(vlan);
+        d.link(
+            node.ns,
+            &sub,
+            LinkKind::Vlan {
+                parent: TRUNK_LINK.into(),
+                id: vlan,
+            },
+        );
+        d.route(
+            node.ns,
+            RoutePlan::via(default_net(), gw, &sub, true).in_table(table),
+        );
+        push_neigh(d, node.ns, &sub, gw, VPC_GATEWAY_MAC);
+        let (tagged, bridge) = (format!("t{vlan}"), format!("b{vlan}"));
+        d.link(hv, &bridge, LinkKind::Bridge);
+        d.link(
+            hv,
+            &tagged,
+            LinkKind::Vlan {
+                parent: HV_TRUNK_SIDE.into(),
+                id: vlan,
+            },
+        );
+        d.setting(hv, &tagged).master = Some(bridge.clone());
+        d.setting(hv, &member_link).master = Some(bridge);
+    } else {
+        d.route(
+            node.ns,
+            RoutePlan::via(default_net(), gw, TRUNK_LINK, true).in_table(table),
+        );
+        push_neigh(d, node.ns, TRUNK_LINK, gw, VPC_GATEWAY_MAC);
+    }
+    if let Some(t) = trunks.get_mut(&ni) {
+        t.pods.push((ip, vlan));
+        t.members.push((member_link, vlan));
+        t.next_vlan += 1;
+    }
+    Ok(ip)
+}
+
+fn push_neigh(d: &mut Draft, ns: NsIdx, dev: &str, ip: Ipv4Addr, mac: [u8; 6]) {
+    let neighs = &mut d.ns(ns).neighs;
+    if !neighs.iter().any(|n| n.dev == dev && n.ip == ip) {
+        neighs.push(NeighPlan {
+            dev: dev.into(),
+            ip,
+            mac,
+        });
+    }
+}

@@ -1,0 +1,369 @@
+//! Terway ENI, ENIIP (veth, ipvlan) and trunking plans, without root, for
+//! both backend sets.
+
+mod plan_support;
+
+use cnlab::plan::podeni::podenis;
+use cnlab::plan::*;
+use plan_support::*;
+use std::net::Ipv4Addr;
+
+const BOTH: [Backends; 2] = [Backends::NATIVE, Backends::PORTABLE];
+
+fn plan_of(rel: &str, b: Backends) -> LabPlan {
+    plan(&load_file(rel), b).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// Names fit, every referenced link exists (adopted links count), for
+/// every terway scenario and both backends.
+#[test]
+fn terway_plans_are_well_formed() {
+    for f in shipped().into_iter().filter(|f| {
+        f.contains("/t")
+            || f.contains("/m2")
+            || f.contains("/m3")
+            || f.contains("/m4")
+            || f.contains("/m5")
+    }) {
+        for b in BOTH {
+            let p = plan_of(&f, b);
+            for (i, ns) in p.namespaces.iter().enumerate() {
+                let mut links = links_of(&p, i);
+                links.extend(ns.adopted_links.iter().map(|a| a.link.name.clone()));
+                for n in &links {
+                    assert!(n.len() <= 15, "{f}: {} {n}", ns.key);
+                }
+                let mut refs: Vec<String> = ns.addrs.iter().map(|a| a.dev.clone()).collect();
+                refs.extend(ns.routes.iter().filter_map(|r| r.dev.clone()));
+                refs.extend(ns.neighs.iter().map(|n| n.dev.clone()));
+                refs.extend(ns.link_settings.iter().map(|s| s.name.clone()));
+                for r in refs {
+                    assert!(
+                        links.contains(&r),
+                        "{f} {b:?}: {} references missing {r}",
+                        ns.key
+                    );
+                }
+                for a in &ns.adopted_links {
+                    let LinkKind::Ipvlan { parent } = &a.link.kind else {
+                        panic!("{f}: adopted {:?}", a.link)
+                    };
+                    assert!(
+                        links_of(&p, a.parent_ns).contains(parent),
+                        "{f}: parent {parent} missing"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn eni_mode_pod_owns_its_eni_and_overflow_is_pending() {
+    for b in BOTH {
+        let p = plan_of("scenarios/m2-terway-eni.yaml", b);
+        let centos = p
+            .enis
+            .iter()
+            .find(|e| e.pod.as_deref() == Some("default/centos"))
+            .unwrap();
+        assert_eq!(centos.role, EniRole::Pod);
+        assert_eq!(centos.ips, vec![ip("10.0.4.27")]);
+        let eni_ns = ns(&p, &format!("eni/{}", centos.id));
+        assert!(eni_ns.nft.as_deref().unwrap().contains("sg-node"));
+        let pod = ns(&p, "pod/default/centos");
+        assert!(pod.routes.iter().any(|r| r.dev.as_deref() == Some("eth0")
+            && r.via == Some(ip("10.0.4.253"))
+            && r.onlink));
+        assert!(pod
+            .routes
+            .iter()
+            .any(|r| r.dev.as_deref() == Some("veth1") && r.dst.to_string() == "192.168.0.0/16"));
+        assert!(pod
+            .routes
+            .iter()
+            .any(|r| r.dev.as_deref() == Some("veth1") && r.dst.to_string() == "10.0.4.20/32"));
+        assert_eq!(p.pending.len(), 1);
+        assert_eq!(p.pending[0].pod, "default/overflow");
+        assert_eq!(
+            p.pending[0].reason,
+            "no free ENI on node cn-hongkong.10.0.4.20"
+        );
+    }
+}
+
+#[test]
+fn eniip_policy_routes_each_pod_out_of_its_eni() {
+    let p = plan_of("scenarios/m3-terway-eniip.yaml", Backends::PORTABLE);
+    let node = ns(&p, "node/cn-hongkong.10.0.4.20");
+    // busybox is the third pod: 2 IPs per ENI put it on eth2 (table 1002).
+    let busy = ip("10.0.4.24");
+    assert!(node.rules.iter().any(|r| r.priority == 512
+        && r.to.map(|t| t.addr()) == Some(busy.into())
+        && r.table == TABLE_MAIN));
+    assert!(node.rules.iter().any(|r| r.priority == 2048
+        && r.from.map(|t| t.addr()) == Some(busy.into())
+        && r.table == 1002));
+    assert!(node.routes.iter().any(|r| r.table == 1002
+        && r.dev.as_deref() == Some("eth2")
+        && r.via == Some(ip("10.0.4.253"))
+        && r.onlink));
+    let secondary: Vec<_> = p
+        .enis
+        .iter()
+        .filter(|e| e.role == EniRole::Secondary && e.instance == "cn-hongkong.10.0.4.20")
+        .collect();
+    assert_eq!(secondary.len(), 2);
+    assert_eq!(secondary[0].ips, vec![ip("10.0.4.27"), ip("10.0.4.30")]);
+    // The VPC routes every secondary IP to its ENI.
+    let vpc = ns(&p, "vpc");
+    assert!(vpc
+        .routes
+        .iter()
+        .any(|r| r.dst.to_string() == "10.0.4.30/32"
+            && r.dev.as_deref() == Some(secondary[0].id.as_str())));
+}
+
+#[test]
+fn eniip_capacity_is_enis_minus_one_times_ips() {
+    let mut r = load_file("scenarios/m3-terway-eniip.yaml");
+    let mut extra = r.pods[0].clone();
+    for k in 0..3 {
+        extra.metadata.name = format!("more-{k}");
+        extra.status.pod_ip = None;
+        r.pods.push(extra.clone());
+    }
+    let p = plan(&r, Backends::PORTABLE).unwrap();
+    // Node .20: (3 − 1) × 2 = 4 pods; it has 3, so one more fits, two pend.
+    let pend: Vec<_> = p
+        .pending
+        .iter()
+        .map(|x| (x.pod.as_str(), x.reason.as_str()))
+        .collect();
+    assert_eq!(
+        pend,
+        [
+            (
+                "default/more-1",
+                "no free ENI on node cn-hongkong.10.0.4.20"
+            ),
+            (
+                "default/more-2",
+                "no free ENI on node cn-hongkong.10.0.4.20"
+            )
+        ]
+    );
+    assert!(p.endpoint("pod/default/more-0").is_some());
+}
+
+#[test]
+fn ipvlan_pod_eth0_is_a_child_of_the_eni() {
+    for b in BOTH {
+        let p = plan_of("scenarios/m4-terway-eniip-ipvlan.yaml", b);
+        let pod = ns(&p, "pod/default/centos");
+        assert_eq!(pod.adopted_links.len(), 1);
+        let a = &pod.adopted_links[0];
+        assert_eq!(a.link.name, "eth0");
+        assert_eq!(
+            a.link.kind,
+            LinkKind::Ipvlan {
+                parent: "eth1".into()
+            }
+        );
+        assert_eq!(p.namespaces[a.parent_ns].key, "node/cn-hongkong.10.0.4.20");
+        assert!(pod
+            .routes
+            .iter()
+            .any(|r| r.via == Some(ip("10.0.4.253")) && r.dev.as_deref() == Some("eth0")));
+        let node = ns(&p, "node/cn-hongkong.10.0.4.20");
+        assert!(node.links.iter().any(|l| l.name == "ipvl_1"));
+        assert!(node
+            .routes
+            .iter()
+            .any(|r| r.dst.to_string() == "10.0.4.27/32" && r.dev.as_deref() == Some("ipvl_1")));
+        assert!(
+            node.rules.iter().all(|r| r.priority != 2048),
+            "ipvlan pods bypass host policy routing"
+        );
+    }
+}
+
+#[test]
+fn trunk_pods_get_podeni_records_and_vlans_per_node() {
+    let p = plan_of("scenarios/t4-trunk-cross-node.yaml", Backends::PORTABLE);
+    let recs = podenis(&p);
+    assert_eq!(recs.len(), 5);
+    let centos = recs.iter().find(|r| r.pod == "trunking/centos").unwrap();
+    assert_eq!(
+        (centos.ipv4, centos.vlan_id, centos.vswitch.as_str()),
+        (ip("10.0.4.27"), 1027, "vsw-a")
+    );
+    assert_eq!(centos.security_group_ids, ["sg-open"]);
+    assert_eq!(centos.instance_id, "cn-hongkong.10.0.4.20");
+    let trunk = p.eni(&centos.trunk_eni_id).unwrap();
+    assert_eq!(trunk.role, EniRole::Trunk);
+    let busy = recs.iter().find(|r| r.pod == "trunking/busybox").unwrap();
+    assert_eq!(busy.vlan_id, 1028, "second member on node .22");
+    let nginx_b = recs.iter().find(|r| r.pod == "trunking/nginx-b").unwrap();
+    assert_eq!(
+        (nginx_b.vswitch.as_str(), nginx_b.security_group_ids.clone()),
+        ("vsw-b", vec!["sg-strict".to_string()])
+    );
+}
+
+#[test]
+fn trunk_vlan_backends_ebpf_and_8021q() {
+    let bpf = plan_of("scenarios/t4-trunk-cross-node.yaml", Backends::PORTABLE);
+    let node = ns(&bpf, "node/cn-hongkong.10.0.4.20");
+    assert_eq!(
+        node.tc,
+        vec![TcPlan::Trunk {
+            link: "eth1".into(),
+            pods: vec![(ip("10.0.4.27"), 1027)]
+        }]
+    );
+    assert!(node
+        .routes
+        .iter()
+        .any(|r| r.table == 2027 && r.dev.as_deref() == Some("eth1") && r.onlink));
+    assert!(node
+        .rules
+        .iter()
+        .any(|r| r.priority == 2048 && r.table == 2027));
+    let hv = ns(&bpf, "hv/cn-hongkong.10.0.4.20");
+    assert_eq!(
+        hv.tc,
+        vec![TcPlan::Hv {
+            trunk_link: "trunk".into(),
+            members: vec![("m1027".into(), 1027)]
+        }]
+    );
+
+    let native = plan_of("scenarios/t4-trunk-cross-node.yaml", Backends::NATIVE);
+    let node = ns(&native, "node/cn-hongkong.10.0.4.20");
+    assert!(node.tc.is_empty());
+    assert!(node.links.iter().any(|l| l.name == "eth1.1027"
+        && l.kind
+            == LinkKind::Vlan {
+                parent: "eth1".into(),
+                id: 1027
+            }));
+    assert!(node
+        .routes
+        .iter()
+        .any(|r| r.table == 2027 && r.dev.as_deref() == Some("eth1.1027")));
+    let hv = ns(&native, "hv/cn-hongkong.10.0.4.20");
+    assert!(hv.tc.is_empty());
+    assert!(hv.links.iter().any(|l| l.name == "t1027"
+        && l.kind
+            == LinkKind::Vlan {
+                parent: "trunk".into(),
+                id: 1027
+            }));
+    assert!(hv
+        .link_settings
+        .iter()
+        .any(|s| s.name == "m1027" && s.master.as_deref() == Some("b1027")));
+}
+
+#[test]
+fn podnetworking_ready_selection_and_shared_fallback() {
+    let p = plan_of("scenarios/m5-terway-trunking.yaml", Backends::PORTABLE);
+    let trunked: Vec<String> = podenis(&p).into_iter().map(|r| r.pod).collect();
+    assert_eq!(trunked, ["default/centos", "default/nginx", "default/db"]);
+    // web is selected only by a not-Ready PodNetworking: shared ENI (eth2).
+    let web = p.endpoint("pod/default/web").unwrap();
+    let shared = p.enis.iter().find(|e| e.ips.contains(&web.ip)).unwrap();
+    assert_eq!(shared.role, EniRole::Secondary);
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.contains("not-yet") && n.contains("not Ready")));
+}
+
+#[test]
+fn fixed_allocation_keeps_the_ip_across_a_replan() {
+    let r = load_file("scenarios/m5-terway-trunking.yaml");
+    let before = plan(&r, Backends::PORTABLE)
+        .unwrap()
+        .endpoint("pod/default/db")
+        .unwrap()
+        .ip;
+    // Another trunk pod in the same vSwitch, planned first.
+    let mut r2 = r.clone();
+    let mut other = r
+        .pods
+        .iter()
+        .find(|p| p.metadata.name == "nginx")
+        .unwrap()
+        .clone();
+    other.metadata.name = "nginx-2".into();
+    r2.pods.insert(0, other);
+    let p2 = plan(&r2, Backends::PORTABLE).unwrap();
+    assert_eq!(p2.endpoint("pod/default/db").unwrap().ip, before);
+    // An Elastic pod takes the first free address instead, so it moves.
+    assert_ne!(
+        p2.endpoint("pod/default/nginx").unwrap().ip,
+        plan(&r, Backends::PORTABLE)
+            .unwrap()
+            .endpoint("pod/default/nginx")
+            .unwrap()
+            .ip
+    );
+}
+
+#[test]
+fn trunk_on_a_node_without_trunk_support_is_pending() {
+    let mut r = load_file("scenarios/m5-terway-trunking.yaml");
+    r.topo.nodes[0].instance_type = Some("ecs.t6-c1m2.large".into());
+    let p = plan(&r, Backends::PORTABLE).unwrap();
+    let c = p
+        .pending
+        .iter()
+        .find(|x| x.pod == "default/centos")
+        .unwrap();
+    assert!(
+        c.reason.contains("cannot carry a trunk ENI"),
+        "{}",
+        c.reason
+    );
+}
+
+#[test]
+fn member_vswitch_exhaustion_is_reported() {
+    let mut r = load_file("scenarios/m5-terway-trunking.yaml");
+    let b = r
+        .topo
+        .vpc
+        .vswitches
+        .iter_mut()
+        .find(|v| v.id == "vsw-b")
+        .unwrap();
+    b.cidr = "10.0.5.0/29".parse().unwrap(); // .1 .2 .3 .4 usable
+    let mut extra = r
+        .pods
+        .iter()
+        .find(|p| p.metadata.name == "nginx")
+        .unwrap()
+        .clone();
+    for k in 0..4 {
+        extra.metadata.name = format!("n{k}");
+        r.pods.push(extra.clone());
+    }
+    let p = plan(&r, Backends::PORTABLE).unwrap();
+    assert!(
+        p.pending
+            .iter()
+            .any(|x| x.reason == "vSwitch vsw-b has no free IP"),
+        "{:?}",
+        p.pending
+    );
+    assert!(
+        p.endpoint("pod/default/centos").is_some(),
+        "the rest of the lab still plans"
+    );
+}
