@@ -106,28 +106,68 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
             }
         }
     }
-    let journey: Vec<String> = o.journey();
+    let journey: Vec<&crate::probe::Hop> = o.request.iter().chain(o.reply.iter()).collect();
     if let Some(path) = &e.path {
-        let want: Vec<String> = path
-            .iter()
-            .map(|p| observe::canonical_point(plan, p))
-            .collect();
+        let want: Vec<PointPattern> = path.iter().map(|p| PointPattern::new(plan, p)).collect();
         if let Some(missing) = first_missing_in_order(&want, &journey) {
             f.push(format!(
-                "path: {missing} not crossed in order; observed {}",
+                "path: {} not crossed in order; observed {}",
+                missing.text,
                 show_journey(o)
             ));
         }
     }
     if let Some(avoids) = &e.avoids {
         for a in avoids {
-            let a = observe::canonical_point(plan, a);
-            if let Some(hit) = journey.iter().find(|j| point_matches(&a, j)) {
-                f.push(format!("path crossed {hit}, which it must avoid"));
+            let a = PointPattern::new(plan, a);
+            if let Some(hit) = journey.iter().find(|h| a.matches(h)) {
+                let name = o.display.get(&hit.point).unwrap_or(&hit.point);
+                f.push(format!(
+                    "path crossed {name}, which it must avoid ({})",
+                    a.text
+                ));
             }
         }
     }
     f
+}
+
+/// A `path`/`avoids` entry: a point id or alias, or an `eni/*`-style
+/// prefix, optionally with `@vlan=<id>` (the 802.1Q id the hop must carry,
+/// as on `trunk/<node>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointPattern {
+    /// As the user wrote it.
+    pub text: String,
+    /// Canonical point id (or prefix ending in `*`).
+    pub point: String,
+    pub vlan: Option<u16>,
+}
+
+impl PointPattern {
+    pub fn new(plan: &LabPlan, text: &str) -> Self {
+        let (id, vlan) = split_vlan(text);
+        PointPattern {
+            text: text.to_string(),
+            point: observe::canonical_point(plan, id),
+            vlan,
+        }
+    }
+
+    pub fn matches(&self, hop: &crate::probe::Hop) -> bool {
+        point_matches(&self.point, &hop.point) && self.vlan.is_none_or(|v| hop.vlan == Some(v))
+    }
+}
+
+/// `trunk/n1@vlan=1027` → (`trunk/n1`, Some(1027)); anything else unchanged.
+pub fn split_vlan(s: &str) -> (&str, Option<u16>) {
+    match s.rsplit_once("@vlan=") {
+        Some((id, v)) => match v.parse() {
+            Ok(v) => (id, Some(v)),
+            Err(_) => (s, None),
+        },
+        None => (s, None),
+    }
 }
 
 fn source_mismatch(plan: &LabPlan, src: &str, o: &Observation) -> Option<String> {
@@ -153,14 +193,12 @@ fn source_mismatch(plan: &LabPlan, src: &str, o: &Observation) -> Option<String>
 }
 
 /// `want` must appear in `journey` in order (other hops may come between).
-fn first_missing_in_order(want: &[String], journey: &[String]) -> Option<String> {
+fn first_missing_in_order<'a>(
+    want: &'a [PointPattern],
+    journey: &[&crate::probe::Hop],
+) -> Option<&'a PointPattern> {
     let mut it = journey.iter();
-    for w in want {
-        if !it.any(|j| point_matches(w, j)) {
-            return Some(w.clone());
-        }
-    }
-    None
+    want.iter().find(|w| !it.any(|h| w.matches(h)))
 }
 
 /// `eni/*` matches every `eni/…` point; otherwise ids must be equal.

@@ -50,6 +50,18 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
         .filter(|i| plan.veths.iter().any(|v| v.a.ns == *i))
         .collect();
     for_each_ns(&veth_sides, ns, plan, |i, nl| create_veths(plan, ns, i, nl))?;
+    // Links adopted by another namespace (a pod's ipvlan eth0 on the node's
+    // ENI) are created from their parent's namespace once the parent exists.
+    let parents: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|j| {
+            plan.namespaces
+                .iter()
+                .any(|n| n.adopted_links.iter().any(|a| a.parent_ns == *j))
+        })
+        .collect();
+    for_each_ns(&parents, ns, plan, |j, nl| create_adopted(plan, ns, j, nl))?;
     for_each_ns(&all, ns, plan, |i, nl| {
         build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
     })
@@ -135,6 +147,17 @@ fn create_veths(plan: &LabPlan, ns: &[NetNs], i: usize, nl: &mut Netlink) -> Res
     batch(nl, |nl| {
         for v in plan.veths.iter().filter(|v| v.a.ns == i) {
             nl.add_veth_to(&v.a, &v.b, &ns[v.b.ns])?;
+        }
+        Ok(())
+    })
+}
+
+fn create_adopted(plan: &LabPlan, ns: &[NetNs], parent: usize, nl: &mut Netlink) -> Result<()> {
+    batch(nl, |nl| {
+        for (i, n) in plan.namespaces.iter().enumerate() {
+            for a in n.adopted_links.iter().filter(|a| a.parent_ns == parent) {
+                nl.add_link_into(&a.link, &plan.backends, Some(&ns[i]))?;
+            }
         }
         Ok(())
     })

@@ -380,10 +380,31 @@ impl Netlink {
     /// Creates a non-veth link. `backends` decides the stand-ins for kinds
     /// this kernel may lack (dummy → empty bridge, ipvlan → macvlan bridge).
     pub fn add_link(&mut self, l: &LinkPlan, backends: &Backends) -> Result<()> {
+        self.add_link_into(l, backends, None)
+    }
+
+    /// Creates `l` with its parent resolved in this namespace and the new
+    /// link placed in `target` (`ip link add link eth1 name eth0 netns X
+    /// type ipvlan`): how a pod's eth0 becomes an L2 child of a node's ENI.
+    pub fn add_link_into(
+        &mut self,
+        l: &LinkPlan,
+        backends: &Backends,
+        target: Option<&NetNs>,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(l.name.clone()));
-        if let Some(mac) = l.mac {
+        // An ipvlan child always carries its parent's MAC: the kernel
+        // refuses another one.
+        let native_ipvlan = matches!(l.kind, LinkKind::Ipvlan { .. }) && backends.ipvlan;
+        if let (Some(mac), false) = (l.mac, native_ipvlan) {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(t) = target {
+            // Resolved by the kernel while handling the request: `t` must
+            // stay open until the batch is finished.
+            msg.attributes
+                .push(LinkAttribute::NetNsFd(t.fd().as_raw_fd()));
         }
         let ((label, extra), kind, data, parent): (
             (&str, String),
@@ -454,7 +475,10 @@ impl Netlink {
                 )
             }
         };
-        let what = format!("creating {label} {}{extra}", l.name);
+        let into = target
+            .map(|t| format!(" into {}", t.name()))
+            .unwrap_or_default();
+        let what = format!("creating {label} {}{extra}{into}", l.name);
         if let Some(p) = parent {
             let idx = self.require_index(p, &what)?;
             msg.attributes.push(LinkAttribute::Link(idx));

@@ -85,6 +85,8 @@ pub enum EniRef {
     Pod { ns: String, name: String },
     /// `eni/external:<name>` (the ENI of an ECS outside the cluster)
     External(String),
+    /// `eni/secondary:<node>/<link>` (a secondary ENI, e.g. `eth1`, of a node)
+    Secondary { node: String, link: String },
 }
 
 /// An observation point id (`path`, `avoids`, `served_by`).
@@ -264,9 +266,21 @@ pub fn parse_point(s: &str) -> Result<Point, String> {
                 ns_name(p, s).map(|(ns, name)| Point::Eni(EniRef::Pod { ns, name }))
             }
             Some(("external", n)) => Ok(Point::Eni(EniRef::External(name(n, "external", s)?))),
+            Some(("secondary", p)) => match p.rsplit_once('/') {
+                Some((node, link)) if !node.is_empty() && !link.is_empty() => {
+                    Ok(Point::Eni(EniRef::Secondary {
+                        node: node.to_string(),
+                        link: link.to_string(),
+                    }))
+                }
+                _ => Err(format!(
+                    "{s:?}: expected eni/secondary:<node>/<link>, e.g. eni/secondary:n1/eth1"
+                )),
+            },
             Some((alias, _)) => Err(format!(
                 "{s:?}: unknown ENI alias {alias:?} (expected eni/<id>, eni/primary:<node>, \
-                 eni/member:<ns>/<pod>, eni/pod:<ns>/<pod> or eni/external:<name>)"
+                 eni/member:<ns>/<pod>, eni/pod:<ns>/<pod>, eni/external:<name> or \
+                 eni/secondary:<node>/<link>)"
             )),
             None => Ok(Point::Eni(EniRef::Id(name(rest, "ENI id", s)?))),
         },
@@ -336,6 +350,9 @@ impl fmt::Display for Point {
             Point::Eni(EniRef::Member { ns, name }) => write!(f, "eni/member:{ns}/{name}"),
             Point::Eni(EniRef::Pod { ns, name }) => write!(f, "eni/pod:{ns}/{name}"),
             Point::Eni(EniRef::External(n)) => write!(f, "eni/external:{n}"),
+            Point::Eni(EniRef::Secondary { node, link }) => {
+                write!(f, "eni/secondary:{node}/{link}")
+            }
             Point::Vpc => write!(f, "vpc"),
             Point::Slb(id) => write!(f, "slb/{id}"),
             Point::External(n) => write!(f, "external/{n}"),

@@ -889,6 +889,20 @@ impl<'a> V<'a> {
         if !self.ok(path) {
             return;
         }
+        // `trunk/<node>@vlan=1027`: the hop must carry that 802.1Q id.
+        let id = match id.rsplit_once("@vlan=") {
+            Some((point, vid)) => {
+                if !vid.parse::<u16>().is_ok_and(|v| (1..=4094).contains(&v)) {
+                    self.err(
+                        path,
+                        format!("{id:?}: @vlan= takes a VLAN id from 1 to 4094"),
+                    );
+                    return;
+                }
+                point
+            }
+            None => id,
+        };
         match parse_point(id) {
             Err(e) => self.err(path, e),
             Ok(Point::Pod { ns, name })
@@ -898,7 +912,8 @@ impl<'a> V<'a> {
             Ok(Point::Node(n))
             | Ok(Point::Eth0(n))
             | Ok(Point::Trunk(n))
-            | Ok(Point::Eni(EniRef::Primary(n))) => self.need_node(path, &n),
+            | Ok(Point::Eni(EniRef::Primary(n)))
+            | Ok(Point::Eni(EniRef::Secondary { node: n, .. })) => self.need_node(path, &n),
             Ok(Point::External(n)) | Ok(Point::Eni(EniRef::External(n))) => {
                 self.need_external(path, &n)
             }

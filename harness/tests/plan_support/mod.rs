@@ -82,6 +82,12 @@ pub fn links_of(p: &LabPlan, idx: usize) -> Vec<String> {
             }
         }
     }
+    v.extend(
+        p.namespaces[idx]
+            .adopted_links
+            .iter()
+            .map(|a| a.link.name.clone()),
+    );
     v.push("lo".into());
     v
 }
