@@ -18,6 +18,8 @@ use super::netlink::Netlink;
 use super::{netns, nft, sysctl, KernelError, NetNs};
 use crate::plan::types::{LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
+use std::time::{Duration, Instant};
+
 type Result<T> = std::result::Result<T, KernelError>;
 
 /// Threads working on namespaces at once.
@@ -64,7 +66,41 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
     for_each_ns(&parents, ns, plan, |j, nl| create_adopted(plan, ns, j, nl))?;
     for_each_ns(&all, ns, plan, |i, nl| {
         build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
-    })
+    })?;
+    for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))
+}
+
+/// How long links may take to be activated before the build gives up.
+const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until the kernel has activated every up link that has carrier.
+///
+/// A veth end brought up while its peer is still down gets no qdisc: the
+/// kernel defers `dev_activate` to the carrier-on event, which the global
+/// linkwatch worker handles later, under RTNL. Until then the link's qdisc
+/// is `noop` and silently drops everything sent, ARP included; on a busy
+/// host that lasts long enough to turn a lab's first probes into timeouts.
+fn wait_until_active(nl: &mut Netlink) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let pending: Vec<String> = nl
+            .links()?
+            .into_iter()
+            .filter(|l| l.up && l.lower_up && l.qdisc.as_deref() == Some("noop"))
+            .map(|l| l.name)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > ACTIVATION_TIMEOUT {
+            return Err(KernelError::new(format!(
+                "links {} still not activated by the kernel after {} s",
+                pending.join(", "),
+                ACTIVATION_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Deletes the lab's namespaces (the kernel frees every link inside).

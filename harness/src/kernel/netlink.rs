@@ -62,6 +62,11 @@ pub struct LinkInfo {
     pub mac: Option<[u8; 6]>,
     pub up: bool,
     pub master: Option<u32>,
+    /// Carrier (IFF_LOWER_UP).
+    pub lower_up: bool,
+    /// Root qdisc name; `noop` on an up link with carrier means the kernel
+    /// has not activated it yet and drops whatever is sent.
+    pub qdisc: Option<String>,
 }
 
 /// A failed request: what it was, errno, kernel's extended-ack text.
@@ -355,12 +360,15 @@ impl Netlink {
                 mac: None,
                 up: l.header.flags.contains(LinkFlags::Up),
                 master: None,
+                lower_up: l.header.flags.contains(LinkFlags::LowerUp),
+                qdisc: None,
             };
             for attr in l.attributes {
                 match attr {
                     LinkAttribute::IfName(n) => info.name = n,
                     LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                     LinkAttribute::Controller(m) => info.master = Some(m),
+                    LinkAttribute::Qdisc(q) => info.qdisc = Some(q),
                     LinkAttribute::LinkInfo(infos) => {
                         for i in infos {
                             if let NlLinkInfo::Kind(k) = i {

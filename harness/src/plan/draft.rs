@@ -32,6 +32,11 @@ impl Draft {
         });
         let idx = self.plan.namespaces.len() - 1;
         self.up(idx, "lo");
+        // The lab is IPv4 (as the clusters it models). Without IPv6 no link
+        // runs duplicate address detection, router solicitations or MLD
+        // reports: less kernel work per link and no noise in captures.
+        self.sysctl(idx, "net/ipv6/conf/all/disable_ipv6", "1");
+        self.sysctl(idx, "net/ipv6/conf/default/disable_ipv6", "1");
         idx
     }
 
