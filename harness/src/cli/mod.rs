@@ -2,6 +2,7 @@
 
 mod commands;
 mod running;
+pub mod services;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -146,6 +147,20 @@ pub enum Command {
     },
     /// Remove every namespace, file and BPF pin of labs whose owner process is gone.
     Gc,
+    // -- services --
+    /// Services, their endpoints, or the CLBs of a running lab (`get svc|endpoints|slb`).
+    Get {
+        #[arg(value_enum)]
+        what: services::GetWhat,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// A node's service rules: its nft ruleset and an `ipvsadm -Ln`-style list of virtual servers.
+    Rules {
+        node: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
 }
 
 pub fn main() -> i32 {
