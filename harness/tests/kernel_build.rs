@@ -178,6 +178,10 @@ fn plan() -> LabPlan {
         ..Default::default()
     };
     LabPlan {
+        kubernetes: "1.24".into(),
+        services: vec![],
+        proxy_nodes: vec![],
+        slbs: vec![],
         name: "kernel-build-test".into(),
         cni: Cni::FlannelVxlan,
         proxy: ProxyMode::Iptables,

@@ -205,10 +205,23 @@ fn expectations_name_planned_endpoints_and_points() {
             let target = e.to.rsplit_once(':').map(|(t, _)| t).unwrap_or(&e.to);
             if let Some(ip) = target.strip_prefix("ip/") {
                 let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+                // An endpoint, a CLB, or a Service address (kube-ipvs0) holds it.
+                let service_ip = p.services.iter().any(|s| {
+                    s.cluster_ip == Some(ip) || s.lb_ip == Some(ip) || s.external_ips.contains(&ip)
+                });
                 assert!(
-                    p.endpoints.iter().any(|x| x.ip == ip),
+                    p.endpoints.iter().any(|x| x.ip == ip)
+                        || p.slbs.iter().any(|s| s.ip == ip)
+                        || service_ip,
                     "{f}: {}: nobody has {ip}",
                     e.name
+                );
+            } else if target.starts_with("service/") || target.starts_with("nodeport/") {
+                assert!(
+                    cnlab::check::observe::resolve_target(&p, &e.to).is_ok(),
+                    "{f}: {}: to {}",
+                    e.name,
+                    e.to
                 );
             } else {
                 assert!(p.endpoint(target).is_some(), "{f}: {}: to {}", e.name, e.to);
@@ -294,7 +307,10 @@ fn terway_vpc_pods_use_169_254_1_1_and_cali_veths() {
         .routes
         .iter()
         .any(|r| render::route_line(r) == format!("172.16.1.2/32 dev {cali} scope link")));
-    assert!(node.links.is_empty(), "terway-vpc has no bridge");
+    assert!(
+        node.links.iter().all(|l| l.name == "kube-ipvs0"),
+        "terway-vpc has no bridge (kube-ipvs0 is kube-proxy's)"
+    );
     let nft = node.nft.as_deref().unwrap();
     assert!(
         nft.contains(

@@ -23,12 +23,33 @@ pub struct CheckResult {
     /// Empty when the expectation holds.
     pub failures: Vec<String>,
     pub elapsed: Duration,
+    /// `Some(why)` when the expectation's `when` does not match this lab:
+    /// no probe ran, reported as `n/a` (never counted as passed).
+    pub not_applicable: Option<String>,
 }
 
 impl CheckResult {
+    /// Nothing failed (true for a not-applicable expectation too, so it
+    /// never fails a run; reports show it as `n/a`, not as passed).
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    pub fn is_na(&self) -> bool {
+        self.not_applicable.is_some()
+    }
+}
+
+/// Why `e` does not apply to this lab, if it does not (`expect[].when`).
+pub fn not_applicable(plan: &LabPlan, e: &Expectation) -> Result<Option<String>, String> {
+    let Some(w) = &e.when else { return Ok(None) };
+    let cluster = crate::topology::model::Cluster {
+        kubernetes: plan.kubernetes.clone(),
+        cni: plan.cni,
+        proxy: plan.proxy,
+        ..Default::default()
+    };
+    Ok((!w.matches(&cluster)?).then(|| format!("applies only when {}", w.describe())))
 }
 
 /// Checks expectations against a live lab, `parallel` probes at a time.
@@ -56,6 +77,11 @@ pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResu
 
 pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
     let t = Instant::now();
+    match not_applicable(lab.plan(), e) {
+        Ok(None) => {}
+        Ok(Some(why)) => return skipped(e, why, vec![], t),
+        Err(err) => return skipped(e, String::new(), vec![format!("when: {err}")], t),
+    }
     let deadline = e
         .timeout_ms
         .map(Duration::from_millis)
@@ -68,6 +94,33 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
         observed,
         failures,
         elapsed: t.elapsed(),
+        not_applicable: None,
+    }
+}
+
+fn skipped(e: &Expectation, why: String, failures: Vec<String>, t: Instant) -> CheckResult {
+    let observed = Observation {
+        outcome: crate::probe::ProbeOutcome {
+            verdict: Verdict::Timeout,
+            local: None,
+            seen_peer: None,
+            served_by: None,
+            detail: why.clone(),
+            elapsed: Duration::ZERO,
+        },
+        dst: None,
+        request: vec![],
+        reply: vec![],
+        error: None,
+        display: Default::default(),
+    };
+    let not_applicable = failures.is_empty().then_some(why);
+    CheckResult {
+        expect: e.clone(),
+        observed,
+        failures,
+        elapsed: t.elapsed(),
+        not_applicable,
     }
 }
 

@@ -45,13 +45,66 @@ pub fn resolve_target(plan: &LabPlan, to: &str) -> Result<(Ipv4Addr, u16), Strin
     match target {
         Target::Pod { ns, name, port } => {
             let id = format!("pod/{ns}/{name}");
-            let ep = plan.endpoint(&id).ok_or_else(|| pending_or_unknown(plan, &id))?;
+            let ep = plan
+                .endpoint(&id)
+                .ok_or_else(|| pending_or_unknown(plan, &id))?;
             Ok((ep.ip, port.unwrap_or(0)))
         }
         Target::Ip { addr, port } => Ok((addr, port.unwrap_or(0))),
         Target::Service { .. } | Target::NodePort { .. } => {
-            Err(format!("{to}: Services are not modelled yet (kube-proxy dataplane arrives with the service issue)"))
+            resolve_service_target(plan, to, &target)
         }
+    }
+}
+
+/// `service/<ns>/<name>:<port>[@external-ip|@lb]` and `nodeport/<node>/<ns>/<name>`.
+fn resolve_service_target(
+    plan: &LabPlan,
+    to: &str,
+    target: &Target,
+) -> Result<(Ipv4Addr, u16), String> {
+    use crate::topology::expect::ServiceVia;
+    let find = |ns: &str, name: &str| {
+        plan.service(ns, name)
+            .ok_or_else(|| format!("{to}: no service {ns}/{name} in this lab"))
+    };
+    match target {
+        Target::Service {
+            ns,
+            name,
+            port,
+            via,
+        } => {
+            let svc = find(ns, name)?;
+            let port = port
+                .or_else(|| svc.ports.first().map(|p| p.port))
+                .unwrap_or(0);
+            let ip = match via {
+                ServiceVia::ClusterIp => svc.cluster_ip.ok_or_else(|| {
+                    format!("{to}: service {ns}/{name} is headless (no cluster IP)")
+                })?,
+                ServiceVia::ExternalIp => *svc
+                    .external_ips
+                    .first()
+                    .ok_or_else(|| format!("{to}: service {ns}/{name} has no externalIPs"))?,
+                ServiceVia::Lb => svc.lb_ip.ok_or_else(|| {
+                    format!("{to}: service {ns}/{name} has no load balancer address")
+                })?,
+            };
+            Ok((ip, port))
+        }
+        Target::NodePort { node, ns, name } => {
+            let svc = find(ns, name)?;
+            let np = svc
+                .ports
+                .iter()
+                .find_map(|p| p.node_port)
+                .ok_or_else(|| format!("{to}: service {ns}/{name} has no node port"))?;
+            let ip =
+                node_ip(plan, node).ok_or_else(|| format!("{to}: no node {node} in this lab"))?;
+            Ok((ip, np))
+        }
+        _ => Err(format!("{to}: not a service target")),
     }
 }
 

@@ -57,7 +57,9 @@ pub fn table(files: &[FileResults]) -> String {
             .iter()
             .map(|r| {
                 [
-                    if r.passed() {
+                    if r.is_na() {
+                        "n/a".into()
+                    } else if r.passed() {
                         "ok".into()
                     } else {
                         "FAIL".into()
@@ -70,7 +72,9 @@ pub fn table(files: &[FileResults]) -> String {
                         proto_word(r.expect.proto)
                     ),
                     r.expect.result.as_str().into(),
-                    if r.observed.error.is_some() {
+                    if r.is_na() {
+                        "—".into()
+                    } else if r.observed.error.is_some() {
                         "error".into()
                     } else {
                         r.observed.outcome.verdict.as_str().into()
@@ -111,21 +115,41 @@ pub fn table(files: &[FileResults]) -> String {
                 out.push_str(&format!("      ✗ {fail}\n"));
             }
         }
-        let passed = f.results.iter().filter(|r| r.passed()).count();
+        let na = f.results.iter().filter(|r| r.is_na()).count();
+        let passed = f
+            .results
+            .iter()
+            .filter(|r| r.passed() && !r.is_na())
+            .count();
+        let na_text = if na > 0 {
+            format!(" ({na} n/a for this cluster)")
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  {passed}/{} expectations hold\n\n",
-            f.results.len()
+            "  {passed}/{} expectations hold{na_text}\n\n",
+            f.results.len() - na
         ));
     }
-    let total: usize = files.iter().map(|f| f.results.len()).sum();
+    let na: usize = files
+        .iter()
+        .flat_map(|f| f.results.iter())
+        .filter(|r| r.is_na())
+        .count();
+    let total: usize = files.iter().map(|f| f.results.len()).sum::<usize>() - na;
     let passed: usize = files
         .iter()
         .flat_map(|f| f.results.iter())
-        .filter(|r| r.passed())
+        .filter(|r| r.passed() && !r.is_na())
         .count();
     let errors = files.iter().filter(|f| f.error.is_some()).count();
+    let na_text = if na > 0 {
+        format!(", {na} n/a")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{passed} passed, {} failed{}\n",
+        "{passed} passed, {} failed{na_text}{}\n",
         total - passed,
         if errors > 0 {
             format!(", {errors} file(s) with errors")
@@ -159,7 +183,8 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                     "served_by": r.observed.outcome.served_by,
                     "request_path": r.observed.request.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
                     "reply_path": r.observed.reply.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
-                    "passed": r.passed(),
+                    "passed": r.passed() && !r.is_na(),
+                    "not_applicable": r.not_applicable,
                     "failures": r.failures,
                     "elapsed_ms": r.elapsed.as_millis() as u64,
                 })).collect::<Vec<_>>(),
@@ -200,7 +225,9 @@ pub fn junit(files: &[FileResults]) -> String {
                 xml_escape(f.file),
                 r.elapsed.as_secs_f64()
             ));
-            if !r.passed() {
+            if let Some(why) = &r.not_applicable {
+                out.push_str(&format!("<skipped message=\"n/a: {}\"/>", xml_escape(why)));
+            } else if !r.passed() {
                 out.push_str(&format!(
                     "<failure message=\"{}\"/>",
                     xml_escape(&r.failures.join("; "))

@@ -84,6 +84,7 @@ pub fn run(cmd: Command) -> i32 {
                 Ok(EXIT_FAIL)
             }
         },
+        Command::Rules { node, lab } => super::services::rules(&node, lab.as_deref()),
     };
     r.unwrap_or_else(|code| code)
 }
@@ -131,11 +132,21 @@ fn check(
         }
         let o = check_file(f, &opts, parallel);
         if !json {
-            let passed = o.results.iter().filter(|r| r.passed()).count();
+            let na = o.results.iter().filter(|r| r.is_na()).count();
+            let passed = o
+                .results
+                .iter()
+                .filter(|r| r.passed() && !r.is_na())
+                .count();
             eprintln!(
-                "{}/{} hold (up {} ms, probes {} ms, down {} ms)",
+                "{}/{} hold{} (up {} ms, probes {} ms, down {} ms)",
                 passed,
-                o.results.len(),
+                o.results.len() - na,
+                if na > 0 {
+                    format!(", {na} n/a")
+                } else {
+                    String::new()
+                },
                 o.up_time.as_millis(),
                 o.check_time.as_millis(),
                 o.down_time.as_millis()

@@ -18,6 +18,12 @@ pub enum Resource {
     Enis,
     Podeni,
     Podnetworking,
+    #[value(alias = "services", alias = "service")]
+    Svc,
+    #[value(alias = "ep")]
+    Endpoints,
+    #[value(alias = "slbs", alias = "lb")]
+    Slb,
 }
 
 /// `-o` formats.
@@ -65,6 +71,26 @@ pub fn get(
             let r = r.ok_or("podnetworking needs the topology: pass --file FILE")?;
             Ok(podnetworkings(&r, &p, output))
         }
+        Resource::Svc if output == Output::Yaml => Ok(yaml(&p.services)),
+        Resource::Endpoints if output == Output::Yaml => Ok(yaml(
+            &p.services
+                .iter()
+                .map(|s| (s.key(), &s.endpoints))
+                .collect::<Vec<_>>(),
+        )),
+        Resource::Slb if output == Output::Yaml => Ok(yaml(&p.slbs)),
+        Resource::Svc => Ok(super::services::render_get(
+            &p,
+            super::services::GetWhat::Svc,
+        )),
+        Resource::Endpoints => Ok(super::services::render_get(
+            &p,
+            super::services::GetWhat::Endpoints,
+        )),
+        Resource::Slb => Ok(super::services::render_get(
+            &p,
+            super::services::GetWhat::Slb,
+        )),
     }
 }
 

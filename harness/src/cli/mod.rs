@@ -3,6 +3,7 @@
 mod commands;
 pub mod get;
 mod running;
+pub mod services;
 mod trace;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -161,7 +162,7 @@ pub enum Command {
     },
     /// Remove every namespace, file and BPF pin of labs whose owner process is gone.
     Gc,
-    /// List ENIs, PodENIs or PodNetworkings (kubectl style) of a running lab or a topology file.
+    /// List ENIs, PodENIs, PodNetworkings, Services, endpoints or CLBs (kubectl style) of a running lab or a topology file.
     Get {
         #[arg(value_enum)]
         what: get::Resource,
@@ -171,6 +172,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
         /// Lab id or topology name (default: the only running lab).
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// A node's service rules: its nft ruleset and an `ipvsadm -Ln`-style list of virtual servers.
+    Rules {
+        node: String,
         #[arg(long)]
         lab: Option<String>,
     },

@@ -5,14 +5,17 @@
 //! observation points, decided up front and printable with `render()`.
 
 pub mod agent;
+pub mod ccm;
 pub mod cloud;
 pub mod draft;
 pub mod ipam;
 pub mod limits;
 pub mod names;
 pub mod podeni;
+pub mod proxy;
 pub mod render;
 pub mod sg;
+pub mod slb;
 pub mod types;
 
 pub use render::render;
@@ -66,6 +69,11 @@ pub enum PlanError {
         first: String,
         second: String,
     },
+    // -- services --
+    #[error("service {service}: {reason}")]
+    Service { service: String, reason: String },
+    #[error("{0}")]
+    BadVersion(String),
     #[error("{ns}: port {port} is served by both {first} and {second}")]
     PortClash {
         ns: String,
@@ -93,6 +101,10 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
         enis: vec![],
         pending: vec![],
         notes: vec![],
+        kubernetes: topo.cluster.kubernetes.clone(),
+        services: vec![],
+        proxy_nodes: vec![],
+        slbs: vec![],
     });
 
     // The cloud: router, instances, hosts outside the cluster.
@@ -131,14 +143,6 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
         cloud::add_route_entry(&mut d, &nodes, *dest, node)?;
     }
     cloud::program_route_entries(&mut d, vpc);
-    if topo.externals.iter().any(|x| x.internet) {
-        d.ns(vpc).nft = Some(cloud::internet_nft(&[]));
-        if !topo.load_balancers.is_empty() {
-            d.plan
-                .notes
-                .push("load_balancers are not planned yet: internet hosts reach nothing".into());
-        }
-    }
 
     // Security groups, once every ENI address and route entry is known.
     for i in 0..d.plan.enis.len() {
@@ -194,6 +198,10 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
         });
     }
     add_servers(&mut d, r, &placement, &wired, &nodes)?;
+
+    // Services: kube-proxy on every node, the cloud controller's CLBs, and
+    // what internet hosts may reach.
+    program_services(&mut d, r, &placement, &nodes, vpc)?;
 
     for ns in 0..d.plan.namespaces.len() {
         if matches!(
@@ -316,5 +324,56 @@ fn add_server(d: &mut Draft, ns: NsIdx, identity: &str, port: u16) -> Result<(),
         tcp: true,
         udp: true,
     });
+    Ok(())
+}
+
+/// Services, kube-proxy, the cloud controller and the SLB mock.
+fn program_services(
+    d: &mut Draft,
+    r: &Resolved,
+    placement: &ipam::Placement,
+    nodes: &[cloud::NodeCtx],
+    vpc: NsIdx,
+) -> Result<(), PlanError> {
+    let topo = &r.topo;
+    let version = proxy::version::ProxyVersion::parse(&topo.cluster.kubernetes)
+        .map_err(PlanError::BadVersion)?;
+    let service_cidr = match topo.cluster.service_cidr {
+        Some(c) => c,
+        None => {
+            d.plan.notes.push(format!(
+                "cluster.service_cidr not set: cluster IPs come from {}",
+                proxy::services::DEFAULT_SERVICE_CIDR
+            ));
+            proxy::services::DEFAULT_SERVICE_CIDR
+                .parse()
+                .map_err(|_| PlanError::BadVersion("default service CIDR".into()))?
+        }
+    };
+    let mut notes = Vec::new();
+    d.plan.services = proxy::services::resolve(
+        &r.services,
+        &r.pods,
+        placement,
+        nodes,
+        service_cidr,
+        &topo.load_balancers,
+        &mut notes,
+    )?;
+    d.plan.notes.extend(notes);
+    proxy::program(d, version, nodes);
+    let slbs = ccm::plan_slbs(
+        topo,
+        &r.services,
+        &d.plan.services,
+        nodes,
+        &d.plan.endpoints,
+    )?;
+    slb::program(d, topo, vpc, &slbs);
+    if topo.externals.iter().any(|x| x.internet) {
+        let ips: Vec<Ipv4Addr> = slbs.iter().map(|s| s.ip).collect();
+        proxy::append_nft(d, vpc, &cloud::internet_nft(&ips));
+    }
+    d.plan.slbs = slbs;
     Ok(())
 }

@@ -58,6 +58,7 @@ pub fn render(p: &LabPlan) -> String {
             line
         }),
     );
+    render_services(&mut o, p);
     section(
         &mut o,
         "endpoints",
@@ -383,4 +384,75 @@ pub fn rule_line(r: &RulePlan) -> String {
         }
     );
     l
+}
+
+// -- services --
+/// Services, kube-proxy's virtual servers per node, and the CLBs.
+fn render_services(o: &mut String, p: &LabPlan) {
+    section(
+        o,
+        "services",
+        p.services.iter().map(|s| {
+            let eps: Vec<String> = s
+                .endpoints
+                .iter()
+                .map(|e| format!("{} {}", e.pod, e.ip))
+                .collect();
+            format!(
+                "{} {:?} cluster-ip {} lb {} ext {:?}/int {:?} endpoints [{}]",
+                s.key(),
+                s.type_,
+                s.cluster_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "None".into()),
+                s.lb_ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                s.external_policy,
+                s.internal_policy,
+                eps.join(", ")
+            )
+        }),
+    );
+    for n in &p.proxy_nodes {
+        section(
+            o,
+            &format!("virtual servers on node/{}", n.node),
+            n.virtual_servers.iter().map(|v| {
+                let rs: Vec<String> = v
+                    .real_servers
+                    .iter()
+                    .map(|r| format!("{}:{}", r.ip, r.port))
+                    .collect();
+                format!(
+                    "{}:{} {:?} {} masquerade {:?} -> [{}]",
+                    v.addr,
+                    v.port,
+                    v.kind,
+                    v.service,
+                    v.masquerade,
+                    rs.join(", ")
+                )
+            }),
+        );
+    }
+    section(
+        o,
+        "load balancers",
+        p.slbs.iter().flat_map(|s| {
+            s.listeners.iter().map(move |l| {
+                let b: Vec<String> = l
+                    .backends
+                    .iter()
+                    .map(|b| format!("{}:{} ({})", b.ip, b.port, b.who))
+                    .collect();
+                format!(
+                    "{} {}:{} {:?} -> [{}]",
+                    s.id,
+                    s.ip,
+                    l.port,
+                    l.proto,
+                    b.join(", ")
+                )
+            })
+        }),
+    );
 }

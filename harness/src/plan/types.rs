@@ -68,6 +68,17 @@ pub struct LabPlan {
     pub pending: Vec<PendingPod>,
     /// Non-fatal notes for the user (defaults taken, fields ignored).
     pub notes: Vec<String>,
+    // -- services (kube-proxy, cloud controller, SLB) --
+    /// `cluster.kubernetes` as written.
+    #[serde(default)]
+    pub kubernetes: String,
+    #[serde(default)]
+    pub services: Vec<ServicePlan>,
+    /// kube-proxy's virtual servers per node.
+    #[serde(default)]
+    pub proxy_nodes: Vec<ProxyNodePlan>,
+    #[serde(default)]
+    pub slbs: Vec<SlbPlan>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -424,4 +435,164 @@ pub enum TcPlan {
 pub struct AdoptedLink {
     pub parent_ns: NsIdx,
     pub link: LinkPlan,
+}
+
+// ---------------------------------------------------------------- services
+// kube-proxy, the cloud controller and the SLB mock (plan/proxy, ccm, slb).
+
+/// `spec.type` of a Service the lab models (ExternalName is not).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// `externalTrafficPolicy` / `internalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+/// A Service as kube-proxy and the cloud controller see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServicePlan {
+    pub ns: String,
+    pub name: String,
+    pub type_: ServiceType,
+    /// `None`: headless (no virtual IP).
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub ports: Vec<ServicePortPlan>,
+    pub external_ips: Vec<Ipv4Addr>,
+    /// The load balancer address (status ingress IP, the reused CLB's, or allocated).
+    pub lb_ip: Option<Ipv4Addr>,
+    /// The CLB serving it (`slb/<id>`).
+    pub lb_id: Option<String>,
+    /// `…-loadbalancer-hostname` annotation: kube-proxy does not bind `lb_ip`.
+    pub lb_hostname: bool,
+    pub external_policy: TrafficPolicy,
+    pub internal_policy: TrafficPolicy,
+    /// Ready pods matching the selector (pending pods excluded).
+    pub endpoints: Vec<SvcEndpoint>,
+}
+
+impl ServicePlan {
+    /// `<ns>/<name>`
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServicePortPlan {
+    pub name: Option<String>,
+    pub port: u16,
+    /// `targetPort` as written (a number or a container port name).
+    pub target: String,
+    pub node_port: Option<u16>,
+    pub protocol: crate::topology::model::Proto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SvcEndpoint {
+    /// `pod/<ns>/<name>`
+    pub pod: String,
+    pub ip: Ipv4Addr,
+    pub node: String,
+    pub host_network: bool,
+    /// The target port per service port (same order as `ServicePlan::ports`);
+    /// `None` where a named targetPort does not exist on this pod.
+    pub target_ports: Vec<Option<u16>>,
+}
+
+/// Where a virtual server's address comes from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VipKind {
+    ClusterIp,
+    ExternalIp,
+    LoadBalancer,
+    NodePort,
+}
+
+/// Where kube-proxy masquerades a virtual server's traffic.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Masquerade {
+    /// Cluster policy on external addresses: always.
+    Always,
+    /// Local policy: never.
+    Never,
+    /// ClusterIP: only traffic the node itself originates.
+    NodeOrigin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RealServer {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// `pod/<ns>/<name>`
+    pub pod: String,
+}
+
+/// One IPVS-style virtual server on one node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VirtualServer {
+    /// `<ns>/<name>`
+    pub service: String,
+    pub kind: VipKind,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub proto: crate::topology::model::Proto,
+    /// Empty: the virtual server answers ICMP port-unreachable.
+    pub real_servers: Vec<RealServer>,
+    pub masquerade: Masquerade,
+}
+
+/// kube-proxy's view from one node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProxyNodePlan {
+    pub node: String,
+    /// Addresses bound on `kube-ipvs0` (IPVS mode only).
+    pub bound: Vec<Ipv4Addr>,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// A CLB of the mock cloud: namespace `slb/<id>` behind the VPC router.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlbPlan {
+    pub id: String,
+    pub ip: Ipv4Addr,
+    /// Its link in the `vpc` namespace.
+    pub vpc_link: String,
+    /// ct mark / fwmark the VPC router gives its backend flows.
+    pub mark: u32,
+    /// VPC routing table sending those flows' replies back to the SLB.
+    pub table: u32,
+    pub listeners: Vec<SlbListener>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlbListener {
+    pub port: u16,
+    pub proto: crate::topology::model::Proto,
+    /// `<ns>/<name>` when the cloud controller made it for a Service.
+    pub service: Option<String>,
+    pub backends: Vec<SlbBackend>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlbBackend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// `node/<n>`, `pod/<ns>/<name>`, `external/<name>`.
+    pub who: String,
+}
+
+impl LabPlan {
+    pub fn service(&self, ns: &str, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.ns == ns && s.name == name)
+    }
 }

@@ -304,4 +304,65 @@ pub struct Expectation {
     /// Probe deadline in milliseconds (default 1500).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Applies only to labs matching this (absent: always).
+    #[serde(default)]
+    pub when: Option<When>,
+}
+
+// ---------------------------------------------------------------- expect[].when
+
+/// `when: {kubernetes: ">=1.24", cni: [flannel, terway-eniip], proxy: ipvs}`:
+/// an expectation that holds only for some clusters; the others report it
+/// as not applicable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct When {
+    /// `">=1.24"`, `"<1.24"`, `"1.22"` (= any 1.22.x), `">1.21"`, `"<=1.23"`.
+    pub kubernetes: Option<String>,
+    /// Any of these CNIs (empty: any).
+    pub cni: Vec<Cni>,
+    pub proxy: Option<ProxyMode>,
+}
+
+impl When {
+    /// Whether a cluster matches; `Err` names a malformed version.
+    pub fn matches(&self, cluster: &Cluster) -> Result<bool, String> {
+        if !self.cni.is_empty() && !self.cni.contains(&cluster.cni) {
+            return Ok(false);
+        }
+        if self.proxy.is_some_and(|p| p != cluster.proxy) {
+            return Ok(false);
+        }
+        match &self.kubernetes {
+            None => Ok(true),
+            Some(req) => {
+                let req = crate::topology::validate::VersionReq::parse(req)?;
+                let v = crate::topology::validate::KubeVersion::parse(&cluster.kubernetes)?;
+                Ok(req.matches(v))
+            }
+        }
+    }
+
+    /// Short text for reports: `kubernetes >=1.24, cni flannel`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(k) = &self.kubernetes {
+            parts.push(format!("kubernetes {k}"));
+        }
+        if !self.cni.is_empty() {
+            let c: Vec<&str> = self.cni.iter().map(|c| c.as_str()).collect();
+            parts.push(format!("cni {}", c.join("|")));
+        }
+        if let Some(p) = self.proxy {
+            parts.push(format!(
+                "proxy {}",
+                if p == ProxyMode::Ipvs {
+                    "ipvs"
+                } else {
+                    "iptables"
+                }
+            ));
+        }
+        parts.join(", ")
+    }
 }

@@ -876,6 +876,7 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
         path: o.leaves(cx, "path", text),
         avoids: o.leaves(cx, "avoids", text),
         timeout_ms: o.opt(cx, "timeout_ms", uint::<u64>),
+        when: o.nested(cx, "when", when),
     };
     o.finish(
         cx,
@@ -890,9 +891,27 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
             "path",
             "avoids",
             "timeout_ms",
+            "when",
         ],
     );
     e
+}
+
+/// `expect[].when`: `{kubernetes: ">=1.24", cni: flannel | [flannel, …], proxy: ipvs}`.
+fn when(cx: &mut Cx, v: &Value, path: &str) -> crate::topology::model::When {
+    let o = Obj::new(cx, v, path, "a condition {kubernetes, cni, proxy}");
+    let cni = match o.raw("cni") {
+        Some(Value::Sequence(_)) => o.leaves(cx, "cni", choice("cni", CNIS)).unwrap_or_default(),
+        Some(_) => o.opt(cx, "cni", choice("cni", CNIS)).into_iter().collect(),
+        None => Vec::new(),
+    };
+    let w = crate::topology::model::When {
+        kubernetes: o.opt(cx, "kubernetes", kube_version_text),
+        cni,
+        proxy: o.opt(cx, "proxy", choice("proxy", PROXIES)),
+    };
+    o.finish(cx, &["kubernetes", "cni", "proxy"]);
+    w
 }
 
 // ---------------------------------------------------------------- Kubernetes objects

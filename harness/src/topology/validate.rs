@@ -62,6 +62,73 @@ impl KubeVersion {
     }
 }
 
+/// A version condition of `expect[].when.kubernetes`: an optional
+/// operator (`>=`, `>`, `<=`, `<`, `=`, `==`) and a version. Without a patch
+/// number the comparison is by major.minor (`"1.22"` is every 1.22.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionReq {
+    pub op: VersionOp,
+    pub version: KubeVersion,
+    pub with_patch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionOp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+impl VersionReq {
+    pub fn parse(s: &str) -> Result<VersionReq, String> {
+        let t = s.trim();
+        let (op, rest) = [
+            (">=", VersionOp::Ge),
+            ("<=", VersionOp::Le),
+            ("==", VersionOp::Eq),
+            (">", VersionOp::Gt),
+            ("<", VersionOp::Lt),
+            ("=", VersionOp::Eq),
+        ]
+        .iter()
+        .find_map(|(p, op)| t.strip_prefix(p).map(|r| (*op, r)))
+        .unwrap_or((VersionOp::Eq, t));
+        let version = KubeVersion::parse(rest.trim()).map_err(|e| {
+            format!("{e}; a condition looks like \">=1.24\", \"<1.24\" or \"1.22\"")
+        })?;
+        let core = rest.trim().trim_start_matches(['v', 'V']);
+        let core = core.split(['-', '+']).next().unwrap_or("");
+        Ok(VersionReq {
+            op,
+            version,
+            with_patch: core.split('.').count() == 3,
+        })
+    }
+
+    pub fn matches(&self, v: KubeVersion) -> bool {
+        let (have, want) = if self.with_patch {
+            (
+                (v.major, v.minor, v.patch),
+                (self.version.major, self.version.minor, self.version.patch),
+            )
+        } else {
+            (
+                (v.major, v.minor, 0),
+                (self.version.major, self.version.minor, 0),
+            )
+        };
+        match self.op {
+            VersionOp::Ge => have >= want,
+            VersionOp::Gt => have > want,
+            VersionOp::Le => have <= want,
+            VersionOp::Lt => have < want,
+            VersionOp::Eq => have == want,
+        }
+    }
+}
+
 impl fmt::Display for KubeVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
@@ -968,6 +1035,14 @@ impl<'a> V<'a> {
             for (key, ids) in [("path", &e.path), ("avoids", &e.avoids)] {
                 for (j, id) in ids.iter().flatten().enumerate() {
                     self.point(&join_index(&at(key), j), id);
+                }
+            }
+            if let Some(k) = e.when.as_ref().and_then(|w| w.kubernetes.as_ref()) {
+                let wp = join_key(&at("when"), "kubernetes");
+                if let Err(m) = VersionReq::parse(k) {
+                    if self.ok(&wp) {
+                        self.err(&wp, m);
+                    }
                 }
             }
             if e.timeout_ms == Some(0) {

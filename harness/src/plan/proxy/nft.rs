@@ -1,0 +1,119 @@
+//! kube-proxy's NAT as one nftables table (`ip cnlab_kube_proxy`): the
+//! observable semantics of IPVS (and of iptables mode) on a kernel without
+//! IPVS. Both modes share it; they differ in what is bound locally.
+//!
+//! - DNAT VIP:port → one real server per connection (`numgen random`), in
+//!   prerouting (forwarded traffic) and output (the node's own traffic);
+//! - a virtual server without real servers answers ICMP port-unreachable;
+//! - masquerade where kube-proxy marks 0x4000;
+//! - service-NATed flows carry ct mark 0x1000, copied to the packet mark so a
+//!   policy rule routes them by the main table (the IPVS re-routing quirk).
+
+use super::{MASQ_MARK, SERVICE_ROUTE_MARK};
+use crate::plan::types::*;
+use crate::topology::model::Proto;
+
+pub const TABLE: &str = "cnlab_kube_proxy";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Prerouting: traffic the node forwards (pods, other hosts).
+    Forwarded,
+    /// Output: traffic the node itself (or a hostNetwork pod) sends.
+    Node,
+}
+
+fn l4(p: Proto) -> &'static str {
+    match p {
+        Proto::Udp => "udp",
+        _ => "tcp",
+    }
+}
+
+fn comment(vs: &VirtualServer) -> String {
+    let kind = match vs.kind {
+        VipKind::ClusterIp => "cluster-ip",
+        VipKind::ExternalIp => "external-ip",
+        VipKind::LoadBalancer => "load-balancer",
+        VipKind::NodePort => "node-port",
+    };
+    format!("{} {kind}", vs.service)
+}
+
+fn dnat_rule(vs: &VirtualServer, origin: Origin) -> String {
+    let masq = match (vs.masquerade, origin) {
+        (Masquerade::Always, _) | (Masquerade::NodeOrigin, Origin::Node) => {
+            format!("meta mark set meta mark | {MASQ_MARK:#x} ")
+        }
+        _ => String::new(),
+    };
+    let to = match vs.real_servers.as_slice() {
+        [one] => format!("dnat ip to {}:{}", one.ip, one.port),
+        many => {
+            let items: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("{i} : {} . {}", r.ip, r.port))
+                .collect();
+            format!(
+                "dnat ip to numgen random mod {} map {{ {} }}",
+                many.len(),
+                items.join(", ")
+            )
+        }
+    };
+    format!(
+        "    ip daddr {} {} dport {} {masq}ct mark set ct mark | {SERVICE_ROUTE_MARK:#x} counter {to} comment \"{}\"\n",
+        vs.addr,
+        l4(vs.proto),
+        vs.port,
+        comment(vs)
+    )
+}
+
+/// The whole table for one node's virtual servers.
+pub fn render(vss: &[VirtualServer]) -> String {
+    let mut s = format!("table ip {TABLE} {{\n");
+    for (chain, origin) in [
+        ("services_fwd", Origin::Forwarded),
+        ("services_node", Origin::Node),
+    ] {
+        s += &format!("  chain {chain} {{\n");
+        for vs in vss.iter().filter(|v| !v.real_servers.is_empty()) {
+            s += &dnat_rule(vs, origin);
+        }
+        s += "  }\n";
+    }
+    s += "  chain no_endpoints {\n";
+    for vs in vss.iter().filter(|v| v.real_servers.is_empty()) {
+        s += &format!(
+            "    ip daddr {} {} dport {} counter reject with icmp type port-unreachable comment \"{} has no real servers\"\n",
+            vs.addr,
+            l4(vs.proto),
+            vs.port,
+            comment(vs)
+        );
+    }
+    s += "  }\n";
+    s += "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services_fwd\n  }\n";
+    s += "  chain output {\n    type nat hook output priority -100; policy accept;\n    jump services_node\n  }\n";
+    s += &format!(
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat - 5; policy accept;\n    \
+         meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} counter masquerade comment \"kube-proxy: masquerade\"\n  }}\n"
+    );
+    s += &format!(
+        "  chain reroute {{\n    type filter hook prerouting priority dstnat + 10; policy accept;\n    \
+         ct mark & {SERVICE_ROUTE_MARK:#x} == {SERVICE_ROUTE_MARK:#x} meta mark set meta mark | {SERVICE_ROUTE_MARK:#x} comment \"service flows: route by destination\"\n  }}\n"
+    );
+    for (chain, hook) in [
+        ("filter_input", "input"),
+        ("filter_forward", "forward"),
+        ("filter_output", "output"),
+    ] {
+        s += &format!(
+            "  chain {chain} {{\n    type filter hook {hook} priority filter; policy accept;\n    jump no_endpoints\n  }}\n"
+        );
+    }
+    s += "}\n";
+    s
+}
