@@ -349,40 +349,39 @@ fn lines_with<'a>(capture: &'a str, needle: &str) -> Vec<&'a str> {
 
 /// (link id, program name) of every live TCX link running one of our programs.
 fn our_bpf_links() -> Vec<(u64, String)> {
-    let progs: serde_json::Value = serde_json::from_slice(
-        &Command::new("bpftool")
-            .args(["-j", "prog", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let names: std::collections::HashMap<u64, String> = progs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
+    // This process's own bpf links (from /proc/self/fdinfo), so labs of
+    // other processes running meanwhile are not counted; program names from
+    // the kernel's program list.
+    let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .filter_map(|p| Some((p.id(), p.name_as_str()?.to_string())))
         .filter(|(_, n)| OUR_PROGRAMS.contains(&n.as_str()))
         .collect();
-    let links: serde_json::Value = serde_json::from_slice(
-        &Command::new("bpftool")
-            .args(["-j", "link", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    links
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| {
-            Some((
-                l["id"].as_u64()?,
-                names.get(&l["prog_id"].as_u64()?)?.clone(),
-            ))
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, String)> = dir
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:bpf_link")
         })
-        .collect()
+        .filter_map(|e| {
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            let field = |k: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse::<u64>().ok()))
+            };
+            let prog = u32::try_from(field("prog_id:")?).ok()?;
+            Some((field("link_id:")?, names.get(&prog)?.clone()))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[test]

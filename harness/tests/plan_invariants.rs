@@ -348,9 +348,10 @@ fn flannel_vxlan_has_vteps_and_no_route_entries() {
         routes.contains(&"172.16.1.0/24 via 172.16.1.0 dev flannel.1 onlink".to_string()),
         "{routes:?}"
     );
-    assert_eq!(n1.neighs.len(), 1);
+    let vtep_neigh: Vec<_> = n1.neighs.iter().filter(|n| n.dev == "flannel.1").collect();
+    assert_eq!(vtep_neigh.len(), 1);
     assert_eq!(
-        (n1.neighs[0].ip.to_string(), n1.neighs[0].mac),
+        (vtep_neigh[0].ip.to_string(), vtep_neigh[0].mac),
         ("172.16.1.0".to_string(), vtep2.mac.unwrap())
     );
     assert_eq!(

@@ -158,10 +158,6 @@ fn err(text: &str) -> String {
 #[test]
 fn errors_name_the_object() {
     assert_eq!(
-        err(&BASE.replace("cni: flannel", "cni: terway-eni")),
-        "cni terway-eni is not implemented yet"
-    );
-    assert_eq!(
         err(&BASE.replace("{name: n2, vswitch: vsw-a", "{name: n2, vswitch: vsw-x")),
         "node/n2: unknown vswitch \"vsw-x\""
     );

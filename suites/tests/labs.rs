@@ -125,3 +125,43 @@ fn outcomes_are_stable_across_repeats() {
     }
     lab.down();
 }
+
+/// A lab resolves no address by ARP: every neighbour is pinned up front, so
+/// labs never compete for the host-wide neighbour table (1024 dynamic
+/// entries shared by all namespaces).
+#[test]
+fn probing_leaves_no_dynamic_neighbour_entries() {
+    for file in [
+        "scenarios/f1-flannel-vpc-routes.yaml",
+        "scenarios/k-local-traffic-policy.yaml",
+        "scenarios/m3-terway-eniip.yaml",
+    ] {
+        let r = topology(file);
+        let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let results = check::run(&lab, &r.topo.expect, 4);
+        assert!(
+            results.iter().all(|r| r.passed()),
+            "{file}: {:?}",
+            results
+                .iter()
+                .flat_map(|r| r.failures.clone())
+                .collect::<Vec<_>>()
+        );
+        for name in lab.namespace_names() {
+            let out = std::process::Command::new("ip")
+                .args(["-n", name, "neigh", "show"])
+                .output()
+                .unwrap();
+            let dynamic: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.contains("PERMANENT"))
+                .map(String::from)
+                .collect();
+            assert!(
+                dynamic.is_empty(),
+                "{file}: {name} resolved by ARP: {dynamic:?}"
+            );
+        }
+        lab.down();
+    }
+}

@@ -11,6 +11,7 @@ pub mod draft;
 pub mod ipam;
 pub mod limits;
 pub mod names;
+pub mod neigh;
 pub mod podeni;
 pub mod proxy;
 pub mod render;
@@ -211,7 +212,9 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
             d.router_sysctls(ns);
         }
     }
-    Ok(d.plan)
+    let mut plan = d.plan;
+    neigh::pin_neighbours(&mut plan);
+    Ok(plan)
 }
 
 /// Flannel, flannel-vxlan and terway-vpc: pod addresses from the node's

@@ -449,6 +449,8 @@ mod tests {
             "eni/primary:n",
             "eni/member:ns/p",
             "eni/pod:ns/p",
+            "eni/external:x",
+            "eni/secondary:n/eth1",
             "vpc",
             "slb/lb-1",
             "external/x",
@@ -459,6 +461,9 @@ mod tests {
             .unwrap_err()
             .contains("unknown observation point kind"));
         assert!(parse_point("eni/secondary:n")
+            .unwrap_err()
+            .contains("eni/secondary:<node>/<link>"));
+        assert!(parse_point("eni/tertiary:n")
             .unwrap_err()
             .contains("unknown ENI alias"));
     }
