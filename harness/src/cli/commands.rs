@@ -63,6 +63,7 @@ pub fn run(cmd: Command) -> i32 {
         } => shell(&target, lab.as_deref(), &command),
         Command::Doctor { backend } => doctor(backend),
         Command::Gc => gc_cmd(),
+        Command::Bench(args) => Ok(super::bench::run(&args)),
     };
     r.unwrap_or_else(|code| code)
 }
