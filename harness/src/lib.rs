@@ -1,6 +1,7 @@
 //! cnlab: Kubernetes-on-cloud network topologies built from real network
 //! namespaces, checked with real packets.
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod cloud;

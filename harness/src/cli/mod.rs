@@ -1,5 +1,6 @@
 //! The `cnlab` command line.
 
+mod bench;
 mod commands;
 pub mod get;
 mod running;
@@ -181,6 +182,13 @@ pub enum Command {
         #[arg(long)]
         lab: Option<String>,
     },
+    /// Time bring-up, probing and teardown next to Mininet and the kernel's floor.
+    ///
+    /// Cases: flat-N (one node, N pods, all-pairs TCP probes; Mininet's
+    /// pingAll on the same N hosts and `ip -batch` alongside), reference (the
+    /// largest shipped scenario), scale (20 nodes × 50 pods, 1,000 random
+    /// probes, peak RSS). Prints medians and ratios; --json keeps every sample.
+    Bench(bench::BenchArgs),
 }
 
 pub fn main() -> i32 {

@@ -1,0 +1,89 @@
+//! The kernel's floor: the same number of namespaces and veth pairs created
+//! and destroyed by `ip -batch` (one process, one netlink socket, no
+//! addresses, no servers) — the cheapest way to get those objects.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+use crate::kernel::netns;
+
+/// Create and destroy times of one floor run.
+#[derive(Debug, Clone, Copy)]
+pub struct FloorRun {
+    pub create: Duration,
+    pub destroy: Duration,
+}
+
+/// Deletes the floor's namespaces on drop, also when a batch failed halfway.
+struct Cleanup {
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in netns::list(&self.prefix) {
+            let _ = netns::delete(&n);
+        }
+    }
+}
+
+/// Creates `namespaces` namespaces and `veths` veth pairs between them (a
+/// star around the first, as a node and its pods), then deletes the
+/// namespaces. Veth ends are created directly in their namespaces, never
+/// in the caller's.
+pub fn run(tag: &str, namespaces: usize, veths: usize) -> Result<FloorRun, BenchError> {
+    let namespaces = namespaces.max(2);
+    let prefix = format!("cnl-b{}{tag}-", std::process::id());
+    let _cleanup = Cleanup {
+        prefix: prefix.clone(),
+    };
+    let name = |i: usize| format!("{prefix}{i}");
+    let mut create = String::new();
+    for i in 0..namespaces {
+        create.push_str(&format!("netns add {}\n", name(i)));
+    }
+    for v in 0..veths {
+        let far = 1 + v % (namespaces - 1);
+        create.push_str(&format!(
+            "link add name fv{v}a netns {} type veth peer name fv{v}b netns {}\n",
+            name(0),
+            name(far)
+        ));
+    }
+    let destroy: String = (0..namespaces)
+        .map(|i| format!("netns delete {}\n", name(i)))
+        .collect();
+    let create = batch(&create, "creating the floor's namespaces and veths")?;
+    let destroy = batch(&destroy, "deleting the floor's namespaces")?;
+    Ok(FloorRun { create, destroy })
+}
+
+/// Runs `ip -batch -` on `script`; the time includes starting `ip`.
+fn batch(script: &str, what: &str) -> Result<Duration, BenchError> {
+    let t = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::new(format!("{what}: starting `ip -batch`: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| BenchError::new(format!("{what}: writing to `ip -batch`: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| BenchError::new(format!("{what}: waiting for `ip -batch`: {e}")))?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        return Err(BenchError::new(format!(
+            "{what}: `ip -batch` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(took)
+}
