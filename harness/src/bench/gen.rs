@@ -132,6 +132,7 @@ fn tcp_expect(from: &str, to: &str) -> Expectation {
         path: None,
         avoids: None,
         timeout_ms: None,
+        when: None,
     }
 }
 
