@@ -75,18 +75,28 @@ const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Waits until the kernel has activated every up link that has carrier.
 ///
-/// A veth end brought up while its peer is still down gets no qdisc: the
-/// kernel defers `dev_activate` to the carrier-on event, which the global
-/// linkwatch worker handles later, under RTNL. Until then the link's qdisc
-/// is `noop` and silently drops everything sent, ARP included; on a busy
-/// host that lasts long enough to turn a lab's first probes into timeouts.
+/// Carrier changes are handled later by the kernel's global linkwatch
+/// worker, under RTNL, and a busy host delays it. Until it has run, a veth
+/// end brought up while its peer was still down has no qdisc (`noop`: it
+/// silently drops everything sent, ARP included) and a bridge port is still
+/// disabled (the bridge drops what arrives on it). Either turns a lab's
+/// first probes into timeouts, so a lab is ready only once every such link
+/// reports operstate `up` with a real qdisc.
 fn wait_until_active(nl: &mut Netlink) -> Result<()> {
     let start = Instant::now();
     loop {
         let pending: Vec<String> = nl
             .links()?
             .into_iter()
-            .filter(|l| l.up && l.lower_up && l.qdisc.as_deref() == Some("noop"))
+            .filter(|l| l.up && l.lower_up)
+            .filter(|l| {
+                // lo, dummy, bridge and vxlan report `unknown` for good.
+                let follows_carrier = matches!(
+                    l.kind.as_deref(),
+                    Some("veth" | "macvlan" | "ipvlan" | "vlan")
+                );
+                l.qdisc.as_deref() == Some("noop") || (follows_carrier && !l.oper_up)
+            })
             .map(|l| l.name)
             .collect();
         if pending.is_empty() {
@@ -181,8 +191,8 @@ fn batch(nl: &mut Netlink, f: impl FnOnce(&mut Netlink) -> Result<()>) -> Result
 
 fn create_veths(plan: &LabPlan, ns: &[NetNs], i: usize, nl: &mut Netlink) -> Result<()> {
     batch(nl, |nl| {
-        for v in plan.veths.iter().filter(|v| v.a.ns == i) {
-            nl.add_veth_to(&v.a, &v.b, &ns[v.b.ns])?;
+        for (k, v) in plan.veths.iter().enumerate().filter(|(_, v)| v.a.ns == i) {
+            nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], veth_indexes(k))?;
         }
         Ok(())
     })
@@ -197,6 +207,14 @@ fn create_adopted(plan: &LabPlan, ns: &[NetNs], parent: usize, nl: &mut Netlink)
         }
         Ok(())
     })
+}
+
+/// Interface indexes for the ends of veth pair `k`: different from each
+/// other (see `Netlink::add_veth_indexed`), unique in the lab, and above the
+/// small indexes the kernel hands out to the lab's other links.
+fn veth_indexes(k: usize) -> (u32, u32) {
+    let base = 1000 + 2 * u32::try_from(k).unwrap_or(u32::MAX / 4).min(u32::MAX / 4);
+    (base, base + 1)
 }
 
 /// `net/ipv4/conf/eth0/rp_filter` names a link; `conf/all`, `conf/default`

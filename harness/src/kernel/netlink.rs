@@ -67,6 +67,8 @@ pub struct LinkInfo {
     /// Root qdisc name; `noop` on an up link with carrier means the kernel
     /// has not activated it yet and drops whatever is sent.
     pub qdisc: Option<String>,
+    /// RFC 2863 operational state is `up` (IFLA_OPERSTATE).
+    pub oper_up: bool,
 }
 
 /// A failed request: what it was, errno, kernel's extended-ack text.
@@ -362,6 +364,7 @@ impl Netlink {
                 master: None,
                 lower_up: l.header.flags.contains(LinkFlags::LowerUp),
                 qdisc: None,
+                oper_up: false,
             };
             for attr in l.attributes {
                 match attr {
@@ -369,6 +372,9 @@ impl Netlink {
                     LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                     LinkAttribute::Controller(m) => info.master = Some(m),
                     LinkAttribute::Qdisc(q) => info.qdisc = Some(q),
+                    LinkAttribute::OperState(st) => {
+                        info.oper_up = st == netlink_packet_route::link::State::Up
+                    }
                     LinkAttribute::LinkInfo(infos) => {
                         for i in infos {
                             if let NlLinkInfo::Kind(k) = i {
@@ -504,12 +510,30 @@ impl Netlink {
     /// Creates a veth pair here with the peer placed directly in `peer_ns`.
     pub fn add_veth(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: BorrowedFd) -> Result<()> {
         let label = format!("namespace #{}", peer.ns);
-        self.veth(local, peer, peer_ns, &label)
+        self.veth(local, peer, peer_ns, &label, None)
     }
 
     /// `add_veth`, naming the peer's namespace in errors.
     pub fn add_veth_to(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: &NetNs) -> Result<()> {
-        self.veth(local, peer, peer_ns.fd(), peer_ns.name())
+        self.veth(local, peer, peer_ns.fd(), peer_ns.name(), None)
+    }
+
+    /// `add_veth_to` with the interface indexes both ends must get.
+    ///
+    /// The kernel's linkwatch worker handles a carrier change at once only
+    /// for "stacked" devices, which it recognises by an ifindex different
+    /// from the peer's; otherwise it batches the change for up to a second.
+    /// Two fresh namespaces hand out the same small indexes, so without this
+    /// a veth's two ends often share one and every link of a lab waits for
+    /// that batch before it can carry a packet.
+    pub fn add_veth_indexed(
+        &mut self,
+        local: &VethEnd,
+        peer: &VethEnd,
+        peer_ns: &NetNs,
+        indexes: (u32, u32),
+    ) -> Result<()> {
+        self.veth(local, peer, peer_ns.fd(), peer_ns.name(), Some(indexes))
     }
 
     fn veth(
@@ -518,8 +542,12 @@ impl Netlink {
         peer: &VethEnd,
         peer_ns: BorrowedFd,
         peer_label: &str,
+        indexes: Option<(u32, u32)>,
     ) -> Result<()> {
         let mut p = LinkMessage::default();
+        if let Some((_, peer_index)) = indexes {
+            p.header.index = peer_index;
+        }
         p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
         if let Some(mac) = peer.mac {
             p.attributes.push(LinkAttribute::Address(mac.to_vec()));
@@ -529,6 +557,9 @@ impl Netlink {
         p.attributes
             .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
         let mut msg = LinkMessage::default();
+        if let Some((local_index, _)) = indexes {
+            msg.header.index = local_index;
+        }
         msg.attributes
             .push(LinkAttribute::IfName(local.name.clone()));
         if let Some(mac) = local.mac {
