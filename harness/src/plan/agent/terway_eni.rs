@@ -8,7 +8,7 @@
 //! neighbour to the `cali…` MAC). Pods per node ≤ ENIs − 1 (the primary
 //! stays the node's).
 
-use super::terway_eniip::{node_of, pending, placed, VpcIpCtx, POD_GATEWAY};
+use super::terway_eniip::{pending, placed, schedule, VpcIpCtx, POD_GATEWAY};
 use super::{CniOutput, PodWire};
 use crate::plan::cloud::{self, default_net, host_net, EniSpec};
 use crate::plan::draft::Draft;
@@ -23,17 +23,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     let mut out = CniOutput::default();
     let service_cidr = ctx.topo().cluster.service_cidr;
     for (i, pod) in ctx.r.pods.iter().enumerate() {
-        let ni = match node_of(ctx.r, pod) {
-            Ok(n) => n,
-            Err(p) => {
-                placement.pending.push(p);
-                continue;
-            }
-        };
-        if pod.spec.host_network {
-            placement.placed.push(placed(i, pod, ni, None));
+        let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;
-        }
+        };
         let node = ctx.nodes[ni].clone();
         let Some(n) = ctx.take_eni_slot(ni) else {
             let reason = format!("no free ENI on node {}", node.name);

@@ -28,7 +28,6 @@ use crate::plan::cloud::{self, default_net, host_net, AddressBook, EniSpec, Node
 use crate::plan::draft::Draft;
 use crate::plan::ipam::{PlacedPod, Placement};
 use crate::plan::limits::node_limits;
-use crate::plan::names;
 use crate::plan::types::*;
 use crate::plan::PlanError;
 use crate::topology::k8s::Pod;
@@ -182,6 +181,23 @@ pub fn node_of(r: &Resolved, pod: &Pod) -> Result<usize, PendingPod> {
             },
             node: node_name,
         }),
+    }
+}
+
+/// The node of a pod that needs an address from the CNI. A pod that cannot
+/// be placed is recorded pending, a hostNetwork pod placed on its node's
+/// address; both give `None`.
+pub fn schedule(r: &Resolved, placement: &mut Placement, i: usize, pod: &Pod) -> Option<usize> {
+    match node_of(r, pod) {
+        Err(p) => {
+            placement.pending.push(p);
+            None
+        }
+        Ok(ni) if pod.spec.host_network => {
+            placement.placed.push(placed(i, pod, ni, None));
+            None
+        }
+        Ok(ni) => Some(ni),
     }
 }
 
@@ -347,23 +363,9 @@ fn add_pod_route_in_eni(d: &mut Draft, eni_ns: NsIdx, ip: Ipv4Addr) {
 /// A veth pod (`cali…` on the host) whose traffic leaves by policy table
 /// `table`.
 pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr, table: u32) -> PodWire {
-    let ns = d.add_ns(&p.key(), NsKind::Pod);
-    let host_veth = names::terway_veth(&p.ns, &p.name);
-    let (host_mac, _) = d.veth(node.ns, &host_veth, ns, "eth0");
-    d.addr(ns, "eth0", host_net(ip), Scope::Global);
-    d.route(ns, RoutePlan::via(default_net(), POD_GATEWAY, "eth0", true));
-    d.ns(ns).neighs.push(NeighPlan {
-        dev: "eth0".into(),
-        ip: POD_GATEWAY,
-        mac: host_mac,
-    });
-    d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
+    let wire = super::terway_vpc::veth_pod(d, node, p, ip);
     pod_rules(d, node.ns, ip, table);
-    PodWire {
-        key: p.key(),
-        ns,
-        host_veth,
-    }
+    wire
 }
 
 /// `512: to podIP lookup main`, `2048: from podIP lookup <table>`.
@@ -459,17 +461,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
     let mut out = CniOutput::default();
     let mut host_children: Vec<BTreeMap<String, [u8; 6]>> = vec![BTreeMap::new(); ctx.nodes.len()];
     for (i, pod) in ctx.r.pods.iter().enumerate() {
-        let ni = match node_of(ctx.r, pod) {
-            Ok(n) => n,
-            Err(p) => {
-                placement.pending.push(p);
-                continue;
-            }
-        };
-        if pod.spec.host_network {
-            placement.placed.push(placed(i, pod, ni, None));
+        let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;
-        }
+        };
         let node = ctx.nodes[ni].clone();
         match shared_ip(d, ctx, ni, pod, dp) {
             Ok((k, ip)) => {

@@ -6,8 +6,10 @@ use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
 use super::{pod_ns, wired, CniCtx, CniOutput, PodWire};
+use crate::plan::cloud::NodeCtx;
 use crate::plan::cloud::{default_net, host_net};
 use crate::plan::draft::Draft;
+use crate::plan::ipam::PlacedPod;
 use crate::plan::names;
 use crate::plan::types::*;
 
@@ -26,25 +28,31 @@ pub fn program(
         out.route_entries.push((*slice, node.name.clone()));
     }
     for (p, ip) in wired(placement) {
-        let node = &ctx.nodes[p.node];
-        let ns = pod_ns(d, p);
-        let host_veth = names::terway_veth(&p.ns, &p.name);
-        let (host_mac, _) = d.veth(node.ns, &host_veth, ns, "eth0");
-        d.addr(ns, "eth0", host_net(ip), Scope::Global);
-        d.route(ns, RoutePlan::via(default_net(), POD_GATEWAY, "eth0", true));
-        d.ns(ns).neighs.push(NeighPlan {
-            dev: "eth0".into(),
-            ip: POD_GATEWAY,
-            mac: host_mac,
-        });
-        d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
-        out.pods.push(PodWire {
-            key: p.key(),
-            ns,
-            host_veth,
-        });
+        out.pods.push(veth_pod(d, &ctx.nodes[p.node], p, ip));
     }
     out
+}
+
+/// Terway's veth datapath for one pod: `cali…` on the host with a
+/// `podIP/32` route to it; in the pod `podIP/32`, `default via 169.254.1.1
+/// onlink` and a permanent neighbour 169.254.1.1 → the host veth's MAC.
+pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr) -> PodWire {
+    let ns = pod_ns(d, p);
+    let host_veth = names::terway_veth(&p.ns, &p.name);
+    let (host_mac, _) = d.veth(node.ns, &host_veth, ns, "eth0");
+    d.addr(ns, "eth0", host_net(ip), Scope::Global);
+    d.route(ns, RoutePlan::via(default_net(), POD_GATEWAY, "eth0", true));
+    d.ns(ns).neighs.push(NeighPlan {
+        dev: "eth0".into(),
+        ip: POD_GATEWAY,
+        mac: host_mac,
+    });
+    d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
+    PodWire {
+        key: p.key(),
+        ns,
+        host_veth,
+    }
 }
 
 /// Pod traffic leaving both the pod network and the VPC is masqueraded.

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::terway_eniip::{self, node_of, pending, placed, pod_owner, Datapath, VpcIpCtx};
+use super::terway_eniip::{self, pending, placed, pod_owner, schedule, Datapath, VpcIpCtx};
 use super::CniOutput;
 use crate::plan::cloud::{self, default_net, host_net};
 use crate::plan::draft::Draft;
@@ -83,17 +83,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
         ));
     }
     for (i, pod) in ctx.r.pods.iter().enumerate() {
-        let ni = match node_of(ctx.r, pod) {
-            Ok(n) => n,
-            Err(p) => {
-                placement.pending.push(p);
-                continue;
-            }
-        };
-        if pod.spec.host_network {
-            placement.placed.push(placed(i, pod, ni, None));
+        let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;
-        }
+        };
         let node = ctx.nodes[ni].clone();
         let chosen = podeni::select(&ctx.r.podnetworkings, pod).cloned();
         let result = match &chosen {
