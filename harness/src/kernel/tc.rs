@@ -80,7 +80,12 @@ impl VlanPrograms {
     /// Loads the object (creates its maps) and verifies the named programs.
     pub fn load(owner: impl Into<String>, programs: &[&str]) -> Result<VlanPrograms, KernelError> {
         let owner = owner.into();
-        let bpf = Ebpf::load(vlan_object())
+        // The programs read only `__sk_buff` fields and call helpers: no
+        // CO-RE relocation needs the kernel's BTF, and parsing it (several
+        // MB) would cost ~70 ms on every load.
+        let bpf = aya::EbpfLoader::new()
+            .btf(None)
+            .load(vlan_object())
             .map_err(|e| KernelError::new(format!("{owner}: loading vlan.o: {}", chain(&e))))?;
         let mut me = VlanPrograms { bpf, owner };
         for name in programs {

@@ -281,7 +281,7 @@ const TP_STATUS_USER: u32 = 1;
 /// need headers, VXLAN inner ones included).
 const RING_FRAME: usize = 1024;
 const RING_BLOCK: usize = 1 << 16;
-const RING_BLOCKS: usize = 32;
+const RING_BLOCKS: usize = 4;
 const RING_FRAMES: usize = RING_BLOCK / RING_FRAME * RING_BLOCKS;
 /// TPACKET_ALIGN(sizeof(struct tpacket2_hdr)): where sockaddr_ll sits.
 const SLL_OFFSET: usize = (size_of::<Tpacket2Hdr>() + 15) & !15;
@@ -289,7 +289,17 @@ const SLL_OFFSET: usize = (size_of::<Tpacket2Hdr>() + 15) & !15;
 impl PacketRing {
     /// Opens the tap socket in the calling thread's namespace.
     pub(crate) fn open() -> io::Result<PacketRing> {
-        let fd = packet_socket()?;
+        // Created with protocol 0 (no capture hook yet) and bound to ETH_P_ALL
+        // once the ring exists: setting a ring on a capturing socket makes
+        // the kernel unhook it and wait for an RCU grace period first.
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            ))?)
+        };
         let raw = fd.as_raw_fd();
         set_int_opt(raw, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2)?;
         let req = TpacketReq {
@@ -323,12 +333,25 @@ impl PacketRing {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(PacketRing {
+        let ring = PacketRing {
             fd,
             map: map.cast(),
             map_len,
             next: 0,
-        })
+        };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        // SAFETY: `sll` lives across the call and its size is passed.
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(ring)
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {

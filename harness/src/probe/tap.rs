@@ -91,44 +91,60 @@ const POLL_MS: i32 = 20;
 
 impl Taps {
     /// Opens a tap in every namespace that has points and starts reading.
+    /// Namespaces are opened a few at a time on threads of their own.
     pub fn open(targets: &[(&NetNs, Vec<TapPoint>)]) -> Result<Taps, ProbeError> {
-        let mut taps: Vec<NsTap> = Vec::new();
-        for (ns, points) in targets {
-            if points.is_empty() {
-                continue;
+        let mut grouped: Vec<(&NetNs, Vec<TapPoint>)> = Vec::new();
+        for (ns, points) in targets.iter().filter(|(_, p)| !p.is_empty()) {
+            match grouped.iter_mut().find(|(g, _)| g.name() == ns.name()) {
+                Some((_, pts)) => pts.extend(points.iter().cloned()),
+                None => grouped.push((ns, points.clone())),
             }
-            if let Some(t) = taps.iter_mut().find(|t| t.ns == ns.name()) {
-                t.points.extend(points.iter().cloned());
-                continue;
-            }
+        }
+        let open_one = |(ns, points): &(&NetNs, Vec<TapPoint>)| -> Result<NsTap, ProbeError> {
+            ns.enter_current_thread()?;
             let tap_err = |what: String, source| ProbeError::Tap {
                 ns: ns.name().to_string(),
                 what,
                 source,
             };
-            let ring = ns
-                .run(sys::PacketRing::open)?
+            // A point on an interface that does not exist would silently see nothing.
+            for p in points {
+                if let Some(ifname) = &p.ifname {
+                    sys::ifindex_of(ifname)
+                        .map_err(|e| tap_err(format!("point {}: interface {ifname}", p.id), e))?;
+                }
+            }
+            let ring = sys::PacketRing::open()
                 .map_err(|e| tap_err("opening an AF_PACKET ring".into(), e))?;
-            taps.push(NsTap {
+            Ok(NsTap {
                 ns: ns.name().to_string(),
                 ring,
                 points: points.clone(),
                 ifnames: HashMap::new(),
-            });
-        }
-        // A point on an interface that does not exist would silently see nothing.
-        for (ns, points) in targets {
-            for p in points {
-                if let Some(ifname) = &p.ifname {
-                    ns.run(|| sys::ifindex_of(ifname))?
-                        .map_err(|source| ProbeError::Tap {
-                            ns: ns.name().to_string(),
-                            what: format!("point {}: interface {ifname}", p.id),
-                            source,
-                        })?;
-                }
-            }
-        }
+            })
+        };
+        let chunk = grouped.len().div_ceil(8).max(1);
+        let opened: Vec<Result<NsTap, ProbeError>> = std::thread::scope(|s| {
+            let threads: Vec<_> = grouped
+                .chunks(chunk)
+                // Each thread is ours alone: it may switch namespaces.
+                .map(|part| s.spawn(move || part.iter().map(open_one).collect::<Vec<_>>()))
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        vec![Err(ProbeError::Runtime {
+                            what: "opening taps",
+                            source: std::io::Error::other("a tap thread panicked"),
+                        })]
+                    })
+                })
+                .collect()
+        });
+        let taps = opened
+            .into_iter()
+            .collect::<Result<Vec<NsTap>, ProbeError>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let reader = std::thread::Builder::new()
@@ -191,6 +207,9 @@ fn read_until_stopped(mut taps: Vec<NsTap>, stop: &AtomicBool) -> Vec<Capture> {
             break;
         }
     }
+    // Closing a packet socket waits for an RCU grace period (tens of ms
+    // each): let that happen behind the caller's back.
+    std::thread::spawn(move || drop(taps));
     out.sort_by_key(|c| c.ts_ns);
     out
 }
