@@ -17,10 +17,9 @@ const FILE: &str = "scenarios/k-local-traffic-policy.yaml";
 const VERSIONS: &[&str] = &["1.21", "1.22", "1.24", "1.30"];
 
 /// (column name, CNI, backend pods on the host network).
-/// terway-vpc stands in for VPC-routed pods (terway-eniip) until that mode
-/// lands; then add `("terway-eniip", Cni::TerwayEniip, false)`.
 const COLUMNS: &[(&str, Cni, bool)] = &[
     ("flannel", Cni::Flannel, false),
+    ("terway-eniip", Cni::TerwayEniip, false),
     ("terway-vpc", Cni::TerwayVpc, false),
     ("hostNetwork", Cni::TerwayVpc, true),
 ];
