@@ -12,7 +12,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::rtnl;
 use super::{CloudError, MockCloud};
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{netns, nft, sysctl, KernelError, NetNs};
@@ -381,7 +380,7 @@ impl<'a> MockCloud<'a> {
             // The router side goes with the namespace, but only once the
             // kernel gets round to it: remove it now.
             let id2 = id.clone();
-            let _ = Self::run_in(vpc, move |nl| rtnl::del_link(nl, &id2));
+            let _ = Self::run_in(vpc, move |nl| nl.del_link(&id2));
             return Err(e);
         }
         self.pin_for_neighbours(&[ip], true)?;
@@ -508,7 +507,7 @@ impl<'a> MockCloud<'a> {
         let eni_ns = self.eni_netns(pos)?;
         // Deleting the instance end of the veth removes the node's link too,
         // and with it the ENI's table-100 route and pinned neighbours.
-        Self::run_in(eni_ns, |nl| rtnl::del_link(nl, ENI_INSTANCE_SIDE)).map_err(|e| match e {
+        Self::run_in(eni_ns, |nl| nl.del_link(ENI_INSTANCE_SIDE)).map_err(|e| match e {
             CloudError::Kernel(k) => CloudError::Kernel(k.context(format!(
                 "detaching {eni} ({}) from {instance}",
                 attached.ifname.as_deref().unwrap_or("?")
@@ -539,7 +538,7 @@ impl<'a> MockCloud<'a> {
         let id = eni.to_string();
         // The router's link and its /32 routes would go with the namespace,
         // but asynchronously; delete them now.
-        Self::run_in(vpc, move |nl| rtnl::del_link(nl, &id))?;
+        Self::run_in(vpc, move |nl| nl.del_link(&id))?;
         let ips = self.enis[pos].record.ips.clone();
         self.pin_for_neighbours(&ips, false)?;
         let st = self.enis.remove(pos);
@@ -653,7 +652,7 @@ impl<'a> MockCloud<'a> {
         Self::run_in(vpc, move |nl| {
             for ip in &list {
                 nl.del_route(&RoutePlan::link(v4net(*ip), &id))?;
-                rtnl::del_neigh(nl, &id, *ip)?;
+                nl.del_neigh(&id, *ip)?;
             }
             Ok(())
         })?;
@@ -661,7 +660,7 @@ impl<'a> MockCloud<'a> {
             let list = ips.to_vec();
             Self::run_in(eni_ns, move |nl| {
                 for ip in &list {
-                    rtnl::del_neigh(nl, ENI_INSTANCE_SIDE, *ip)?;
+                    nl.del_neigh(ENI_INSTANCE_SIDE, *ip)?;
                 }
                 Ok(())
             })?;
@@ -708,7 +707,7 @@ impl<'a> MockCloud<'a> {
                             mac: proxy_mac,
                         })?;
                     } else {
-                        rtnl::del_neigh(nl, &dev, *ip)?;
+                        nl.del_neigh(&dev, *ip)?;
                     }
                 }
                 Ok(())

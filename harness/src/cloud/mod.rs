@@ -4,7 +4,6 @@
 //! different cloud model plugs in here.
 
 mod eni;
-mod rtnl;
 
 use std::net::Ipv4Addr;
 

@@ -785,6 +785,32 @@ impl Netlink {
         )
     }
 
+    /// `ip link del NAME`. Deleting one end of a veth deletes both.
+    pub fn del_link(&mut self, name: &str) -> Result<()> {
+        let what = format!("deleting link {name}");
+        let mut msg = LinkMessage::default();
+        msg.header.index = self.require_index(name, &what)?;
+        self.index.remove(name);
+        self.change(RouteNetlinkMessage::DelLink(msg), 0, what)
+    }
+
+    /// `ip neigh del IP dev DEV`; an entry (or link) already gone is fine.
+    pub fn del_neigh(&mut self, dev: &str, ip: std::net::Ipv4Addr) -> Result<()> {
+        let what = format!("deleting neighbour {ip} dev {dev}");
+        let Some(index) = self.link_index(dev)? else {
+            return Ok(());
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.change(RouteNetlinkMessage::DelNeighbour(msg), 0, what) {
+            Err(_) if self.last_errno == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
+    }
+
     /// A static vxlan FDB entry (`bridge fdb append MAC dev VX dst IP self permanent`).
     pub fn add_fdb(&mut self, f: &FdbPlan) -> Result<()> {
         let what = format!("adding fdb {} dst {} dev {}", fmt_mac(&f.mac), f.dst, f.dev);
