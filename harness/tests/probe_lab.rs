@@ -206,9 +206,10 @@ fn tcp_and_udp_connect_refuse_and_time_out() {
         // Closed port: TCP answers RST, UDP ICMP port-unreachable.
         let out = probe(lab.ns("a"), &spec("closed", proto, B, 8081, None, 2000));
         expect(&out, Verdict::Refused, "closed port");
+        // Well before the 2 s deadline (a loaded CI machine is slow, not 4× slow).
         assert!(
-            out.elapsed < Duration::from_millis(500),
-            "refusal is immediate: {out:?}"
+            out.elapsed < Duration::from_millis(1500),
+            "refusal does not wait for the deadline: {out:?}"
         );
 
         // No route at the router: ICMP net unreachable comes back.
@@ -240,7 +241,10 @@ fn tcp_and_udp_connect_refuse_and_time_out() {
         );
         expect(&out, Verdict::Timeout, "no route in the client");
         assert!(out.detail.contains("unreachable"), "{out:?}");
-        assert!(out.elapsed < Duration::from_millis(500), "{out:?}");
+        assert!(
+            out.elapsed < Duration::from_millis(1200),
+            "not the 1.5 s deadline: {out:?}"
+        );
     }
 
     let out = probe(lab.ns("a"), &spec("ping", Proto::Icmp, B, 0, None, 2000));
@@ -298,7 +302,7 @@ fn router_rules_refuse_drop_and_masquerade() {
         let out = probe(lab.ns("a"), &spec("drop", proto, B, 9191, None, 300));
         expect(&out, Verdict::Timeout, "nft drop on the router");
         assert!(
-            out.elapsed >= Duration::from_millis(290) && out.elapsed < Duration::from_millis(700),
+            out.elapsed >= Duration::from_millis(290) && out.elapsed < Duration::from_millis(1800),
             "deadline respected: {out:?}"
         );
         assert!(out.detail.contains("300 ms"), "{out:?}");
