@@ -48,20 +48,8 @@ pub fn run(cmd: Command) -> i32 {
         } => up(&file, detach, backend, keeper),
         Command::Down { lab, all } => down(lab.as_deref(), all),
         Command::Status { json } => status(json),
-        Command::Trace {
-            from,
-            to,
-            proto,
-            lab,
-            timeout_ms,
-        } => super::trace::trace(&from, &to, &proto, lab.as_deref(), timeout_ms, false),
-        Command::Explain {
-            from,
-            to,
-            proto,
-            lab,
-            timeout_ms,
-        } => super::trace::trace(&from, &to, &proto, lab.as_deref(), timeout_ms, true),
+        Command::Trace(a) => super::trace::trace(&a, false),
+        Command::Explain(a) => super::trace::trace(&a, true),
         Command::Shell {
             target,
             lab,
@@ -169,14 +157,13 @@ fn check(
             pending: o.pending.clone(),
         })
         .collect();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default()
-        );
+    // A closed pipe must not panic a command that may own labs.
+    let report = if json {
+        serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default() + "\n"
     } else {
-        print!("{}", report::table(&views));
-    }
+        report::table(&views)
+    };
+    let _ = std::io::stdout().write_all(report.as_bytes());
     if let Some(path) = junit {
         if let Err(e) = std::fs::write(path, report::junit(&views)) {
             eprintln!("cnlab check: writing JUnit to {}: {e}", path.display());
@@ -275,8 +262,8 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
         }
     })?;
     let plan = lab.plan();
-    println!(
-        "lab {} ({}) is up in {} ms: {} namespaces, {} veth pairs, {} echo servers",
+    let mut msg = format!(
+        "lab {} ({}) is up in {} ms: {} namespaces, {} veth pairs, {} echo servers\n",
         lab.id(),
         plan.name,
         t.elapsed().as_millis(),
@@ -288,11 +275,13 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
             .sum::<usize>()
     );
     for p in &plan.pending {
-        println!("  pending pod {}: {}", p.pod, p.reason);
+        msg += &format!("  pending pod {}: {}\n", p.pod, p.reason);
     }
     if !keeper {
-        println!("  try: cnlab trace FROM TO · cnlab shell node/<name> · Ctrl-C tears it down");
+        msg += "  try: cnlab trace FROM TO · cnlab shell node/<name> · Ctrl-C tears it down\n";
     }
+    // Whoever reads this may be gone (a closed pipe): the lab stays up.
+    let _ = std::io::stdout().write_all(msg.as_bytes());
     let _ = std::io::stdout().flush();
     // The signal thread tears the lab down and exits on SIGINT/SIGTERM.
     loop {

@@ -53,6 +53,25 @@ impl From<BackendArg> for BackendChoice {
     }
 }
 
+/// One probe in a running lab (`trace`, `explain`).
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// pod/<ns>/<name>, node/<name> or external/<name>.
+    pub from: String,
+    /// pod/<ns>/<name>:<port>, service/<ns>/<name>:<port>[@external-ip|@lb],
+    /// nodeport/<node>/<ns>/<name> or ip/<addr>:<port> (as in `expect:`).
+    pub to: String,
+    /// tcp, udp or icmp.
+    #[arg(long, default_value = "tcp")]
+    pub proto: String,
+    /// Lab id or topology name (default: the only running lab).
+    #[arg(long)]
+    pub lab: Option<String>,
+    /// Probe deadline in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub timeout_ms: u64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build each topology, probe every expectation, tear down; exit 0 only if all hold.
@@ -119,31 +138,11 @@ pub enum Command {
     ///
     /// FROM is pod/<ns>/<name>, node/<name> or external/<name>; TO is
     /// pod/<ns>/<name>:<port> or ip/<addr>:<port> (as in `expect:`).
-    Trace {
-        from: String,
-        to: String,
-        #[arg(long, default_value = "tcp")]
-        proto: String,
-        /// Lab id or topology name (default: the only running lab).
-        #[arg(long)]
-        lab: Option<String>,
-        /// Probe deadline in milliseconds.
-        #[arg(long, default_value_t = 1500)]
-        timeout_ms: u64,
-    },
+    Trace(ProbeArgs),
     /// Like trace, and name every security-group and NAT rule whose counter the probe moved.
     ///
-    /// Answers "which rule dropped it": e.g. `eni/primary:node-b  default ingress drop  1 packet`.
-    Explain {
-        from: String,
-        to: String,
-        #[arg(long, default_value = "tcp")]
-        proto: String,
-        #[arg(long)]
-        lab: Option<String>,
-        #[arg(long, default_value_t = 1500)]
-        timeout_ms: u64,
-    },
+    /// Answers "which rule dropped it": e.g. `eni/member:shop/web  default ingress drop → drop`.
+    Explain(ProbeArgs),
     /// Open a shell (or run a command) inside a node, pod, ENI, external or the VPC router of a running lab.
     ///
     /// TARGET is a namespace key (node/<name>, pod/<ns>/<name>, eni/<id>, vpc,
@@ -196,6 +195,18 @@ pub fn main() -> i32 {
     // and a dedicated thread tears labs down on SIGINT/SIGTERM.
     crate::lab::live::install_signal_teardown();
     let cli = Cli::parse();
+    // Commands that own no lab die quietly when their output pipe closes
+    // (`cnlab trace … | head`), as Unix tools do. Lab owners keep Rust's
+    // default (EPIPE): they must live to tear their lab down.
+    if !matches!(
+        cli.command,
+        Command::Check { .. } | Command::Up { .. } | Command::Bench(_)
+    ) {
+        // SAFETY: restoring a default signal disposition before any output.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::commands::{need_root, EXIT_FAIL, EXIT_OK};
-use super::running;
+use super::{running, ProbeArgs};
 use crate::check::counters;
 use crate::check::observe::display_point;
 use crate::check::{observe, proto_word, Observation};
@@ -13,22 +13,16 @@ use crate::probe::Hop;
 use crate::topology::expect::parse_origin;
 use crate::topology::model::Proto;
 
-pub fn trace(
-    from: &str,
-    to: &str,
-    proto: &str,
-    which: Option<&str>,
-    timeout_ms: u64,
-    explain: bool,
-) -> Result<i32, i32> {
+pub fn trace(args: &ProbeArgs, explain: bool) -> Result<i32, i32> {
+    let (from, to, which) = (args.from.as_str(), args.to.as_str(), args.lab.as_deref());
     let cmd = if explain { "explain" } else { "trace" };
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("cnlab {cmd}: {e}");
         EXIT_FAIL
     };
     need_root(cmd)?;
-    let proto: Proto =
-        serde_yaml_ng::from_str(proto).map_err(|_| fail(&"--proto must be tcp, udp or icmp"))?;
+    let proto: Proto = serde_yaml_ng::from_str(&args.proto)
+        .map_err(|_| fail(&"--proto must be tcp, udp or icmp"))?;
     parse_origin(from).map_err(|e| fail(&e))?;
     let rec = running::find(which).map_err(|e| fail(&e))?;
     let lab = Lab::attach(&rec.id).map_err(|e| fail(&e))?;
@@ -43,7 +37,7 @@ pub fn trace(
         from,
         to,
         proto,
-        Duration::from_millis(timeout_ms),
+        Duration::from_millis(args.timeout_ms),
         true,
     );
     if let Some(e) = &o.error {
