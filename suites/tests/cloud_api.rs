@@ -2,8 +2,8 @@
 //! carries real packets, its security group applies, detaching cuts it off,
 //! errors are named like the ECS API, and nothing outlives the lab.
 
+use cnlab_suites::topology;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::time::Duration;
 
 use cnlab::cloud::{CloudApi, MockCloud, PrivateIps};
@@ -22,16 +22,6 @@ const NODE_SG: &str = "sg-bp1node0001";
 const NEW_PORT: u16 = 9090;
 /// Policy table the test's "agent" uses for the new ENI.
 const ENI_TABLE: u32 = 1001;
-
-fn topology(rel: &str) -> cnlab::topology::Resolved {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies")
-        .join(rel);
-    match cnlab::topology::load_file(&path) {
-        Ok(l) => l.resolved,
-        Err(r) => panic!("{r}"),
-    }
-}
 
 fn tcp(lab: &Lab, from: &NetNs, dst: Ipv4Addr, port: u16) -> ProbeOutcome {
     probe(

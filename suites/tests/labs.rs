@@ -1,23 +1,13 @@
 //! Lab behaviour that no single topology shows: verdicts follow the
 //! dataplane, labs run side by side, nothing outlives a lab.
 
+use cnlab_suites::topology;
 use std::path::Path;
 
 use cnlab::check::{self, check_one};
 use cnlab::cloud::{CloudApi, MockCloud};
 use cnlab::lab::{Lab, UpOptions};
-use cnlab::topology::load_file;
 use cnlab::topology::model::Verdict;
-
-fn topology(rel: &str) -> cnlab::topology::Resolved {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies")
-        .join(rel);
-    match load_file(&path) {
-        Ok(l) => l.resolved,
-        Err(r) => panic!("{r}"),
-    }
-}
 
 /// M1: the cross-node expectation holds because of the VPC route entry for
 /// the peer node's pod CIDR. Deleting the entry must turn it into a timeout,

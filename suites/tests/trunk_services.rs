@@ -3,24 +3,15 @@
 //! it into a failure proven from the nft counter that moved.
 //! Needs root (`sudo -E cargo test -p cnlab-suites --test trunk_services`).
 
-use std::path::Path;
-
 use cnlab::check::{self, counters, observe::canonical_point};
 use cnlab::lab::{Lab, UpOptions};
 use cnlab::probe::Hop;
-use cnlab::topology::load_file;
 use cnlab::topology::model::{Expectation, Verdict};
 
 const NODE_20: &str = "cn-hongkong.10.0.4.20";
 
 fn topology(rel: &str) -> cnlab::topology::Resolved {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies/scenarios")
-        .join(rel);
-    match load_file(&path) {
-        Ok(l) => l.resolved,
-        Err(r) => panic!("{r}"),
-    }
+    cnlab_suites::topology(&format!("scenarios/{rel}"))
 }
 
 fn up(r: &cnlab::topology::Resolved) -> Lab {

@@ -1,22 +1,13 @@
 //! ENI-Trunking facts that must be visible on the wire and in the security
 //! groups' counters, not only in verdicts.
 
-use std::path::Path;
-
 use cnlab::check::{self, counters};
 use cnlab::lab::{Lab, UpOptions};
 use cnlab::plan::podeni::podenis;
-use cnlab::topology::load_file;
 use cnlab::topology::model::{Proto, Verdict};
 
 fn topology(rel: &str) -> cnlab::topology::Resolved {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies/scenarios")
-        .join(rel);
-    match load_file(&path) {
-        Ok(l) => l.resolved,
-        Err(r) => panic!("{r}"),
-    }
+    cnlab_suites::topology(&format!("scenarios/{rel}"))
 }
 
 /// Every trunk pod's VLAN id, as a tap on its node's trunk decodes it from
