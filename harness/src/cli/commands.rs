@@ -48,6 +48,7 @@ pub fn run(cmd: Command) -> i32 {
         } => up(&file, detach, backend, keeper),
         Command::Down { lab, all } => down(lab.as_deref(), all),
         Command::Status { json } => status(json),
+        Command::Pod(super::PodCommand::Restart { pod, lab }) => pod_restart(&pod, lab.as_deref()),
         Command::Trace(a) => super::trace::trace(&a, false),
         Command::Explain(a) => super::trace::trace(&a, true),
         Command::Shell {
@@ -246,7 +247,8 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
         return spawn_keeper(file, backend);
     }
     let t = Instant::now();
-    let lab = Lab::up(
+    let requests = lab::live::requests();
+    let mut lab = Lab::up(
         &loaded.resolved,
         &UpOptions {
             backend: backend.into(),
@@ -283,10 +285,91 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
     // Whoever reads this may be gone (a closed pipe): the lab stays up.
     let _ = std::io::stdout().write_all(msg.as_bytes());
     let _ = std::io::stdout().flush();
-    // The signal thread tears the lab down and exits on SIGINT/SIGTERM.
+    // The signal thread tears the lab down and exits on SIGINT/SIGTERM; on
+    // SIGUSR1 it passes on a request another `cnlab` left for this lab.
+    while requests.recv().is_ok() {
+        serve_request(&mut lab);
+    }
     loop {
         std::thread::park();
     }
+}
+
+/// Carries out the request in `/run/cnlab/<id>.request` and answers in
+/// `<id>.reply`: `ok …` or `error …`.
+fn serve_request(lab: &mut Lab) {
+    let id = lab.id().to_string();
+    let Ok(req) = std::fs::read_to_string(LabRecord::request_path(&id)) else {
+        return;
+    };
+    let _ = std::fs::remove_file(LabRecord::request_path(&id));
+    let reply = match req.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["restart", pod] => {
+            let t = Instant::now();
+            match lab.restart_pod(pod) {
+                Ok(()) => format!("ok {pod} restarted in {} ms", t.elapsed().as_millis()),
+                Err(e) => format!("error {e}"),
+            }
+        }
+        _ => format!("error unknown request {:?}", req.trim()),
+    };
+    let _ = registry::write_file(&LabRecord::reply_path(&id), reply.as_bytes());
+}
+
+/// `cnlab pod restart NS/NAME`: asks the lab's keeper to recreate the pod.
+pub(super) fn pod_restart(pod: &str, which: Option<&str>) -> Result<i32, i32> {
+    need_root("pod restart")?;
+    let rec = running::find(which).map_err(|e| {
+        eprintln!("cnlab pod restart: {e}");
+        EXIT_FAIL
+    })?;
+    let key = if pod.starts_with("pod/") {
+        pod.to_string()
+    } else {
+        format!("pod/{pod}")
+    };
+    let _ = std::fs::remove_file(LabRecord::reply_path(&rec.id));
+    registry::write_file(
+        &LabRecord::request_path(&rec.id),
+        format!("restart {key}\n").as_bytes(),
+    )
+    .map_err(|e| {
+        eprintln!("cnlab pod restart: {e}");
+        EXIT_ENV
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rec.owner_pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .map_err(|e| {
+        eprintln!(
+            "cnlab pod restart: signalling the lab's keeper (pid {}): {e}",
+            rec.owner_pid
+        );
+        EXIT_FAIL
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(reply) = std::fs::read_to_string(LabRecord::reply_path(&rec.id)) {
+            let _ = std::fs::remove_file(LabRecord::reply_path(&rec.id));
+            return match reply.strip_prefix("ok ") {
+                Some(msg) => {
+                    println!("{msg}");
+                    Ok(EXIT_OK)
+                }
+                None => {
+                    eprintln!("cnlab pod restart: {}", reply.trim_start_matches("error "));
+                    Err(EXIT_FAIL)
+                }
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "cnlab pod restart: lab {} did not answer within 60 s",
+        rec.id
+    );
+    Err(EXIT_FAIL)
 }
 
 fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {

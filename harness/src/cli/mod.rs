@@ -53,6 +53,18 @@ impl From<BackendArg> for BackendChoice {
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Recreate a pod's network namespace and plumbing, as a kubelet does when it
+    /// restarts the pod sandbox; the pod keeps its address (Fixed PodNetworking).
+    Restart {
+        /// <ns>/<name> or pod/<ns>/<name>
+        pod: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
 /// One probe in a running lab (`trace`, `explain`).
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
@@ -143,6 +155,9 @@ pub enum Command {
     ///
     /// Answers "which rule dropped it": e.g. `eni/member:shop/web  default ingress drop → drop`.
     Explain(ProbeArgs),
+    /// Act on a pod of a running lab.
+    #[command(subcommand)]
+    Pod(PodCommand),
     /// Open a shell (or run a command) inside a node, pod, ENI, external or the VPC router of a running lab.
     ///
     /// TARGET is a namespace key (node/<name>, pod/<ns>/<name>, eni/<id>, vpc,

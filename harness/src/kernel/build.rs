@@ -113,6 +113,129 @@ fn wait_until_active(nl: &mut Netlink) -> Result<()> {
     }
 }
 
+/// Re-plumbs namespace `i` after it was deleted and created anew (a pod
+/// restart): its veths and adopted links from the other side, everything
+/// planned inside it, and — in the namespaces on the other end of those
+/// links — every setting, address, route and neighbour that named the links
+/// that died with it. `ns[i]` is the new namespace.
+pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
+    if ns.len() != plan.namespaces.len() || i >= ns.len() {
+        return Err(KernelError::new(format!(
+            "rebuilding namespace #{i} of lab {}: out of range",
+            plan.name
+        )));
+    }
+    for_each_ns(&[i], ns, plan, |i, _| global_sysctls(&plan.namespaces[i]))?;
+    // Peer ends that lived in `i` were deleted with it, and so were their
+    // partners in other namespaces (a veth pair dies whole).
+    let mut touched: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut note = |j: usize, dev: &str| match touched.iter_mut().find(|(n, _)| *n == j) {
+        Some((_, devs)) => devs.push(dev.to_string()),
+        None => touched.push((j, vec![dev.to_string()])),
+    };
+    let mut create: Vec<(usize, usize)> = Vec::new();
+    for (k, v) in plan.veths.iter().enumerate() {
+        if v.a.ns == i && v.b.ns != i {
+            create.push((k, v.b.ns));
+            note(v.b.ns, &v.b.name);
+        } else if v.b.ns == i && v.a.ns != i {
+            create.push((k, v.a.ns));
+            note(v.a.ns, &v.a.name);
+        } else if v.a.ns == i {
+            create.push((k, i));
+        }
+    }
+    let sides: Vec<usize> = {
+        let mut v: Vec<usize> = create.iter().map(|(_, j)| *j).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for_each_ns(&sides, ns, plan, |j, nl| {
+        batch(nl, |nl| {
+            for (k, _) in create.iter().filter(|(_, side)| *side == j) {
+                let v = &plan.veths[*k];
+                let (a, b) = veth_indexes(*k);
+                if v.a.ns == j {
+                    nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], (a, b))?;
+                } else {
+                    nl.add_veth_indexed(&v.b, &v.a, &ns[v.a.ns], (b, a))?;
+                }
+            }
+            Ok(())
+        })
+    })?;
+    let parents: Vec<usize> = {
+        let mut v: Vec<usize> = plan.namespaces[i]
+            .adopted_links
+            .iter()
+            .map(|a| a.parent_ns)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for_each_ns(&parents, ns, plan, |j, nl| {
+        batch(nl, |nl| {
+            for a in plan.namespaces[i]
+                .adopted_links
+                .iter()
+                .filter(|a| a.parent_ns == j)
+            {
+                nl.add_link_into(&a.link, &plan.backends, Some(&ns[i]))?;
+            }
+            Ok(())
+        })
+    })?;
+    for_each_ns(&[i], ns, plan, |i, nl| {
+        build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
+    })?;
+    let others: Vec<usize> = touched.iter().map(|(j, _)| *j).collect();
+    for_each_ns(&others, ns, plan, |j, nl| {
+        let devs = &touched
+            .iter()
+            .find(|(n, _)| *n == j)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default();
+        build_namespace(&only_devices(&plan.namespaces[j], devs), &ns[j], plan, nl)
+    })?;
+    let mut all = others;
+    all.push(i);
+    for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))
+}
+
+/// What of `p` names one of `devs`: what a namespace loses with those links.
+fn only_devices(p: &NsPlan, devs: &[String]) -> NsPlan {
+    let on = |d: &str| devs.iter().any(|x| x == d);
+    NsPlan {
+        key: p.key.clone(),
+        short: p.short.clone(),
+        kind: p.kind,
+        link_settings: p
+            .link_settings
+            .iter()
+            .filter(|s| on(&s.name))
+            .cloned()
+            .collect(),
+        addrs: p.addrs.iter().filter(|a| on(&a.dev)).cloned().collect(),
+        routes: p
+            .routes
+            .iter()
+            .filter(|r| r.dev.as_deref().is_some_and(on))
+            .cloned()
+            .collect(),
+        neighs: p.neighs.iter().filter(|n| on(&n.dev)).cloned().collect(),
+        fdbs: p.fdbs.iter().filter(|f| on(&f.dev)).cloned().collect(),
+        sysctls: p
+            .sysctls
+            .iter()
+            .filter(|(path, _)| link_of_sysctl(path).is_some_and(on))
+            .cloned()
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Deletes the lab's namespaces (the kernel frees every link inside).
 /// Deleting link by link would cost an RCU grace period per veth.
 pub fn teardown(names: &[String]) -> Result<()> {

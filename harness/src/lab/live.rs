@@ -37,19 +37,44 @@ pub fn teardown_all() -> Vec<String> {
 pub fn install_signal_teardown() {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         set.add(s);
     }
     if set.thread_block().is_err() {
         return;
     }
-    std::thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
-            let ids = teardown_all();
-            if !ids.is_empty() {
-                eprintln!("cnlab: {sig:?}: tore down lab(s) {}", ids.join(", "));
+    std::thread::spawn(move || loop {
+        let Ok(sig) = set.wait() else { return };
+        if sig == Signal::SIGUSR1 {
+            // A request for the lab this process keeps (`cnlab pod restart`).
+            if let Ok(tx) = REQUESTS.lock() {
+                if let Some(tx) = tx.as_ref() {
+                    let _ = tx.send(());
+                }
             }
-            std::process::exit(128 + sig as i32);
+            continue;
         }
+        let ids = teardown_all();
+        if !ids.is_empty() {
+            eprintln!("cnlab: {sig:?}: tore down lab(s) {}", ids.join(", "));
+        }
+        std::process::exit(128 + sig as i32);
     });
+}
+
+static REQUESTS: Mutex<Option<std::sync::mpsc::Sender<()>>> = Mutex::new(None);
+
+/// The keeper of a lab (`cnlab up`) hears here when another process left a
+/// request for it (see `registry::LabRecord::request_path`) and sent SIGUSR1.
+pub fn requests() -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Ok(mut slot) = REQUESTS.lock() {
+        *slot = Some(tx);
+    }
+    rx
 }

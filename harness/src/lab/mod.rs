@@ -268,6 +268,49 @@ impl Lab {
         PROBE_PORTS.0 + (n - PROBE_PORTS.0) % span
     }
 
+    /// Restarts a pod the way a kubelet recreates its sandbox: its network
+    /// namespace is deleted and created anew, the CNI plumbing is applied
+    /// again from the plan, and its echo servers start again. The address
+    /// is the plan's: a pod keeps it across restarts, as a Fixed
+    /// PodNetworking (StatefulSet) pod does under Terway.
+    pub fn restart_pod(&mut self, pod: &str) -> Result<(), LabError> {
+        let key = if pod.starts_with("pod/") {
+            pod.to_string()
+        } else {
+            format!("pod/{pod}")
+        };
+        let Some(i) = self.plan.ns_index(&key) else {
+            return Err(LabError::Attach(
+                self.id.clone(),
+                format!("no pod namespace {key} (pending pods and hostNetwork pods have none)"),
+            ));
+        };
+        let name = self.names[i].clone();
+        // CNI DEL first: remove the pod's interfaces, which takes the host
+        // ends of its veths with them. Deleting the namespace alone would not
+        // do it while anything (its echo servers) still holds it open.
+        self.ns[i].run(|| -> Result<(), KernelError> {
+            let mut nl = crate::kernel::netlink::Netlink::open()?;
+            for l in nl.links()? {
+                if l.name != "lo" && nl.link_index(&l.name)?.is_some() {
+                    nl.del_link(&l.name)?;
+                }
+            }
+            Ok(())
+        })??;
+        netns::delete(&name)?;
+        self.ns[i] = NetNs::create(&name)?;
+        build::rebuild_namespace(&self.plan, &self.ns, i)?;
+        if let Some(servers) = self.servers.as_mut() {
+            for s in &self.plan.namespaces[i].servers {
+                servers
+                    .add(&self.ns[i], s)
+                    .map_err(|e| LabError::Servers(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Tears the lab down now (also what drop does).
     pub fn down(mut self) {
         self.teardown();

@@ -43,6 +43,14 @@ impl LabRecord {
     pub fn log_path(id: &str) -> PathBuf {
         Path::new(RUN_DIR).join(format!("{id}.log"))
     }
+    /// A request for the lab's keeper (one line, e.g. `restart pod/ns/name`).
+    pub fn request_path(id: &str) -> PathBuf {
+        Path::new(RUN_DIR).join(format!("{id}.request"))
+    }
+    /// The keeper's answer to the request.
+    pub fn reply_path(id: &str) -> PathBuf {
+        Path::new(RUN_DIR).join(format!("{id}.reply"))
+    }
 
     /// Writes the record atomically (temp file + rename).
     pub fn save(&self) -> std::io::Result<()> {
@@ -63,10 +71,21 @@ impl LabRecord {
 
     /// Removes the record and every file that belongs to the lab.
     pub fn remove_files(id: &str) {
-        for p in [Self::path(id), Self::plan_path(id), Self::log_path(id)] {
+        for p in [
+            Self::path(id),
+            Self::plan_path(id),
+            Self::log_path(id),
+            Self::request_path(id),
+            Self::reply_path(id),
+        ] {
             let _ = fs::remove_file(p);
         }
     }
+}
+
+/// Writes a small file atomically (temp file + rename).
+pub fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, data)
 }
 
 pub fn save_plan(id: &str, plan: &LabPlan) -> std::io::Result<()> {
