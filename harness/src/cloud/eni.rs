@@ -13,13 +13,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{CloudError, MockCloud};
+use crate::kernel::build::configure_namespace;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{netns, nft, sysctl, KernelError, NetNs};
+use crate::kernel::{netns, KernelError, NetNs};
+use crate::plan;
 use crate::plan::cloud::{
     gateway, is_reserved, ENI_INSTANCE_SIDE, ENI_TO_INSTANCE_TABLE, ENI_VPC_SIDE,
 };
 use crate::plan::{
-    names, EniRecord, EniRole, NeighPlan, NsKind, RoutePlan, RouteType, RulePlan, Scope, VethEnd,
+    names, EniRecord, EniRole, NeighPlan, NsKind, NsPlan, RoutePlan, RouteType, Scope, VethEnd,
 };
 use crate::topology::model::{EniLimits, VSwitch};
 
@@ -333,50 +335,34 @@ impl<'a> MockCloud<'a> {
                 mac: vpc_side_mac,
             })
         })?;
-        let wire = Self::run_in(&eni_ns, move |nl| {
-            for (path, value) in [
-                ("net/ipv6/conf/all/disable_ipv6", "1"),
-                ("net/ipv6/conf/default/disable_ipv6", "1"),
-                ("net/ipv4/ip_forward", "1"),
-                ("net/ipv4/conf/vpc/proxy_arp", "1"),
-                // See plan::cloud::attach_eni: proxy-ARP replies are delayed otherwise.
-                ("net/ipv4/neigh/vpc/proxy_delay", "0"),
-            ] {
-                sysctl::write(path, value)?;
+        // The ENI's own namespace, described as a planned one is
+        // (plan::cloud) and applied by the kernel builder.
+        let mut p = NsPlan::new(&key, &format!("e-{id}"), NsKind::Eni);
+        p.up(ENI_VPC_SIDE);
+        plan::cloud::eni_vpc_side(&mut p, gw);
+        p.router_sysctls([ENI_VPC_SIDE]);
+        p.neighs.push(NeighPlan {
+            dev: ENI_VPC_SIDE.into(),
+            ip: gw,
+            mac: router_mac,
+        });
+        // While detached, what the VPC sends here is dropped; without
+        // this it would fall through to the main table and bounce
+        // between the ENI and the router until its TTL runs out.
+        p.routes.push(
+            RoutePlan {
+                kind: RouteType::Blackhole,
+                dev: None,
+                scope: Scope::Global,
+                metric: Some(u32::MAX),
+                ..RoutePlan::link(default_net(), ENI_INSTANCE_SIDE)
             }
-            nl.set_link("lo", None, None, Some(true))?;
-            nl.set_link(ENI_VPC_SIDE, None, None, Some(true))?;
-            nl.add_route(&RoutePlan::via(default_net(), gw, ENI_VPC_SIDE, true))?;
-            nl.add_neigh(&NeighPlan {
-                dev: ENI_VPC_SIDE.into(),
-                ip: gw,
-                mac: router_mac,
-            })?;
-            nl.add_rule(&RulePlan {
-                priority: 100,
-                iif: Some(ENI_VPC_SIDE.into()),
-                table: ENI_TO_INSTANCE_TABLE,
-                ..Default::default()
-            })?;
-            // While detached, what the VPC sends here is dropped; without
-            // this it would fall through to the main table and bounce
-            // between the ENI and the router until its TTL runs out.
-            nl.add_route(
-                &RoutePlan {
-                    kind: RouteType::Blackhole,
-                    dev: None,
-                    scope: Scope::Global,
-                    metric: Some(u32::MAX),
-                    ..RoutePlan::link(default_net(), ENI_INSTANCE_SIDE)
-                }
-                .in_table(ENI_TO_INSTANCE_TABLE),
-            )
-        });
-        let wired = wire.and_then(|()| match &script {
-            Some(s) => Ok(nft::apply(&eni_ns, s)?),
-            None => Ok(()),
-        });
-        if let Err(e) = wired {
+            .in_table(ENI_TO_INSTANCE_TABLE),
+        );
+        p.nft = script;
+        let wire =
+            configure_namespace(&p, &eni_ns, &self.lab.plan().backends).map_err(CloudError::from);
+        if let Err(e) = wire {
             // The router side goes with the namespace, but only once the
             // kernel gets round to it: remove it now.
             let id2 = id.clone();
@@ -451,23 +437,22 @@ impl<'a> MockCloud<'a> {
                 &end(&name, Some(record.mac)),
                 node_ns,
                 index,
-            )?;
-            nl.set_link(ENI_INSTANCE_SIDE, None, None, Some(true))?;
-            sysctl::write("net/ipv4/conf/inst/proxy_arp", "1")?;
-            sysctl::write("net/ipv4/neigh/inst/proxy_delay", "0")?;
-            nl.add_route(
-                &RoutePlan::via(default_net(), record.ips[0], ENI_INSTANCE_SIDE, true)
-                    .in_table(ENI_TO_INSTANCE_TABLE),
-            )?;
-            for ip in &record.ips {
-                nl.add_neigh(&NeighPlan {
-                    dev: ENI_INSTANCE_SIDE.into(),
-                    ip: *ip,
-                    mac: record.mac,
-                })?;
-            }
-            Ok(())
+            )
         })?;
+        // The instance side, as plan::cloud plumbs it for a planned ENI.
+        let mut p = NsPlan {
+            key: format!("eni/{eni}"),
+            ..Default::default()
+        };
+        p.up(ENI_INSTANCE_SIDE);
+        plan::cloud::eni_instance_side(&mut p, record.ips[0]);
+        p.sysctl(&format!("net/ipv4/conf/{ENI_INSTANCE_SIDE}/rp_filter"), "0");
+        p.neighs.extend(record.ips.iter().map(|ip| NeighPlan {
+            dev: ENI_INSTANCE_SIDE.into(),
+            ip: *ip,
+            mac: record.mac,
+        }));
+        configure_namespace(&p, eni_ns, &self.lab.plan().backends)?;
         let name = ifname.clone();
         Self::run_in(node_ns, move |nl| {
             nl.set_link(&name, None, None, Some(true))

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use super::netlink::Netlink;
 use super::{netns, nft, sysctl, KernelError, NetNs};
-use crate::plan::types::{LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
+use crate::plan::types::{Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
         .collect();
     for_each_ns(&parents, ns, plan, |j, nl| create_adopted(plan, ns, j, nl))?;
     for_each_ns(&all, ns, plan, |i, nl| {
-        build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
+        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
     })?;
     for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))
 }
@@ -188,7 +188,7 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
         })
     })?;
     for_each_ns(&[i], ns, plan, |i, nl| {
-        build_namespace(&plan.namespaces[i], &ns[i], plan, nl)
+        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
     })?;
     let others: Vec<usize> = touched.iter().map(|(j, _)| *j).collect();
     for_each_ns(&others, ns, plan, |j, nl| {
@@ -197,11 +197,29 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
             .find(|(n, _)| *n == j)
             .map(|(_, d)| d.clone())
             .unwrap_or_default();
-        build_namespace(&only_devices(&plan.namespaces[j], devs), &ns[j], plan, nl)
+        build_namespace(
+            &only_devices(&plan.namespaces[j], devs),
+            &ns[j],
+            &plan.backends,
+            nl,
+        )
     })?;
     let mut all = others;
     all.push(i);
     for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))
+}
+
+/// Applies `p` to a namespace that exists already, whose links the caller
+/// created (the mock cloud's run-time ENIs): global sysctls, the links
+/// planned inside, settings, link sysctls, addresses, routes, neighbours,
+/// rules and nft, in the order `build` uses.
+pub fn configure_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends) -> Result<()> {
+    ns.run(|| {
+        global_sysctls(p)?;
+        let mut nl = Netlink::open()?;
+        build_namespace(p, ns, backends, &mut nl)
+    })?
+    .map_err(|e| e.context(format_args!("in namespace {} ({})", ns.name(), p.key)))
 }
 
 /// What of `p` names one of `devs`: what a namespace loses with those links.
@@ -392,12 +410,10 @@ fn parents_first(links: &[LinkPlan]) -> Result<Vec<&LinkPlan>> {
     Ok(out)
 }
 
-fn build_namespace(p: &NsPlan, ns: &NetNs, plan: &LabPlan, nl: &mut Netlink) -> Result<()> {
+fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink) -> Result<()> {
     let links = parents_first(&p.links)?;
     batch(nl, |nl| {
-        links
-            .iter()
-            .try_for_each(|l| nl.add_link(l, &plan.backends))
+        links.iter().try_for_each(|l| nl.add_link(l, backends))
     })?;
     batch(nl, |nl| {
         for s in p

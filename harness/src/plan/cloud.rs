@@ -139,26 +139,8 @@ pub fn attach_eni(d: &mut Draft, vpc: NsIdx, spec: EniSpec<'_>) -> String {
     d.veth(vpc, &id, eni, ENI_VPC_SIDE);
     let (_, inst_mac) = d.veth(eni, ENI_INSTANCE_SIDE, spec.inst_ns, spec.inst_ifname);
 
-    d.sysctl(eni, "net/ipv4/ip_forward", "1");
-    for link in [ENI_VPC_SIDE, ENI_INSTANCE_SIDE] {
-        d.sysctl(eni, &format!("net/ipv4/conf/{link}/proxy_arp"), "1");
-        // The kernel queues proxy-ARP replies to *broadcast* requests for a
-        // random 0..proxy_delay (default 0.8 s) before answering; probes
-        // with a 1.5 s deadline would then fail on a cold ARP cache.
-        d.sysctl(eni, &format!("net/ipv4/neigh/{link}/proxy_delay"), "0");
-    }
-    d.route(eni, RoutePlan::via(default_net(), gw, ENI_VPC_SIDE, true));
-    d.ns(eni).rules.push(RulePlan {
-        priority: 100,
-        iif: Some(ENI_VPC_SIDE.into()),
-        table: ENI_TO_INSTANCE_TABLE,
-        ..Default::default()
-    });
-    d.route(
-        eni,
-        RoutePlan::via(default_net(), spec.ip, ENI_INSTANCE_SIDE, true)
-            .in_table(ENI_TO_INSTANCE_TABLE),
-    );
+    eni_vpc_side(d.ns(eni), gw);
+    eni_instance_side(d.ns(eni), spec.ip);
 
     d.route(vpc, RoutePlan::link(host_net(spec.ip), &id));
 
@@ -181,6 +163,41 @@ pub fn attach_eni(d: &mut Draft, vpc: NsIdx, spec: EniSpec<'_>) -> String {
         pod: None,
     });
     id
+}
+
+/// The cloud side of an ENI towards the VPC router: forwarding, proxy ARP
+/// on the `vpc` link, instance traffic to the vSwitch gateway, and rule 100
+/// sending whatever the VPC delivers to table 100. Shared by planned ENIs
+/// and the ones the mock cloud creates at run time.
+pub fn eni_vpc_side(p: &mut NsPlan, gw: Ipv4Addr) {
+    p.sysctl("net/ipv4/ip_forward", "1");
+    eni_proxy_arp(p, ENI_VPC_SIDE);
+    p.routes
+        .push(RoutePlan::via(default_net(), gw, ENI_VPC_SIDE, true));
+    p.rules.push(RulePlan {
+        priority: 100,
+        iif: Some(ENI_VPC_SIDE.into()),
+        table: ENI_TO_INSTANCE_TABLE,
+        ..Default::default()
+    });
+}
+
+/// The cloud side of an ENI towards its instance: proxy ARP on `inst` and
+/// table 100's route delivering to the ENI's primary address.
+pub fn eni_instance_side(p: &mut NsPlan, primary_ip: Ipv4Addr) {
+    eni_proxy_arp(p, ENI_INSTANCE_SIDE);
+    p.routes.push(
+        RoutePlan::via(default_net(), primary_ip, ENI_INSTANCE_SIDE, true)
+            .in_table(ENI_TO_INSTANCE_TABLE),
+    );
+}
+
+fn eni_proxy_arp(p: &mut NsPlan, link: &str) {
+    p.sysctl(&format!("net/ipv4/conf/{link}/proxy_arp"), "1");
+    // The kernel queues proxy-ARP replies to *broadcast* requests for a
+    // random 0..proxy_delay (default 0.8 s) before answering; probes
+    // with a 1.5 s deadline would then fail on a cold ARP cache.
+    p.sysctl(&format!("net/ipv4/neigh/{link}/proxy_delay"), "0");
 }
 
 /// What the CNI needs to know about a node.

@@ -24,20 +24,8 @@ impl Draft {
     /// A new namespace; `lo` is brought up in every one.
     pub fn add_ns(&mut self, key: &str, kind: NsKind) -> NsIdx {
         let short = self.shorts.alloc(key);
-        self.plan.namespaces.push(NsPlan {
-            key: key.into(),
-            short,
-            kind: Some(kind),
-            ..Default::default()
-        });
-        let idx = self.plan.namespaces.len() - 1;
-        self.up(idx, "lo");
-        // The lab is IPv4 (as the clusters it models). Without IPv6 no link
-        // runs duplicate address detection, router solicitations or MLD
-        // reports: less kernel work per link and no noise in captures.
-        self.sysctl(idx, "net/ipv6/conf/all/disable_ipv6", "1");
-        self.sysctl(idx, "net/ipv6/conf/default/disable_ipv6", "1");
-        idx
+        self.plan.namespaces.push(NsPlan::new(key, &short, kind));
+        self.plan.namespaces.len() - 1
     }
 
     pub fn ns(&mut self, idx: NsIdx) -> &mut NsPlan {
@@ -119,10 +107,7 @@ impl Draft {
     /// `path` is under /proc/sys, so a link name keeps its dots
     /// (`net/ipv4/conf/flannel.1/rp_filter`); the first value set wins.
     pub fn sysctl(&mut self, ns: NsIdx, path: &str, value: &str) {
-        let sysctls = &mut self.ns(ns).sysctls;
-        if !sysctls.iter().any(|(p, _)| p == path) {
-            sysctls.push((path.into(), value.into()));
-        }
+        self.ns(ns).sysctl(path, value);
     }
 
     pub fn addr(&mut self, ns: NsIdx, dev: &str, addr: ipnet::IpNet, scope: Scope) {
@@ -159,11 +144,7 @@ impl Draft {
     /// effective rp_filter is max(all, link), and links created before
     /// `default` was set keep the value inherited from the host.
     pub fn router_sysctls(&mut self, ns: NsIdx) {
-        self.sysctl(ns, "net/ipv4/ip_forward", "1");
-        self.sysctl(ns, "net/ipv4/conf/all/rp_filter", "0");
-        self.sysctl(ns, "net/ipv4/conf/default/rp_filter", "0");
-        for name in self.link_names(ns) {
-            self.sysctl(ns, &format!("net/ipv4/conf/{name}/rp_filter"), "0");
-        }
+        let links = self.link_names(ns);
+        self.ns(ns).router_sysctls(links.iter().map(String::as_str));
     }
 }

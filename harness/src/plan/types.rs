@@ -391,6 +391,57 @@ pub struct PendingPod {
     pub reason: String,
 }
 
+impl NsPlan {
+    /// A lab namespace as every one starts: `lo` up, IPv4 only (the lab
+    /// models IPv4 clusters; without IPv6 no link runs duplicate address
+    /// detection, router solicitations or MLD reports: less kernel work per
+    /// link and no noise in captures).
+    pub fn new(key: &str, short: &str, kind: NsKind) -> NsPlan {
+        let mut p = NsPlan {
+            key: key.into(),
+            short: short.into(),
+            kind: Some(kind),
+            ..Default::default()
+        };
+        p.up("lo");
+        p.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
+        p.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
+        p
+    }
+
+    /// Brings `name` up (creating its setting if needed).
+    pub fn up(&mut self, name: &str) {
+        match self.link_settings.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.up = true,
+            None => self.link_settings.push(LinkSetting {
+                name: name.into(),
+                master: None,
+                mtu: None,
+                up: true,
+            }),
+        }
+    }
+
+    /// `path` is under /proc/sys; the first value set wins.
+    pub fn sysctl(&mut self, path: &str, value: &str) {
+        if !self.sysctls.iter().any(|(p, _)| p == path) {
+            self.sysctls.push((path.into(), value.into()));
+        }
+    }
+
+    /// `ip_forward=1` and `rp_filter=0` on all, default and each of `links`:
+    /// the effective rp_filter is max(all, link), and links created before
+    /// `default` was set keep the value inherited from the host.
+    pub fn router_sysctls<'a>(&mut self, links: impl IntoIterator<Item = &'a str>) {
+        self.sysctl("net/ipv4/ip_forward", "1");
+        self.sysctl("net/ipv4/conf/all/rp_filter", "0");
+        self.sysctl("net/ipv4/conf/default/rp_filter", "0");
+        for name in links {
+            self.sysctl(&format!("net/ipv4/conf/{name}/rp_filter"), "0");
+        }
+    }
+}
+
 impl LabPlan {
     pub fn ns_index(&self, key: &str) -> Option<NsIdx> {
         self.namespaces.iter().position(|n| n.key == key)
