@@ -44,6 +44,20 @@ fn assert_root() {
     );
 }
 
+/// `cnlab up` of the quickstart example, once its lab is ready.
+fn up_quickstart() -> (std::process::Child, cnlab::lab::registry::LabRecord) {
+    let file = repo().join("topologies/examples/quickstart.yaml");
+    let mut child = Command::new(CNLAB)
+        .arg("up")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record = wait_ready(&mut child);
+    (child, record)
+}
+
 fn wait_ready(child: &mut std::process::Child) -> cnlab::lab::registry::LabRecord {
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -71,15 +85,7 @@ fn wait_ready(child: &mut std::process::Child) -> cnlab::lab::registry::LabRecor
 fn killed_lab_is_collected_and_root_namespace_untouched() {
     assert_root();
     let before = root_snapshot();
-    let file = repo().join("topologies/examples/quickstart.yaml");
-    let mut child = Command::new(CNLAB)
-        .arg("up")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let record = wait_ready(&mut child);
+    let (mut child, record) = up_quickstart();
     assert!(!lab_namespaces(&record.id).is_empty());
     // SIGKILL: no destructor, no signal handler runs.
     child.kill().unwrap();
@@ -120,15 +126,7 @@ fn killed_lab_is_collected_and_root_namespace_untouched() {
 #[test]
 fn sigterm_tears_the_lab_down() {
     assert_root();
-    let file = repo().join("topologies/examples/quickstart.yaml");
-    let mut child = Command::new(CNLAB)
-        .arg("up")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let record = wait_ready(&mut child);
+    let (mut child, record) = up_quickstart();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

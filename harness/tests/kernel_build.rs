@@ -178,14 +178,6 @@ fn plan() -> LabPlan {
         ..Default::default()
     };
     LabPlan {
-        kubernetes: "1.24".into(),
-        services: vec![],
-        proxy_nodes: vec![],
-        slbs: vec![],
-        name: "kernel-build-test".into(),
-        cni: Cni::FlannelVxlan,
-        proxy: ProxyMode::Iptables,
-        backends: Backends::PORTABLE,
         namespaces: vec![ns_h1, ns_r, ns_h2],
         veths: vec![
             VethPlan {
@@ -213,12 +205,14 @@ fn plan() -> LabPlan {
                 },
             },
         ],
-        endpoints: vec![],
-        points: vec![],
-        route_entries: vec![],
-        enis: vec![],
-        pending: vec![],
         notes: vec![],
+        ..LabPlan::empty(
+            "kernel-build-test",
+            Cni::FlannelVxlan,
+            ProxyMode::Iptables,
+            "1.24",
+            Backends::PORTABLE,
+        )
     }
 }
 

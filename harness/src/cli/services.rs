@@ -10,13 +10,11 @@ use super::running;
 
 const EXIT_FAIL: i32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The service listings `cnlab get` prints (its `Resource` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetWhat {
-    #[value(alias = "services", alias = "service")]
     Svc,
-    #[value(alias = "ep")]
     Endpoints,
-    #[value(alias = "slbs", alias = "lb")]
     Slb,
 }
 

@@ -89,24 +89,13 @@ pub enum PlanError {
 pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let topo = &r.topo;
     let cni = topo.cluster.cni;
-    let mut d = Draft::new(LabPlan {
-        name: topo.name.clone(),
+    let mut d = Draft::new(LabPlan::empty(
+        &topo.name,
         cni,
-        proxy: topo.cluster.proxy,
+        topo.cluster.proxy,
+        &topo.cluster.kubernetes,
         backends,
-        namespaces: vec![],
-        veths: vec![],
-        endpoints: vec![],
-        points: vec![],
-        route_entries: vec![],
-        enis: vec![],
-        pending: vec![],
-        notes: vec![],
-        kubernetes: topo.cluster.kubernetes.clone(),
-        services: vec![],
-        proxy_nodes: vec![],
-        slbs: vec![],
-    });
+    ));
 
     // The cloud: router, instances, hosts outside the cluster.
     let vpc = cloud::add_vpc(&mut d, topo);

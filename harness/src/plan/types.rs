@@ -443,6 +443,34 @@ impl NsPlan {
 }
 
 impl LabPlan {
+    /// A plan with nothing in it yet.
+    pub fn empty(
+        name: &str,
+        cni: Cni,
+        proxy: ProxyMode,
+        kubernetes: &str,
+        backends: Backends,
+    ) -> LabPlan {
+        LabPlan {
+            name: name.into(),
+            cni,
+            proxy,
+            backends,
+            namespaces: vec![],
+            veths: vec![],
+            endpoints: vec![],
+            points: vec![],
+            route_entries: vec![],
+            enis: vec![],
+            pending: vec![],
+            notes: vec![],
+            kubernetes: kubernetes.into(),
+            services: vec![],
+            proxy_nodes: vec![],
+            slbs: vec![],
+        }
+    }
+
     pub fn ns_index(&self, key: &str) -> Option<NsIdx> {
         self.namespaces.iter().position(|n| n.key == key)
     }
