@@ -31,6 +31,16 @@ impl FileOutcome {
 }
 
 pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome {
+    check_loaded(path, load_file(path), opts, parallel)
+}
+
+/// As `check_file`, for a file the caller has loaded already.
+pub fn check_loaded(
+    path: &Path,
+    loaded: Result<Loaded, crate::topology::Report>,
+    opts: &UpOptions,
+    parallel: usize,
+) -> FileOutcome {
     let file = path.display().to_string();
     let mut out = FileOutcome {
         file: file.clone(),
@@ -44,7 +54,7 @@ pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome
         check_time: Duration::ZERO,
         down_time: Duration::ZERO,
     };
-    let Loaded { resolved, warnings } = match load_file(path) {
+    let Loaded { resolved, warnings } = match loaded {
         Ok(l) => l,
         Err(report) => {
             out.error = Some(report.to_string());

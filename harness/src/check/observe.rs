@@ -190,7 +190,7 @@ pub fn observe(
         None => (vec![], vec![]),
     };
     if taps {
-        add_stack_ends(plan, from, client_ns, &outcome, &mut request, &mut reply);
+        add_stack_ends(plan, client_ns, &outcome, &mut request, &mut reply);
     }
     let display = request
         .iter()
@@ -224,7 +224,6 @@ pub fn display_point(plan: &LabPlan, id: &str) -> String {
 /// the server is the node itself (or a hostNetwork pod on it).
 fn add_stack_ends(
     plan: &LabPlan,
-    from: &str,
     client_ns: usize,
     outcome: &ProbeOutcome,
     request: &mut Vec<Hop>,
@@ -242,7 +241,6 @@ fn add_stack_ends(
         encap: None,
     };
     if let Some(node) = node_of_ns(client_ns) {
-        let _ = from;
         request.insert(0, stub(node.clone()));
         reply.push(stub(node));
     }

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{running, BackendArg, Command};
-use crate::check::file::{check_file, expand_paths, FileOutcome};
+use crate::check::file::{check_loaded, expand_paths, FileOutcome};
 use crate::check::report::{self, FileResults};
 use crate::kernel::caps::{self, BackendChoice};
 use crate::lab::registry::{self, LabRecord};
 use crate::lab::{self, gc, is_root, Lab, UpOptions};
-use crate::topology::{load_file, Loaded};
+use crate::topology::load_file;
 
 pub(super) const EXIT_OK: i32 = 0;
 pub(super) const EXIT_FAIL: i32 = 1;
@@ -98,9 +98,13 @@ fn check(
     })?;
     // Validate everything first: a bad file is reported before any lab is built.
     let mut bad = false;
+    let mut loaded = Vec::with_capacity(files.len());
     for f in &files {
         match load_file(f) {
-            Ok(Loaded { warnings, .. }) => print_warnings(&f.display().to_string(), &warnings),
+            Ok(l) => {
+                print_warnings(&f.display().to_string(), &l.warnings);
+                loaded.push(l);
+            }
             Err(report) => {
                 eprintln!("{report}");
                 bad = true;
@@ -116,11 +120,11 @@ fn check(
         file: None,
     };
     let mut outcomes: Vec<FileOutcome> = Vec::new();
-    for f in &files {
+    for (f, l) in files.iter().zip(loaded) {
         if !json {
             eprint!("{} … ", f.display());
         }
-        let o = check_file(f, &opts, parallel);
+        let o = check_loaded(f, Ok(l), &opts, parallel);
         if !json {
             let na = o.results.iter().filter(|r| r.is_na()).count();
             let passed = o
