@@ -22,11 +22,9 @@ pub enum BackendType {
     Ecs,
 }
 
+/// The mode's own choice (its `CniMode::slb_backend`).
 pub fn default_backend_type(cni: Cni) -> BackendType {
-    match cni {
-        Cni::TerwayTrunking | Cni::TerwayEni => BackendType::Eni,
-        _ => BackendType::Ecs,
-    }
+    super::agent::slb_backend(cni)
 }
 
 /// Every CLB of the lab: the topology's own, then one per LoadBalancer

@@ -89,6 +89,7 @@ pub enum PlanError {
 pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let topo = &r.topo;
     let cni = topo.cluster.cni;
+    let mode = agent::mode(cni)?;
     let mut d = Draft::new(LabPlan::empty(
         &topo.name,
         cni,
@@ -101,9 +102,10 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let vpc = cloud::add_vpc(&mut d, topo);
     let mut book = cloud::AddressBook::default();
     cloud::claim_pinned(topo, &mut book)?;
-    if !cni.uses_pod_cidr() {
+    let vpc_addressing = mode.addressing() == agent::Addressing::Vpc;
+    if vpc_addressing {
         // terway: pinned pod addresses are VPC addresses, reserved first.
-        agent::terway_eniip::claim_pinned_pods(r, &mut book)?;
+        agent::alloc::claim_pinned_pods(r, &mut book)?;
     }
     let mut nodes = Vec::new();
     for n in &topo.nodes {
@@ -115,14 +117,15 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     }
 
     // The CNI: pod addresses, pod plumbing, route entries it needs.
-    let (placement, wired) = if cni.uses_pod_cidr() {
-        pod_cidr_cni(&mut d, r, &nodes)?
-    } else {
+    let (placement, wired) = if vpc_addressing {
         // terway-eni / -eniip / -eniip-ipvlan / -trunking: VPC pod addresses.
-        let mut ctx = agent::terway_eniip::VpcIpCtx::new(&mut d, r, vpc, &nodes, &mut book);
-        let out = agent::program_vpc_ip(&mut d, cni, &mut ctx)?;
-        d.plan.pending = out.0.pending.clone();
-        out
+        let mut ctx = agent::alloc::VpcIpCtx::new(&mut d, r, vpc, &nodes, &mut book);
+        let out = mode.program(&mut d, agent::ModeCtx::Vpc(&mut ctx))?;
+        let placement = std::mem::take(&mut ctx.placement);
+        d.plan.pending = placement.pending.clone();
+        (placement, out)
+    } else {
+        pod_cidr_cni(&mut d, r, &nodes, mode)?
     };
 
     // VPC route entries: the topology's, then the CNI's.
@@ -212,6 +215,7 @@ fn pod_cidr_cni(
     d: &mut Draft,
     r: &Resolved,
     nodes: &[cloud::NodeCtx],
+    mode: &dyn agent::CniMode,
 ) -> Result<(ipam::Placement, agent::CniOutput), PlanError> {
     let topo = &r.topo;
     let cni = topo.cluster.cni;
@@ -253,7 +257,13 @@ fn pod_cidr_cni(
         nodes: &nodes,
         vpc_cidrs,
     };
-    let wired = agent::program(d, cni, &ctx, &placement)?;
+    let wired = mode.program(
+        d,
+        agent::ModeCtx::PodCidr {
+            ctx: &ctx,
+            placement: &placement,
+        },
+    )?;
     Ok((placement, wired))
 }
 

@@ -5,11 +5,39 @@
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{nth, pod_ns, wired, CniCtx, CniOutput, PodWire};
+use super::{
+    nth, pod_ns, wired, wrong_ctx, Addressing, CniCtx, CniMode, CniOutput, ModeCtx, PodWire,
+};
 use crate::plan::cloud::{default_net, host_net, net};
 use crate::plan::draft::Draft;
 use crate::plan::names;
 use crate::plan::types::*;
+use crate::plan::PlanError;
+use crate::topology::model::Cni;
+
+/// flannel (`ali-vpc` backend) or flannel-vxlan.
+pub struct Flannel {
+    pub vxlan: bool,
+}
+
+impl CniMode for Flannel {
+    fn cni(&self) -> Cni {
+        if self.vxlan {
+            Cni::FlannelVxlan
+        } else {
+            Cni::Flannel
+        }
+    }
+    fn addressing(&self) -> Addressing {
+        Addressing::PodCidr
+    }
+    fn program(&self, d: &mut Draft, cx: ModeCtx<'_, '_>) -> Result<CniOutput, PlanError> {
+        let ModeCtx::PodCidr { ctx, placement } = cx else {
+            return Err(wrong_ctx(self.cni()));
+        };
+        Ok(program(d, ctx, placement, self.vxlan))
+    }
+}
 
 pub const BRIDGE: &str = "cni0";
 pub const VXLAN_DEV: &str = "flannel.1";

@@ -1,21 +1,112 @@
 //! What each CNI's agent programs on the nodes: pod namespaces, host-side
 //! links, routes, masquerade rules, and the VPC route entries it needs.
 
+pub mod alloc;
 pub mod flannel;
-pub mod terway_vpc;
-// terway modes with VPC pod addresses (ENI, ENIIP veth/ipvlan, trunking)
 pub mod terway_eni;
 pub mod terway_eniip;
+pub mod terway_vpc;
 pub mod trunking;
 
 use ipnet::Ipv4Net;
 
+use super::ccm::BackendType;
 use super::cloud::NodeCtx;
 use super::draft::Draft;
 use super::ipam::{PlacedPod, Placement};
 use super::types::{NsIdx, NsKind};
 use super::PlanError;
 use crate::topology::model::Cni;
+
+// ---------------------------------------------------------------- the trait
+
+/// Where a mode's pod addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// The node's slice of `cluster.pod_cidr` (not VPC addresses: the VPC
+    /// reaches them only through route entries).
+    PodCidr,
+    /// VPC addresses on ENIs (exclusive, shared or member ENIs).
+    Vpc,
+}
+
+/// What a mode plans from: the pod-CIDR placement already made, or the
+/// VPC allocation context the mode places pods with.
+pub enum ModeCtx<'c, 'a> {
+    PodCidr {
+        ctx: &'c CniCtx<'a>,
+        placement: &'c Placement,
+    },
+    Vpc(&'c mut alloc::VpcIpCtx<'a>),
+}
+
+/// One CNI mode: what its agent and CNI binary program on the nodes, and
+/// the facts about it other parts of the plan ask for. A new mode is one
+/// file implementing this plus one line in [`MODES`].
+pub trait CniMode: Sync {
+    fn cni(&self) -> Cni;
+    /// Which addresses its pods take ([`Addressing::Vpc`]: VPC addresses).
+    fn addressing(&self) -> Addressing;
+    /// Node set-up and the plumbing of every pod. VPC modes also place
+    /// their pods (into `VpcIpCtx::placement`).
+    fn program(&self, d: &mut Draft, cx: ModeCtx<'_, '_>) -> Result<CniOutput, PlanError>;
+    /// Whether replies of pod traffic leave by policy routing on the
+    /// source address (`from <podIP> lookup …`), so service traffic the
+    /// host DNATs must be steered back to `main` (kube-proxy's fwmark rule).
+    fn routes_by_source(&self) -> bool {
+        false
+    }
+    /// What the cloud controller attaches as SLB backends unless the
+    /// Service names `backend-type`.
+    fn slb_backend(&self) -> BackendType {
+        BackendType::Ecs
+    }
+}
+
+/// Every mode the lab plans.
+pub static MODES: &[&dyn CniMode] = &[
+    &flannel::Flannel { vxlan: false },
+    &flannel::Flannel { vxlan: true },
+    &terway_vpc::TerwayVpc,
+    &terway_eni::TerwayEni,
+    &terway_eniip::TerwayEniip {
+        datapath: terway_eniip::Datapath::Veth,
+    },
+    &terway_eniip::TerwayEniip {
+        datapath: terway_eniip::Datapath::Ipvlan,
+    },
+    &trunking::TerwayTrunking,
+];
+
+/// The mode planning `cni`.
+pub fn mode(cni: Cni) -> Result<&'static dyn CniMode, PlanError> {
+    MODES
+        .iter()
+        .copied()
+        .find(|m| m.cni() == cni)
+        .ok_or_else(|| PlanError::CniNotImplemented(cni.as_str().into()))
+}
+
+/// Whether `cni` policy-routes pod traffic by source (false for an
+/// unknown mode).
+pub fn routes_by_source(cni: Cni) -> bool {
+    mode(cni).is_ok_and(|m| m.routes_by_source())
+}
+
+/// The SLB backend type of `cni` by default.
+pub fn slb_backend(cni: Cni) -> BackendType {
+    mode(cni).map_or(BackendType::Ecs, |m| m.slb_backend())
+}
+
+/// The error a mode returns when handed the other kind of context.
+pub fn wrong_ctx(cni: Cni) -> PlanError {
+    PlanError::CniNotImplemented(format!(
+        "{} planned with the wrong addressing context",
+        cni.as_str()
+    ))
+}
+
+// ---------------------------------------------------------------- shared
 
 /// Cluster facts every pod-CIDR CNI needs.
 pub struct CniCtx<'a> {
@@ -44,20 +135,6 @@ pub struct CniOutput {
     pub route_entries: Vec<(Ipv4Net, String)>,
 }
 
-pub fn program(
-    d: &mut Draft,
-    cni: Cni,
-    ctx: &CniCtx<'_>,
-    placement: &Placement,
-) -> Result<CniOutput, PlanError> {
-    match cni {
-        Cni::Flannel => Ok(flannel::program(d, ctx, placement, false)),
-        Cni::FlannelVxlan => Ok(flannel::program(d, ctx, placement, true)),
-        Cni::TerwayVpc => Ok(terway_vpc::program(d, ctx, placement)),
-        other => Err(PlanError::CniNotImplemented(other.as_str().into())),
-    }
-}
-
 /// The pod's own namespace (hostNetwork pods have none).
 pub fn pod_ns(d: &mut Draft, p: &PlacedPod) -> NsIdx {
     d.add_ns(&p.key(), NsKind::Pod)
@@ -76,25 +153,23 @@ pub fn nth(net: Ipv4Net, n: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(u32::from(net.network()) + n)
 }
 
-// ---------------------------------------------------------------- terway, VPC pod addresses
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Plans a CNI whose pods take VPC addresses (terway-eni, terway-eniip,
-/// terway-eniip-ipvlan, terway-trunking): placement (with pending reasons)
-/// and the pods' plumbing.
-pub fn program_vpc_ip(
-    d: &mut Draft,
-    cni: Cni,
-    ctx: &mut terway_eniip::VpcIpCtx<'_>,
-) -> Result<(Placement, CniOutput), PlanError> {
-    match cni {
-        Cni::TerwayEni => Ok(terway_eni::program(d, ctx)),
-        Cni::TerwayEniip => Ok(terway_eniip::program(d, ctx, terway_eniip::Datapath::Veth)),
-        Cni::TerwayEniipIpvlan => Ok(terway_eniip::program(
-            d,
-            ctx,
-            terway_eniip::Datapath::Ipvlan,
-        )),
-        Cni::TerwayTrunking => Ok(trunking::program(d, ctx)),
-        other => Err(PlanError::CniNotImplemented(other.as_str().into())),
+    /// Every CNI the topology accepts has exactly one mode, and the
+    /// mode's addressing agrees with what validation assumes.
+    #[test]
+    fn every_accepted_cni_has_one_mode() {
+        for (name, cni) in crate::topology::parse::CNIS {
+            let n = MODES.iter().filter(|m| m.cni() == *cni).count();
+            assert_eq!(n, 1, "{name}: {n} modes");
+            let m = mode(*cni).unwrap();
+            assert_eq!(
+                m.addressing() == Addressing::PodCidr,
+                cni.uses_pod_cidr(),
+                "{name}"
+            );
+        }
     }
 }

@@ -8,15 +8,44 @@
 //! neighbour to the `cali…` MAC). Pods per node ≤ ENIs − 1 (the primary
 //! stays the node's).
 
-use super::terway_eniip::{pending, placed, schedule, VpcIpCtx, POD_GATEWAY};
-use super::{CniOutput, PodWire};
+use super::alloc::{pending, placed, schedule, VpcIpCtx};
+use super::terway_eniip::POD_GATEWAY;
+use super::{wrong_ctx, Addressing, CniMode, CniOutput, ModeCtx, PodWire};
+use crate::plan::ccm::BackendType;
 use crate::plan::cloud::{self, default_net, host_net, EniSpec};
 use crate::plan::draft::Draft;
 use crate::plan::ipam::Placement;
 use crate::plan::names;
 use crate::plan::types::*;
+use crate::plan::PlanError;
+use crate::topology::model::Cni;
 
 pub const POD_SERVICE_LINK: &str = "veth1";
+
+pub struct TerwayEni;
+
+impl CniMode for TerwayEni {
+    fn cni(&self) -> Cni {
+        Cni::TerwayEni
+    }
+    fn addressing(&self) -> Addressing {
+        Addressing::Vpc
+    }
+    fn program(&self, d: &mut Draft, cx: ModeCtx<'_, '_>) -> Result<CniOutput, PlanError> {
+        let ModeCtx::Vpc(ctx) = cx else {
+            return Err(wrong_ctx(self.cni()));
+        };
+        let (placement, out) = program(d, ctx);
+        ctx.placement = placement;
+        Ok(out)
+    }
+    fn routes_by_source(&self) -> bool {
+        true
+    }
+    fn slb_backend(&self) -> BackendType {
+        BackendType::Eni
+    }
+}
 
 pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) {
     let mut placement = Placement::default();

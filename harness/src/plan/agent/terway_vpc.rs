@@ -5,13 +5,32 @@
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
-use super::{pod_ns, wired, CniCtx, CniOutput, PodWire};
+use super::{pod_ns, wired, wrong_ctx, Addressing, CniCtx, CniMode, CniOutput, ModeCtx, PodWire};
 use crate::plan::cloud::NodeCtx;
 use crate::plan::cloud::{default_net, host_net};
 use crate::plan::draft::Draft;
 use crate::plan::ipam::PlacedPod;
 use crate::plan::names;
 use crate::plan::types::*;
+use crate::plan::PlanError;
+use crate::topology::model::Cni;
+
+pub struct TerwayVpc;
+
+impl CniMode for TerwayVpc {
+    fn cni(&self) -> Cni {
+        Cni::TerwayVpc
+    }
+    fn addressing(&self) -> Addressing {
+        Addressing::PodCidr
+    }
+    fn program(&self, d: &mut Draft, cx: ModeCtx<'_, '_>) -> Result<CniOutput, PlanError> {
+        let ModeCtx::PodCidr { ctx, placement } = cx else {
+            return Err(wrong_ctx(self.cni()));
+        };
+        Ok(program(d, ctx, placement))
+    }
+}
 
 /// The pod's gateway: never configured anywhere, only a permanent
 /// neighbour pointing at the host veth's MAC.

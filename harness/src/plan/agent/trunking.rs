@@ -26,15 +26,19 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::terway_eniip::{self, pending, placed, pod_owner, schedule, Datapath, VpcIpCtx};
-use super::CniOutput;
+use super::alloc::{pending, placed, pod_owner, schedule, VpcIpCtx};
+use super::terway_eniip::{self, Datapath};
+use super::{wrong_ctx, Addressing, CniMode, CniOutput, ModeCtx};
+use crate::plan::ccm::BackendType;
 use crate::plan::cloud::{self, default_net, host_net};
 use crate::plan::draft::Draft;
 use crate::plan::ipam::Placement;
 use crate::plan::names;
 use crate::plan::podeni;
 use crate::plan::types::*;
+use crate::plan::PlanError;
 use crate::topology::k8s::{Pod, PodNetworking};
+use crate::topology::model::Cni;
 
 /// First VLAN id handed out on every node (the article shows 1027).
 pub const FIRST_VLAN: u16 = 1027;
@@ -43,6 +47,31 @@ pub const VPC_GATEWAY_MAC: [u8; 6] = [0xee, 0xff, 0xff, 0xff, 0xff, 0xff];
 /// The trunk ENI's link in the node, and its peer in `hv/<node>`.
 pub const TRUNK_LINK: &str = "eth1";
 pub const HV_TRUNK_SIDE: &str = "trunk";
+
+pub struct TerwayTrunking;
+
+impl CniMode for TerwayTrunking {
+    fn cni(&self) -> Cni {
+        Cni::TerwayTrunking
+    }
+    fn addressing(&self) -> Addressing {
+        Addressing::Vpc
+    }
+    fn program(&self, d: &mut Draft, cx: ModeCtx<'_, '_>) -> Result<CniOutput, PlanError> {
+        let ModeCtx::Vpc(ctx) = cx else {
+            return Err(wrong_ctx(self.cni()));
+        };
+        let (placement, out) = program(d, ctx);
+        ctx.placement = placement;
+        Ok(out)
+    }
+    fn routes_by_source(&self) -> bool {
+        true
+    }
+    fn slb_backend(&self) -> BackendType {
+        BackendType::Eni
+    }
+}
 
 /// Policy table of a trunk pod's member VLAN.
 pub fn vlan_table(vlan: u16) -> u32 {

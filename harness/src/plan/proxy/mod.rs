@@ -100,10 +100,7 @@ pub fn virtual_servers(
 
 /// CNIs that policy-route pod traffic by source (`from <podIP> lookup …`).
 pub fn cni_routes_by_source(cni: Cni) -> bool {
-    matches!(
-        cni,
-        Cni::TerwayEni | Cni::TerwayEniip | Cni::TerwayEniipIpvlan | Cni::TerwayTrunking
-    )
+    crate::plan::agent::routes_by_source(cni)
 }
 
 /// Programs kube-proxy on every node: virtual servers, `kube-ipvs0` (IPVS
