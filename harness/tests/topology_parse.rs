@@ -321,18 +321,120 @@ fn enum_errors_list_the_accepted_values() {
 // ---------------------------------------------------------------- unknown keys and kinds
 
 #[test]
-fn unknown_topology_keys_warn_with_their_path() {
-    warns(
+fn unknown_topology_keys_are_errors_with_a_suggestion() {
+    only(
         &with("description:", "colour: red\ndescription:"),
         "colour",
         "colour",
-        "unknown key `colour`",
+        "unknown key `colour` (known here: name, description",
     );
-    warns(
+    only(
         &with("    enis: {max: 3,", "    zonee: x\n    enis: {max: 3,"),
         "nodes[1].zonee",
         "zonee",
         "unknown key",
+    );
+    // The misspellings a support engineer makes: each names the right key.
+    for (old, new, path, want) in [
+        (
+            "vpc:\n",
+            "vpc:\n  secuirty_groups: []\n",
+            "vpc.secuirty_groups",
+            "security_groups",
+        ),
+        (
+            "    result: connected",
+            "    result: connected\n    sorce: client",
+            "expect[0].sorce",
+            "source",
+        ),
+    ] {
+        let text = with(old, new);
+        let needle = path.rsplit('.').next().unwrap();
+        only(&text, path, needle, &format!("did you mean `{want}`?"));
+    }
+}
+
+#[test]
+fn kubectl_lists_and_further_documents_are_kubernetes_objects() {
+    let text = format!(
+        "{EXAMPLE}---\napiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Pod\n    \
+         metadata: {{name: extra, namespace: demo}}\n    spec: {{nodeName: node-a, restartPolicy: Always}}\n\
+         ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: more, namespace: demo}}\nspec: {{nodeName: nowhere}}\n"
+    );
+    let r = report(&text);
+    // The error and the warning name where the object is written.
+    assert!(
+        find(
+            &r.errors,
+            "document3.spec.nodeName",
+            line_of(&text, "nodeName: nowhere"),
+            "unknown node"
+        )
+        .is_some(),
+        "{r}"
+    );
+    assert!(
+        find(
+            &r.warnings,
+            "document2.items[0].spec.restartPolicy",
+            line_of(&text, "restartPolicy: Always"),
+            "not modelled"
+        )
+        .is_some(),
+        "{r}"
+    );
+    let ok = loads(&text.replace("nodeName: nowhere", "nodeName: node-b"));
+    let names: Vec<&str> = ok
+        .resolved
+        .pods
+        .iter()
+        .map(|p| p.metadata.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"extra") && names.contains(&"more"),
+        "{names:?}"
+    );
+    // `kind: List` inside `kubernetes:` too.
+    let inner = with(
+        "kubernetes:\n",
+        "kubernetes:\n  - apiVersion: v1\n    kind: List\n    items:\n      - {apiVersion: v1, kind: Pod, metadata: {name: listed, namespace: demo}, spec: {nodeName: node-a}}\n",
+    );
+    let l = loads(&inner);
+    assert!(l.resolved.pods.iter().any(|p| p.metadata.name == "listed"));
+}
+
+#[test]
+fn byte_order_mark_duplicate_keys_and_tabs() {
+    loads(&format!("\u{feff}{EXAMPLE}"));
+    let dup = with("description:", "name: again\ndescription:");
+    let r = report(&dup);
+    assert_eq!(r.errors.len(), 1, "{r}");
+    assert_eq!(r.errors[0].line, Some(line_of(&dup, "name: again")));
+    assert!(
+        r.errors[0]
+            .message
+            .contains("first at line 1, again at line"),
+        "{r}"
+    );
+    let tab = with("vpc:\n  ", "vpc:\n\t");
+    let r = report(&tab);
+    assert!(r.errors[0].message.contains("tab"), "{r}");
+}
+
+#[test]
+fn services_without_endpoints_warn() {
+    let l = loads(&insert(
+        "expect:\n",
+        "  - apiVersion: v1\n    kind: Service\n    metadata: {name: lonely, namespace: demo}\n    \
+         spec: {selector: {app: nobody}, ports: [{port: 80}]}\n",
+    ));
+    assert!(
+        l.warnings.iter().any(
+            |w| w.path == "kubernetes[3].spec.selector" && w.message.contains("matches no pod")
+        ),
+        "{:#?}",
+        l.warnings
     );
 }
 
@@ -1201,4 +1303,68 @@ fn the_spec_example_uses_only_known_keys() {
     ] {
         assert!(shown.contains(path), "{shown}");
     }
+}
+
+// ---------------------------------------------------------------- the planner as a validator
+
+fn plan_report(text: &str) -> Report {
+    match cnlab::check::input::load_planned_str(text, "t.yaml") {
+        Ok(_) => panic!("expected a planning problem\n{text}"),
+        Err(r) => r,
+    }
+}
+
+#[test]
+fn planning_errors_carry_their_path_and_line() {
+    // The cloud controller gives node-a 172.16.0.0/24; the customer's entry
+    // sends it to node-b.
+    let text = with(
+        "{dest: 172.16.0.0/24, next_hop: node-a}",
+        "{dest: 172.16.0.0/24, next_hop: node-b} # here",
+    );
+    let r = plan_report(&text);
+    assert!(
+        find(
+            &r.errors,
+            "vpc.route_entries[0].next_hop",
+            line_of(&text, "# here"),
+            "both claim it"
+        )
+        .is_some(),
+        "{r}"
+    );
+    // Two hostNetwork pods on one port of one node.
+    let text = insert(
+        "expect:\n",
+        "  - {apiVersion: v1, kind: Pod, metadata: {name: h1}, spec: {nodeName: node-a, hostNetwork: true, containers: [{name: c, ports: [{containerPort: 8080}]}]}}\n\
+         \x20 - {apiVersion: v1, kind: Pod, metadata: {name: h2}, spec: {nodeName: node-a, hostNetwork: true, containers: [{name: c, ports: [{containerPort: 8080}]}]}} # here\n",
+    );
+    let r = plan_report(&text);
+    assert!(
+        find(
+            &r.errors,
+            "kubernetes[4]",
+            line_of(&text, "# here"),
+            "port 8080 is served by both"
+        )
+        .is_some(),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_pinned_trunk_pod_outside_its_vswitch_is_reported_at_its_address() {
+    let text = include_str!("../../topologies/scenarios/t4-trunk-cross-node.yaml").replacen(
+        "status: {podIP: 10.0.4.27}",
+        "status: {podIP: 10.0.5.50} # here",
+        1,
+    );
+    let l = cnlab::check::input::load_planned_str(&text, "t4.yaml").expect("plans");
+    assert!(
+        l.warnings.iter().any(|w| w.path.ends_with(".status.podIP")
+            && w.line == Some(line_of(&text, "# here"))
+            && w.message.contains("stay pending")),
+        "{:#?}",
+        l.warnings
+    );
 }

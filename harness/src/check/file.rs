@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::CheckResult;
 use crate::lab::{Lab, LabError, UpOptions};
-use crate::topology::{load_file, Loaded, Problem};
+use crate::topology::{Loaded, Problem};
 
 pub struct FileOutcome {
     pub file: String,
@@ -25,13 +25,29 @@ pub struct FileOutcome {
 }
 
 impl FileOutcome {
+    /// A file that produced no results because of `error`.
+    pub fn failed(path: &Path, error: String, environment: bool) -> FileOutcome {
+        FileOutcome {
+            file: path.display().to_string(),
+            lab_id: String::new(),
+            results: vec![],
+            error: Some(error),
+            environment,
+            warnings: vec![],
+            pending: vec![],
+            up_time: Duration::ZERO,
+            check_time: Duration::ZERO,
+            down_time: Duration::ZERO,
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.error.is_none() && self.results.iter().all(|r| r.passed())
     }
 }
 
 pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome {
-    check_loaded(path, load_file(path), opts, parallel)
+    check_loaded(path, super::input::load_planned(path), opts, parallel)
 }
 
 /// As `check_file`, for a file the caller has loaded already.
@@ -42,19 +58,11 @@ pub fn check_loaded(
     parallel: usize,
 ) -> FileOutcome {
     let file = path.display().to_string();
-    let mut out = FileOutcome {
-        file: file.clone(),
-        lab_id: String::new(),
-        results: vec![],
-        error: None,
-        environment: false,
-        warnings: vec![],
-        pending: vec![],
-        up_time: Duration::ZERO,
-        check_time: Duration::ZERO,
-        down_time: Duration::ZERO,
-    };
-    let Loaded { resolved, warnings } = match loaded {
+    let mut out = FileOutcome::failed(path, String::new(), false);
+    out.error = None;
+    let Loaded {
+        resolved, warnings, ..
+    } = match loaded {
         Ok(l) => l,
         Err(report) => {
             out.error = Some(report.to_string());

@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod file;
+pub mod input;
 pub mod observe;
 pub mod report;
 

@@ -175,7 +175,7 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                     "to": r.expect.to,
                     "proto": proto_word(r.expect.proto),
                     "expected": r.expect.result.as_str(),
-                    "observed": r.observed.outcome.verdict.as_str(),
+                    "observed": observed_word(r),
                     "error": r.observed.error,
                     "detail": r.observed.outcome.detail,
                     "client": r.observed.outcome.local.map(|a| a.to_string()),
@@ -194,49 +194,176 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
     json!({ "files": files })
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// What the probe observed, `error` when it could not run (never a fake
+/// `timeout`), `n/a` when it did not apply.
+pub fn observed_word(r: &CheckResult) -> &'static str {
+    if r.is_na() {
+        "n/a"
+    } else if r.observed.error.is_some() {
+        "error"
+    } else {
+        r.observed.outcome.verdict.as_str()
+    }
 }
 
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' | '\t' | '\r' => out.push(c),
+            // XML 1.0 has no way to carry other control characters.
+            c if (c as u32) < 0x20 => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The first line of a possibly multi-line message (for `message=`; the
+/// whole text goes into the element's body).
+fn headline(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, as the JUnit schema wants it (no zone).
+fn timestamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The body of a failing test case: every failure, then how the packets
+/// went.
+pub fn explanation(r: &CheckResult) -> String {
+    let mut out = String::new();
+    for f in &r.failures {
+        out.push_str(f);
+        out.push('\n');
+    }
+    if r.observed.error.is_none() {
+        out.push_str(&format!("path: {}\n", show_journey(&r.observed)));
+    }
+    out
+}
+
+/// JUnit XML valid against the strict (windyroad) JUnit schema, with the
+/// Jenkins `skipped` element for expectations that do not apply: every
+/// suite has its `properties`, `system-out` and `system-err`, a timestamp
+/// and host; a file that could not be read or brought up is an `error` test
+/// case; a failing expectation is a `failure` whose body explains it.
 pub fn junit(files: &[FileResults]) -> String {
-    let mut out =
-        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"cnlab\">\n");
-    for f in files {
-        let failures = f.results.iter().filter(|r| !r.passed()).count();
+    let stamp = timestamp(std::time::SystemTime::now());
+    let host = xml_escape(&hostname());
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for (id, f) in files.iter().enumerate() {
+        let errored = f
+            .results
+            .iter()
+            .filter(|r| r.observed.error.is_some())
+            .count();
+        let failures = f
+            .results
+            .iter()
+            .filter(|r| !r.passed() && r.observed.error.is_none())
+            .count();
+        let skipped = f.results.iter().filter(|r| r.is_na()).count();
         let time: f64 = f.results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        let file = xml_escape(f.file);
         out.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">\n",
-            xml_escape(f.file),
-            f.results.len().max(usize::from(f.error.is_some())),
-            failures,
-            usize::from(f.error.is_some()),
-            time
+            "  <testsuite name=\"{file}\" package=\"cnlab\" id=\"{id}\" timestamp=\"{stamp}\" hostname=\"{host}\" \
+             tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
+            f.results.len() + usize::from(f.error.is_some()),
+            errored + usize::from(f.error.is_some()),
+        ));
+        out.push_str(&format!(
+            "    <properties>\n      <property name=\"lab\" value=\"{}\"/>\n    </properties>\n",
+            xml_escape(f.lab_id)
         ));
         if let Some(e) = &f.error {
-            out.push_str(&format!("    <testcase name=\"bring-up\" classname=\"{}\"><error message=\"{}\"/></testcase>\n", xml_escape(f.file), xml_escape(e)));
+            out.push_str(&format!(
+                "    <testcase name=\"load and bring up\" classname=\"{file}\" time=\"0\"><error message=\"{}\" type=\"cnlab.file\">{}</error></testcase>\n",
+                xml_escape(headline(e)),
+                xml_escape(e)
+            ));
         }
         for r in f.results {
             out.push_str(&format!(
-                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">",
+                "    <testcase name=\"{}\" classname=\"{file}\" time=\"{:.3}\">",
                 xml_escape(&r.expect.name),
-                xml_escape(f.file),
                 r.elapsed.as_secs_f64()
             ));
             if let Some(why) = &r.not_applicable {
-                out.push_str(&format!("<skipped message=\"n/a: {}\"/>", xml_escape(why)));
+                out.push_str(&format!(
+                    "<skipped type=\"n/a\">{}</skipped>",
+                    xml_escape(why)
+                ));
+            } else if let Some(err) = &r.observed.error {
+                out.push_str(&format!(
+                    "<error message=\"{}\" type=\"cnlab.probe\">{}</error>",
+                    xml_escape(headline(err)),
+                    xml_escape(&explanation(r))
+                ));
             } else if !r.passed() {
                 out.push_str(&format!(
-                    "<failure message=\"{}\"/>",
-                    xml_escape(&r.failures.join("; "))
+                    "<failure message=\"{}\" type=\"cnlab.expectation\">{}</failure>",
+                    xml_escape(&r.failures.join("; ")),
+                    xml_escape(&explanation(r))
                 ));
             }
             out.push_str("</testcase>\n");
         }
-        out.push_str("  </testsuite>\n");
+        let mut text = String::new();
+        for p in &f.pending {
+            text.push_str(&format!("pending pod {p}\n"));
+        }
+        out.push_str(&format!(
+            "    <system-out>{}</system-out>\n    <system-err/>\n  </testsuite>\n",
+            xml_escape(&text)
+        ));
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_utc_without_zone() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_577_200);
+        assert_eq!(super::timestamp(t), "2025-12-01T08:20:00");
+        assert_eq!(
+            super::timestamp(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00"
+        );
+    }
 }

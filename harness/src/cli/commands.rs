@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::{running, BackendArg, Command};
 use crate::check::file::{check_loaded, expand_paths, FileOutcome};
+use crate::check::input::load_planned as load_file;
 use crate::check::report::{self, FileResults};
 use crate::kernel::caps::{self, BackendChoice};
 use crate::lab::registry::{self, LabRecord};
 use crate::lab::{self, gc, is_root, Lab, UpOptions};
-use crate::topology::load_file;
 
 pub(super) const EXIT_OK: i32 = 0;
 pub(super) const EXIT_FAIL: i32 = 1;
@@ -96,35 +96,45 @@ fn check(
         eprintln!("cnlab check: {e}");
         EXIT_FAIL
     })?;
-    // Validate everything first: a bad file is reported before any lab is built.
-    let mut bad = false;
-    let mut loaded = Vec::with_capacity(files.len());
-    for f in &files {
-        match load_file(f) {
-            Ok(l) => {
-                print_warnings(&f.display().to_string(), &l.warnings);
-                loaded.push(l);
+    // Validate everything first: a bad file is reported before any lab is
+    // built, and the others still run.
+    let loaded: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let l = load_file(f);
+            match &l {
+                Ok(l) => print_warnings(&f.display().to_string(), &l.warnings),
+                Err(report) => eprintln!("{report}"),
             }
-            Err(report) => {
-                eprintln!("{report}");
-                bad = true;
-            }
-        }
-    }
-    if bad {
-        return Err(EXIT_FAIL);
-    }
-    need_root("check")?;
+            l
+        })
+        .collect();
     let opts = UpOptions {
         backend: backend.into(),
         file: None,
     };
+    let root = if loaded.iter().any(|l| l.is_ok()) {
+        need_root("check").is_ok()
+    } else {
+        true
+    };
     let mut outcomes: Vec<FileOutcome> = Vec::new();
+    let mut environment: Option<String> = (!root)
+        .then(|| "needs root to create and enter network namespaces; run it with sudo".to_string());
     for (f, l) in files.iter().zip(loaded) {
+        if l.is_err() {
+            outcomes.push(check_loaded(f, l, &opts, parallel));
+            continue;
+        }
+        // The environment cannot run a lab: every other file says so too.
+        if let Some(why) = &environment {
+            outcomes.push(FileOutcome::failed(f, why.clone(), true));
+            continue;
+        }
         if !json {
             eprint!("{} … ", f.display());
         }
-        let o = check_loaded(f, Ok(l), &opts, parallel);
+        let o = check_loaded(f, l, &opts, parallel);
         if !json {
             let na = o.results.iter().filter(|r| r.is_na()).count();
             let passed = o
@@ -146,11 +156,10 @@ fn check(
                 o.down_time.as_millis()
             );
         }
-        let env = o.environment;
-        outcomes.push(o);
-        if env {
-            break;
+        if o.environment {
+            environment = o.error.clone();
         }
+        outcomes.push(o);
     }
     let views: Vec<FileResults> = outcomes
         .iter()

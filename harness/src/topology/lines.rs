@@ -122,9 +122,17 @@ pub fn is_within(path: &str, ancestor: &str) -> bool {
 
 /// YAML path → 1-based line: of the key for a mapping entry, of the item
 /// for a sequence item, 1 for the document root.
-#[derive(Debug, Clone, Default)]
+///
+/// Every document of a multi-document file is mapped: the first at the root,
+/// document `n` (1-based, from the second on) under the key `document<n>`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LineMap {
     lines: HashMap<String, usize>,
+    /// Keys met twice in one mapping: (path, first line, second line).
+    duplicates: Vec<(String, usize, usize)>,
+    /// Where a path of the resolved topology really is in the file
+    /// (`kubernetes[4]` → `document2.items[1]`), longest first.
+    aliases: Vec<(Vec<Seg>, Vec<Seg>)>,
 }
 
 impl LineMap {
@@ -135,21 +143,59 @@ impl LineMap {
         let mut walker = Walker::default();
         let mut parser = Parser::new_from_str(text);
         // Errors are deliberately dropped, see above.
-        let _ = parser.load(&mut walker, false);
+        let _ = parser.load(&mut walker, true);
         LineMap {
             lines: walker.lines,
+            duplicates: walker.duplicates,
+            aliases: Vec::new(),
         }
+    }
+
+    /// The path of the document root of document `n` (0-based).
+    pub fn document_root(n: usize) -> String {
+        if n == 0 {
+            String::new()
+        } else {
+            format!("document{}", n + 1)
+        }
+    }
+
+    /// Keys that occur twice in one mapping: (path, first line, second line).
+    pub fn duplicates(&self) -> &[(String, usize, usize)] {
+        &self.duplicates
+    }
+
+    /// Records that `from` (a path of the resolved topology) is written at
+    /// `to` in the file.
+    pub fn alias(&mut self, from: &str, to: &str) {
+        if from != to {
+            self.aliases.push((split(from), split(to)));
+            self.aliases.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        }
+    }
+
+    /// Where `path` is written in the file (aliases applied).
+    pub fn display(&self, path: &str) -> String {
+        let segs = split(path);
+        for (from, to) in &self.aliases {
+            if segs.len() >= from.len() && segs[..from.len()] == from[..] {
+                let mut out = to.clone();
+                out.extend_from_slice(&segs[from.len()..]);
+                return render(&out);
+            }
+        }
+        path.to_string()
     }
 
     /// The line recorded for exactly `path`.
     pub fn get(&self, path: &str) -> Option<usize> {
-        self.lines.get(path).copied()
+        self.lines.get(&self.display(path)).copied()
     }
 
     /// The line of `path`, or of its nearest ancestor that exists in the file
     /// (a missing key points at the mapping that lacks it).
     pub fn line(&self, path: &str) -> Option<usize> {
-        let mut segs = split(path);
+        let mut segs = split(&self.display(path));
         loop {
             if let Some(line) = self.lines.get(&render(&segs)) {
                 return Some(*line);
@@ -184,8 +230,9 @@ enum Frame {
 struct Walker {
     stack: Vec<Frame>,
     lines: HashMap<String, usize>,
-    /// Only the first document is mapped (the loader accepts only one).
-    done: bool,
+    duplicates: Vec<(String, usize, usize)>,
+    /// Documents started so far.
+    documents: usize,
 }
 
 impl Walker {
@@ -193,11 +240,23 @@ impl Walker {
         self.lines.entry(path).or_insert(mark.line());
     }
 
+    /// Records a mapping key, noting a second occurrence.
+    fn record_key(&mut self, path: String, mark: Marker) {
+        match self.lines.get(&path) {
+            Some(first) => self.duplicates.push((path, *first, mark.line())),
+            None => {
+                self.lines.insert(path, mark.line());
+            }
+        }
+    }
+
     /// Called when a node starts: records its line and returns its path.
     /// `scalar` is its text when it is a scalar (a key candidate).
     fn start_node(&mut self, scalar: Option<&str>, mark: Marker) -> String {
+        let root = LineMap::document_root(self.documents.saturating_sub(1));
+        let mut is_key = false;
         let (path, line_path) = match self.stack.last_mut() {
-            None => (String::new(), Some(String::new())),
+            None => (root.clone(), Some(root)),
             Some(Frame::Seq { path, index }) => {
                 let p = join_index(path, *index);
                 (p.clone(), Some(p))
@@ -210,11 +269,14 @@ impl Walker {
                 // This node is a key. Complex keys get a placeholder.
                 let key = scalar.unwrap_or("?").to_string();
                 let p = join_key(path, &key);
+                is_key = true;
                 (p.clone(), Some(p))
             }
         };
-        if let Some(p) = line_path {
-            self.record(p, mark);
+        match line_path {
+            Some(p) if is_key => self.record_key(p, mark),
+            Some(p) => self.record(p, mark),
+            None => {}
         }
         path
     }
@@ -236,9 +298,6 @@ impl Walker {
 
 impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.done {
-            return;
-        }
         match ev {
             Event::Scalar(text, ..) => {
                 self.start_node(Some(&text), mark);
@@ -260,8 +319,8 @@ impl MarkedEventReceiver for Walker {
                 self.stack.pop();
                 self.end_node(None);
             }
-            Event::DocumentEnd => self.done = true,
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
+            Event::DocumentStart => self.documents += 1,
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
 }
@@ -331,6 +390,20 @@ kubernetes:
         assert_eq!(parent(""), None);
         assert!(is_within("nodes[1].ip", "nodes[1]"));
         assert!(!is_within("nodes[10].ip", "nodes[1]"));
+    }
+
+    #[test]
+    fn maps_every_document_and_duplicates() {
+        let m = LineMap::parse(
+            "name: a\nname: b\n---\nkind: Pod\n---\nkind: List\nitems:\n  - kind: Pod\n",
+        );
+        assert_eq!(m.duplicates(), &[("name".to_string(), 1, 2)]);
+        assert_eq!(m.get("document2.kind"), Some(4));
+        assert_eq!(m.get("document3.items[0].kind"), Some(8));
+        let mut m = m;
+        m.alias("kubernetes[1]", "document3.items[0]");
+        assert_eq!(m.display("kubernetes[1].kind"), "document3.items[0].kind");
+        assert_eq!(m.line("kubernetes[1].spec"), Some(8));
     }
 
     #[test]

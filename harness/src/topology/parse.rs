@@ -112,6 +112,8 @@ impl std::error::Error for Report {}
 pub struct Loaded {
     pub resolved: Resolved,
     pub warnings: Vec<Problem>,
+    /// Where each path is written in the file.
+    pub lines: LineMap,
 }
 
 /// Reads, parses and validates a topology file.
@@ -132,21 +134,41 @@ pub fn load_file(path: &Path) -> Result<Loaded, Report> {
 }
 
 /// Parses and validates a topology given as text; `origin` names it in the
-/// report.
+/// report. The first YAML document is the topology; further documents (a
+/// pasted `kubectl get -o yaml`, `kind: List` or not) are Kubernetes objects
+/// added to its `kubernetes:` list.
 pub fn load_str(text: &str, origin: &str) -> Result<Loaded, Report> {
+    // Editors on Windows write a byte order mark; YAML does not want it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let report = |errors, warnings| Report {
         origin: origin.to_string(),
         errors,
         warnings,
     };
-    let mut value: Value = match serde_yaml_ng::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Err(report(vec![syntax_problem(&e)], Vec::new())),
-    };
-    if let Err(e) = value.apply_merge() {
-        return Err(report(vec![syntax_problem(&e)], Vec::new()));
+    let mut lines = LineMap::parse(text);
+    // serde stops at the first repeated key and names one line; the event
+    // walk has seen them all.
+    let duplicates: Vec<Problem> = lines
+        .duplicates()
+        .iter()
+        .map(|(path, first, again)| Problem {
+            path: path.clone(),
+            line: Some(*again),
+            message: format!(
+                "duplicate key `{}`: first at line {first}, again at line {again}",
+                last_key(path)
+            ),
+        })
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(report(duplicates, Vec::new()));
     }
-    let lines = LineMap::parse(text);
+    let mut docs = match documents(text) {
+        Ok(d) => d.into_iter(),
+        Err(e) => return Err(report(vec![syntax_problem(text, &e)], Vec::new())),
+    };
+    let mut value = docs.next().unwrap_or(Value::Null);
+    gather_kubernetes(&mut value, docs.collect(), &mut lines);
     let mut cx = Cx {
         lines: &lines,
         errors: Vec::new(),
@@ -156,7 +178,7 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, Report> {
     let resolved = resolve(&mut cx, &value);
     let Cx {
         mut errors,
-        warnings,
+        mut warnings,
         broken,
         ..
     } = cx;
@@ -167,22 +189,113 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, Report> {
             .into_iter()
             .filter(|p| !broken.iter().any(|b| is_within(&p.path, b))),
     );
+    warnings.extend(validate::advise(&resolved, &lines));
+    // Paths as the file writes them (a pasted List, a second document).
+    for p in errors.iter_mut().chain(warnings.iter_mut()) {
+        p.path = lines.display(&p.path);
+    }
     if errors.is_empty() {
-        Ok(Loaded { resolved, warnings })
+        Ok(Loaded {
+            resolved,
+            warnings,
+            lines,
+        })
     } else {
         Err(report(errors, warnings))
     }
 }
 
-fn syntax_problem(e: &serde_yaml_ng::Error) -> Problem {
+/// The last key of a path (`nodes[0].name` → `name`).
+fn last_key(path: &str) -> String {
+    match super::lines::split(path).pop() {
+        Some(Seg::Key(k)) => k,
+        Some(Seg::Index(i)) => i.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Every YAML document of `text`, merge keys (`<<:`) applied.
+fn documents(text: &str) -> Result<Vec<Value>, serde_yaml_ng::Error> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let mut v = Value::deserialize(doc)?;
+        v.apply_merge()?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Flattens `kubernetes:` and the documents after the first into one list of
+/// objects, unpacking `kind: List` (what `kubectl get pods -o yaml` prints);
+/// `lines` learns where each object of the flat list is written.
+fn gather_kubernetes(root: &mut Value, extra: Vec<Value>, lines: &mut LineMap) {
+    let Value::Mapping(top) = root else { return };
+    let mut sources: Vec<(Value, String)> = Vec::new();
+    match top.get("kubernetes") {
+        Some(Value::Sequence(items)) => sources.extend(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), join_index("kubernetes", i))),
+        ),
+        Some(Value::Null) | None => {}
+        // Not a list: `resolve` says so; nothing to flatten.
+        Some(_) => return,
+    }
+    sources.extend(
+        extra
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(i, v)| (v, LineMap::document_root(i + 1))),
+    );
+    let mut flat = Vec::new();
+    for (v, at) in sources {
+        match (kube_kind(&v), v.get("items")) {
+            (Some("List"), Some(Value::Sequence(items))) => {
+                let items_at = join_key(&at, "items");
+                for (j, item) in items.iter().enumerate() {
+                    flat.push((item.clone(), join_index(&items_at, j)));
+                }
+            }
+            _ => flat.push((v, at)),
+        }
+    }
+    if flat.is_empty() {
+        return;
+    }
+    for (n, (_, at)) in flat.iter().enumerate() {
+        lines.alias(&join_index("kubernetes", n), at);
+    }
+    top.insert(
+        Value::String("kubernetes".into()),
+        Value::Sequence(flat.into_iter().map(|(v, _)| v).collect()),
+    );
+}
+
+fn syntax_problem(text: &str, e: &serde_yaml_ng::Error) -> Problem {
     let mut message = e.to_string();
     // The message repeats the position; the line is shown by `Problem`.
     if let Some(at) = message.find(" at line ") {
         message.truncate(at);
     }
+    let line = e.location().map(|l| l.line());
+    // A tab in the indentation gives "found character that cannot start any
+    // token", which does not say what is wrong.
+    let tabbed = line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .is_some_and(|l| {
+            l.chars()
+                .take_while(|c| c.is_whitespace())
+                .any(|c| c == '\t')
+        });
+    if tabbed {
+        message = "a tab indents this line; YAML indents with spaces only".into();
+    }
     Problem {
         path: String::new(),
-        line: e.location().map(|l| l.line()),
+        line,
         message: format!("YAML syntax: {message}"),
     }
 }
@@ -377,22 +490,57 @@ impl<'v> Obj<'v> {
         Some(out)
     }
 
-    /// Warns about keys not in `known`.
+    /// Reports keys not in `known`: a misspelt key would silently drop
+    /// an assertion or a security group, so it is an error.
     fn finish(&self, cx: &mut Cx, known: &[&str]) {
         let Some(map) = self.map else { return };
         for k in map.keys() {
             let key = key_text(k);
             if !known.contains(&key.as_str()) {
-                cx.warn(
-                    &self.at(&key),
-                    format!(
-                        "unknown key `{key}` ignored (known here: {})",
-                        known.join(", ")
-                    ),
-                );
+                let message = match did_you_mean(&key, known) {
+                    Some(near) => format!("unknown key `{key}`; did you mean `{near}`?"),
+                    None => format!("unknown key `{key}` (known here: {})", known.join(", ")),
+                };
+                cx.errors
+                    .push(Problem::at(cx.lines, &self.at(&key), message));
             }
         }
     }
+}
+
+/// The known word closest to `word`, when it is close enough to be a typo.
+pub fn did_you_mean<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    let word = word.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&word, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1) || k.contains(word.as_str()) && word.len() > 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a transposition counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 // ---------------------------------------------------------------- leaves

@@ -224,6 +224,76 @@ pub(crate) fn validate_with(r: &Resolved, lines: &LineMap, broken: &[String]) ->
     v.out
 }
 
+/// Things that are legal but almost certainly not what the author meant (a
+/// customer's broken cluster may be exactly that, so they do not stop a run):
+/// a Service whose selector matches no pod, and a named `targetPort` that no
+/// selected container defines (kube-proxy then has no endpoint for it).
+pub fn advise(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
+    let kix = KubeIndex::of(&r.topo);
+    let mut out = Vec::new();
+    for (i, svc) in r.services.iter().enumerate() {
+        let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let path = kix
+            .services
+            .get(i)
+            .map(|k| join_index("kubernetes", *k))
+            .unwrap_or_else(|| "kubernetes".into());
+        let selected: Vec<&Pod> = r
+            .pods
+            .iter()
+            .filter(|p| {
+                p.metadata.ns() == svc.metadata.ns()
+                    && selector
+                        .iter()
+                        .all(|(k, v)| p.metadata.labels.get(k) == Some(v))
+            })
+            .collect();
+        if selected.is_empty() {
+            let want: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push(Problem::at(
+                lines,
+                &format!("{path}.spec.selector"),
+                format!(
+                    "service {}: selector {} matches no pod in namespace {}; it has no endpoints",
+                    svc_key(svc),
+                    want.join(","),
+                    svc.metadata.ns()
+                ),
+            ));
+            continue;
+        }
+        for (j, port) in svc.spec.ports.iter().enumerate() {
+            let Some(serde_yaml_ng::Value::String(name)) = &port.target_port else {
+                continue;
+            };
+            if name.parse::<u16>().is_ok() {
+                continue;
+            }
+            let defined = selected.iter().any(|p| {
+                p.spec
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.ports)
+                    .any(|cp| cp.name.as_deref() == Some(name.as_str()))
+            });
+            if !defined {
+                out.push(Problem::at(
+                    lines,
+                    &format!("{path}.spec.ports[{j}].targetPort"),
+                    format!(
+                        "service {}: no container of the {} selected pod(s) defines a port named {name:?}; the port has no endpoints",
+                        svc_key(svc),
+                        selected.len()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn pod_key(p: &Pod) -> String {
     format!("{}/{}", p.metadata.ns(), p.metadata.name)
 }

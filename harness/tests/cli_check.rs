@@ -1,0 +1,94 @@
+//! `cnlab check` as a support engineer and a CI job use it: a directory with
+//! an invalid file and a failing one still runs the valid file, always
+//! writes JSON and JUnit, and a failing expectation explains itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CNLAB: &str = env!("CARGO_BIN_EXE_cnlab");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The quickstart lab without the security-group rule that admits pod
+/// addresses, and with the group's inner access denied: the cross-node
+/// expectation fails with a timeout.
+fn failing_quickstart() -> String {
+    let q = std::fs::read_to_string(repo().join("topologies/examples/quickstart.yaml")).unwrap();
+    let rule = "        - {direction: ingress, action: accept, cidr: 172.16.0.0/16}\n";
+    let sg = "    - id: sg-node\n";
+    assert!(q.contains(rule) && q.contains(sg));
+    q.replace(rule, "")
+        .replace(sg, "    - id: sg-node\n      inner_access: drop\n")
+}
+
+fn run_check(dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(CNLAB)
+        .arg("check")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run cnlab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_directory_with_an_invalid_file_still_runs_the_others_and_writes_reports() {
+    assert!(
+        cnlab::lab::is_root(),
+        "this test builds a lab: run it as root (scripts/test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a-invalid.yaml"),
+        "name: bad\nvpc:\n  secuirty_groups: []\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b-failing.yaml"), failing_quickstart()).unwrap();
+    let junit = dir.path().join("report.xml");
+    let (code, stdout, stderr) =
+        run_check(dir.path(), &["--json", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("did you mean `security_groups`?"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{json:#}");
+    assert!(files[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("secuirty_groups"));
+    let results = files[1]["results"].as_array().unwrap();
+    let cross = results
+        .iter()
+        .find(|r| r["name"] == "pod to pod across nodes")
+        .unwrap();
+    assert_eq!(cross["observed"], "timeout", "{cross:#}");
+    assert_eq!(cross["passed"], false);
+
+    // The JUnit report passes the strict schema and carries the failure.
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+    let lint = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(repo().join("harness/tests/data/junit-strict.xsd"))
+        .arg(&junit)
+        .output()
+        .expect("xmllint (libxml2-utils; scripts/setup installs it)");
+    assert!(
+        lint.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert!(xml.contains("<error message="), "{xml}");
+    assert!(
+        xml.contains("type=\"cnlab.expectation\">expected connected, observed timeout"),
+        "{xml}"
+    );
+}
