@@ -424,17 +424,21 @@ fn byte_order_mark_duplicate_keys_and_tabs() {
 
 #[test]
 fn services_without_endpoints_warn() {
-    let l = loads(&insert(
-        "expect:\n",
-        "  - apiVersion: v1\n    kind: Service\n    metadata: {name: lonely, namespace: demo}\n    \
-         spec: {selector: {app: nobody}, ports: [{port: 80}]}\n",
-    ));
-    assert!(
-        l.warnings.iter().any(
-            |w| w.path == "kubernetes[3].spec.selector" && w.message.contains("matches no pod")
+    warns(
+        &insert(
+            "expect:\n",
+            "  - apiVersion: v1\n    kind: Service\n    metadata: {name: lonely, namespace: demo}\n    \
+             spec: {selector: {app: nobody}, ports: [{port: 80}]}\n",
         ),
-        "{:#?}",
-        l.warnings
+        "kubernetes[3].spec.selector",
+        "app: nobody",
+        "matches no pod",
+    );
+    warns(
+        &with("targetPort: 80,", "targetPort: http,"),
+        "kubernetes[2].spec.ports[0].targetPort",
+        "targetPort: http",
+        "defines a port named \"http\"",
     );
 }
 
