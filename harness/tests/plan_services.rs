@@ -182,11 +182,17 @@ fn ipvs_binds_vips_and_iptables_binds_nothing() {
             !bound.contains(&"10.0.4.77/32".to_string()),
             "node IPs are not bound"
         );
+        let label = if backends.ipvs {
+            "native kernel IPVS"
+        } else {
+            "EMULATION"
+        };
+        assert!(p.notes.iter().any(|n| n.contains(label)), "{:?}", p.notes);
+        // Native: real IPVS services, no emulated DNAT and no re-route rule.
+        assert_eq!(backends.ipvs, !node.ipvs.is_empty());
         assert_eq!(
             backends.ipvs,
-            p.notes
-                .iter()
-                .any(|n| n.contains("IPVS is planned as nftables"))
+            !node.nft.as_deref().unwrap_or("").contains("dnat ip to")
         );
 
         let p = k_plan("1.24", Cni::Flannel, ProxyMode::Iptables, backends);

@@ -367,3 +367,23 @@ fn member_vswitch_exhaustion_is_reported() {
         "the rest of the lab still plans"
     );
 }
+
+/// T6's asymmetry: the nftables emulation needs the fwmark re-route rule;
+/// native IPVS re-routes by destination itself, so that backend has none
+/// and programs the ClusterIP as a real IPVS service instead.
+#[test]
+fn t6_reroute_rule_only_on_the_ipvs_emulation() {
+    let f = "scenarios/t6-trunk-clusterip-asymmetric.yaml";
+    let node = "node/cn-hongkong.10.0.4.20";
+    let emulated = plan_of(f, Backends::PORTABLE);
+    assert!(ns(&emulated, node).rules.iter().any(|r| r.priority == 1024));
+    assert!(ns(&emulated, node).ipvs.is_empty());
+    let native = plan_of(f, Backends::NATIVE);
+    let n = ns(&native, node);
+    assert!(!n.rules.iter().any(|r| r.priority == 1024), "{:?}", n.rules);
+    assert!(!n.ipvs.is_empty());
+    assert!(n
+        .sysctls
+        .iter()
+        .any(|(k, v)| k == "net/ipv4/vs/conntrack" && v == "1"));
+}

@@ -193,9 +193,31 @@ pub fn rules(node: &str, which: Option<&str>) -> Result<i32, i32> {
             }
         );
         println!(
-            "# ipvsadm -Ln (virtual servers of the plan)\n{}",
-            ipvsadm_listing(p)
+            "# {}",
+            crate::plan::render::ipvs_backend_label(plan.backends.ipvs)
         );
+        if plan.backends.ipvs && plan.proxy == crate::topology::model::ProxyMode::Ipvs {
+            // Native backend: what the kernel's IPVS table really holds.
+            let listed = ns
+                .run(|| crate::kernel::ipvs::Ipvs::open()?.list())
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match listed {
+                Ok(states) => println!(
+                    "# ipvsadm -Ln (read back from the kernel in {key})\n{}",
+                    crate::kernel::ipvs::render(&states)
+                ),
+                Err(e) => {
+                    eprintln!("cnlab rules: reading the IPVS table of {key}: {e}");
+                    return Err(EXIT_FAIL);
+                }
+            }
+        } else {
+            println!(
+                "# ipvsadm -Ln style (virtual servers of the plan, emulated by nftables)\n{}",
+                ipvsadm_listing(p)
+            );
+        }
     }
     Ok(0)
 }

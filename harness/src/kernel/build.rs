@@ -6,7 +6,8 @@
 //!    directly in its namespace;
 //! 2. per namespace: other links (parents first), link settings (masters
 //!    and MTUs, then up), link-level sysctls, addresses, routes (main table
-//!    first), neighbours, FDB entries, rules, then the nft ruleset.
+//!    first), neighbours, FDB entries, rules, the nft ruleset, then the
+//!    IPVS virtual services (native IPVS backend only).
 //!
 //! A bounded pool of std threads works across namespaces; each thread
 //! enters a namespace itself and opens one batched netlink socket there.
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::netlink::Netlink;
-use super::{netns, nft, sysctl, KernelError, NetNs};
+use super::{ipvs, netns, nft, sysctl, KernelError, NetNs};
 use crate::plan::types::{Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
 use std::time::{Duration, Instant};
@@ -446,6 +447,11 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
     })?;
     if let Some(script) = &p.nft {
         nft::apply(ns, script)?;
+    }
+    if !p.ipvs.is_empty() {
+        // The generic-netlink socket belongs to this thread's namespace
+        // (the caller entered `ns`), so this programs this node's table.
+        ipvs::Ipvs::open()?.program(&p.ipvs)?;
     }
     Ok(())
 }

@@ -180,24 +180,34 @@ fn answer(
     }
 }
 
-/// IPVS: the generic-netlink family "IPVS" exists (the lookup also loads
-/// the module on demand), or `/proc/net/ip_vs` exists in this namespace.
+/// IP_VS: the generic-netlink family "IPVS" resolves in the scratch
+/// namespace (the lookup itself asks the kernel to load a modular ip_vs);
+/// if not, `modprobe ip_vs` as kube-proxy does at start, and ask again.
 fn probe_ipvs(c: &mut Capabilities) -> bool {
-    // /proc/thread-self: /proc/net follows the thread-group leader's namespace.
-    if std::path::Path::new("/proc/thread-self/net/ip_vs").exists() {
-        note(c, "IPVS", "ok (/proc/net/ip_vs)");
-        return true;
-    }
-    match genl_family_exists("IPVS") {
-        Ok(true) => {
-            note(c, "IPVS", "ok (generic netlink family IPVS)");
+    let ask = || super::ipvs::family_id("IPVS");
+    let answer = match ask() {
+        Ok(None) => {
+            let loaded = std::process::Command::new("modprobe")
+                .args(["-q", "ip_vs"])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ask().map(|id| (id, loaded))
+        }
+        other => other.map(|id| (id, false)),
+    };
+    match answer {
+        Ok((Some(_), loaded)) => {
+            let how = if loaded { ", after modprobe ip_vs" } else { "" };
+            note(c, "IPVS", format!("ok (generic netlink family IPVS{how})"));
             true
         }
-        Ok(false) => {
+        Ok((None, _)) => {
             note(
                 c,
                 "IPVS",
-                "not supported by this kernel (no generic netlink family IPVS)",
+                "not supported by this kernel: no IP_VS (no generic netlink family IPVS, modprobe ip_vs failed)",
             );
             false
         }
@@ -205,60 +215,6 @@ fn probe_ipvs(c: &mut Capabilities) -> bool {
             note(c, "IPVS", format!("probe failed: {e}"));
             false
         }
-    }
-}
-
-/// CTRL_CMD_GETFAMILY on NETLINK_GENERIC, built by hand (three fields).
-fn genl_family_exists(family: &str) -> Result<bool, String> {
-    use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
-    const GENL_ID_CTRL: u16 = 0x10;
-    const CTRL_CMD_GETFAMILY: u8 = 3;
-    const CTRL_ATTR_FAMILY_NAME: u16 = 2;
-    let mut name = family.as_bytes().to_vec();
-    name.push(0);
-    let nla_len = 4 + name.len();
-    let nla_padded = (nla_len + 3) & !3;
-    let total = 16 + 4 + nla_padded;
-    let mut req = Vec::with_capacity(total);
-    req.extend_from_slice(&(total as u32).to_ne_bytes());
-    req.extend_from_slice(&GENL_ID_CTRL.to_ne_bytes());
-    req.extend_from_slice(&(netlink_packet_core::NLM_F_REQUEST).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    req.extend_from_slice(&0u32.to_ne_bytes()); // port
-    req.extend_from_slice(&[CTRL_CMD_GETFAMILY, 1, 0, 0]);
-    req.extend_from_slice(&(nla_len as u16).to_ne_bytes());
-    req.extend_from_slice(&CTRL_ATTR_FAMILY_NAME.to_ne_bytes());
-    req.extend_from_slice(&name);
-    req.resize(total, 0);
-
-    let mut sock =
-        Socket::new(NETLINK_GENERIC).map_err(|e| format!("generic netlink socket: {e}"))?;
-    sock.bind_auto()
-        .map_err(|e| format!("generic netlink bind: {e}"))?;
-    sock.connect(&SocketAddr::new(0, 0))
-        .map_err(|e| format!("generic netlink connect: {e}"))?;
-    sock.send(&req, 0)
-        .map_err(|e| format!("generic netlink send: {e}"))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let n = sock
-        .recv(&mut buf, 0)
-        .map_err(|e| format!("generic netlink recv: {e}"))?;
-    if n < 20 {
-        return Err(format!("generic netlink answer of {n} bytes"));
-    }
-    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-    if kind == GENL_ID_CTRL {
-        return Ok(true);
-    }
-    // NLMSG_ERROR: the errno follows the header.
-    let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-    if code == -libc::ENOENT {
-        Ok(false)
-    } else {
-        Err(format!(
-            "family lookup answered {}",
-            super::netlink::strerror(-code)
-        ))
     }
 }
 
@@ -339,7 +295,7 @@ pub fn choose(c: &Capabilities, choice: BackendChoice) -> Result<Backends, Strin
         (c.vlan, "802.1Q VLAN"),
         (c.ipvlan, "ipvlan"),
         (c.dummy, "dummy"),
-        (c.ipvs, "IPVS"),
+        (c.ipvs, "IPVS (kernel IP_VS)"),
     ];
     // Stand-ins: cls_bpf for VLANs, macvlan for ipvlan; bridge and nft NAT
     // (for dummy and IPVS) are required above.
@@ -426,9 +382,9 @@ pub fn render(c: &Capabilities, b: &Backends) -> String {
             "IPVS",
             c.ipvs,
             if b.ipvs {
-                "IPVS"
+                "IPVS (kernel IP_VS, generic netlink)"
             } else {
-                "nftables NAT (IPVS semantics)"
+                "nftables EMULATION of IPVS"
             },
         ),
         ("veth", c.veth, need(c.veth, "veth")),

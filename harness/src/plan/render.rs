@@ -24,6 +24,9 @@ pub fn render(p: &LabPlan) -> String {
         if b.dummy { "dummy" } else { "bridge" },
         if b.ipvs { "ipvs" } else { "nft" },
     );
+    if p.proxy == crate::topology::model::ProxyMode::Ipvs {
+        let _ = writeln!(o, "# {}", ipvs_backend_label(b.ipvs));
+    }
     for (i, ns) in p.namespaces.iter().enumerate() {
         render_ns(&mut o, p, i, ns);
     }
@@ -110,6 +113,45 @@ pub fn render(p: &LabPlan) -> String {
     );
     section(&mut o, "notes", p.notes.iter().cloned());
     o
+}
+
+/// What runs kube-proxy's IPVS mode, as `plan`, `rules` and `doctor` say it.
+pub fn ipvs_backend_label(native: bool) -> &'static str {
+    if native {
+        "kube-proxy IPVS: native kernel IPVS (IP_VS, programmed over generic netlink)"
+    } else {
+        "kube-proxy IPVS: nftables EMULATION of IPVS (this kernel has no IP_VS, or --backend portable)"
+    }
+}
+
+/// The native IPVS table as `ipvsadm-save -n` prints it.
+pub fn ipvsadm_save(services: &[IpvsService]) -> Vec<String> {
+    let mut v = Vec::new();
+    for s in services {
+        let flag = match s.proto {
+            IpvsProto::Tcp => "-t",
+            IpvsProto::Udp => "-u",
+            IpvsProto::Sctp => "--sctp-service",
+        };
+        let persist = s
+            .persistence_timeout
+            .map(|t| format!(" -p {t}"))
+            .unwrap_or_default();
+        v.push(format!(
+            "-A {flag} {}:{} -s {}{persist}",
+            s.addr, s.port, s.scheduler
+        ));
+        for d in &s.dests {
+            let fwd = match d.forward {
+                IpvsForward::Masq => "-m",
+            };
+            v.push(format!(
+                "-a {flag} {}:{} -r {}:{} {fwd} -w {}",
+                s.addr, s.port, d.addr, d.port, d.weight
+            ));
+        }
+    }
+    v
 }
 
 fn role_name(r: EniRole) -> &'static str {
@@ -259,6 +301,7 @@ fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
     if let Some(nft) = &ns.nft {
         sub(o, "nft", nft.lines().map(String::from).collect());
     }
+    sub(o, "ipvs (ipvsadm-save -n)", ipvsadm_save(&ns.ipvs));
     sub(
         o,
         "echo servers",

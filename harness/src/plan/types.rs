@@ -126,6 +126,12 @@ pub struct NsPlan {
     /// on the node's ENI link), created from there straight into this one.
     #[serde(default)]
     pub adopted_links: Vec<AdoptedLink>,
+    /// Virtual services programmed into this namespace's IPVS table through
+    /// the kernel's IPVS generic-netlink family (`kernel::ipvs`), after the
+    /// nft ruleset. Planned only on the native IPVS backend
+    /// (`Backends::ipvs`); the nftables emulation leaves it empty.
+    #[serde(default)]
+    pub ipvs: Vec<IpvsService>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -674,4 +680,81 @@ impl LabPlan {
     pub fn service(&self, ns: &str, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.ns == ns && s.name == name)
     }
+}
+
+// ---------------------------------------------------------------- native IPVS
+// What kube-proxy's IPVS proxier hands to the kernel (pkg/proxy/ipvs/util:
+// `VirtualServer` / `RealServer`), in the kernel's own terms
+// (include/uapi/linux/ip_vs.h). `kernel::ipvs` programs and reads it back.
+
+/// `IPVS_SVC_ATTR_PROTOCOL` (an IP protocol number).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvsProto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl IpvsProto {
+    pub fn number(self) -> u16 {
+        match self {
+            IpvsProto::Tcp => 6,
+            IpvsProto::Udp => 17,
+            IpvsProto::Sctp => 132,
+        }
+    }
+    pub fn from_number(n: u16) -> Option<IpvsProto> {
+        match n {
+            6 => Some(IpvsProto::Tcp),
+            17 => Some(IpvsProto::Udp),
+            132 => Some(IpvsProto::Sctp),
+            _ => None,
+        }
+    }
+    /// As `ipvsadm -Ln` prints it.
+    pub fn label(self) -> &'static str {
+        match self {
+            IpvsProto::Tcp => "TCP",
+            IpvsProto::Udp => "UDP",
+            IpvsProto::Sctp => "SCTP",
+        }
+    }
+}
+
+/// The scheduler kube-proxy configures (`--ipvs-scheduler`, default `rr`).
+pub const IPVS_SCHEDULER_RR: &str = "rr";
+
+/// One IPVS virtual service (address, port, protocol) in a namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IpvsService {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub proto: IpvsProto,
+    /// `IPVS_SVC_ATTR_SCHED_NAME`, e.g. `rr`.
+    pub scheduler: String,
+    /// `sessionAffinity: ClientIP`: the service is persistent
+    /// (`IP_VS_SVC_F_PERSISTENT`) for this many seconds
+    /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, default 10800).
+    pub persistence_timeout: Option<u32>,
+    pub dests: Vec<IpvsDest>,
+}
+
+/// How IPVS forwards to a real server (`IP_VS_CONN_F_FWD_MASK`).
+/// kube-proxy only ever uses masquerading (NAT).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvsForward {
+    /// `IP_VS_CONN_F_MASQ` (0): destination NAT, replies un-NATed by IPVS.
+    Masq,
+}
+
+/// One real server of a virtual service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IpvsDest {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// kube-proxy gives every real server weight 1 (0 while terminating).
+    pub weight: u32,
+    pub forward: IpvsForward,
 }

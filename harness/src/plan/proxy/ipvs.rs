@@ -27,6 +27,10 @@ pub fn program_node(d: &mut Draft, node: &NodeCtx, vss: &[VirtualServer]) -> Vec
     for ip in &bound {
         d.addr(node.ns, KUBE_IPVS0, host_net(*ip), Scope::Global);
     }
-    append_nft(d, node.ns, &nft::render(vss));
+    if d.plan.backends.ipvs {
+        super::ipvs_native::program_node(d, node, vss);
+    } else {
+        append_nft(d, node.ns, &nft::render(vss));
+    }
     bound
 }

@@ -5,6 +5,7 @@
 
 pub mod iptables;
 pub mod ipvs;
+pub mod ipvs_native;
 pub mod nft;
 pub mod services;
 pub mod version;
@@ -108,11 +109,13 @@ pub fn cni_routes_by_source(cni: Cni) -> bool {
 pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx]) {
     let services = d.plan.services.clone();
     let mode = d.plan.proxy;
-    if d.plan.backends.ipvs {
-        d.plan.notes.push(
-            "kube-proxy: IPVS is planned as nftables NAT with IPVS semantics on every backend (no native IPVS backend yet)"
-                .into(),
-        );
+    // Real IPVS re-routes by destination itself; only the emulation needs
+    // the fwmark rule.
+    let native_ipvs = mode == ProxyMode::Ipvs && d.plan.backends.ipvs;
+    if mode == ProxyMode::Ipvs {
+        d.plan
+            .notes
+            .push(crate::plan::render::ipvs_backend_label(native_ipvs).into());
     }
     for node in nodes {
         let vss = virtual_servers(v, &services, node);
@@ -120,7 +123,7 @@ pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx]) {
             ProxyMode::Ipvs => ipvs::program_node(d, node, &vss),
             ProxyMode::Iptables => iptables::program_node(d, node, &vss),
         };
-        if cni_routes_by_source(d.plan.cni) {
+        if cni_routes_by_source(d.plan.cni) && !native_ipvs {
             d.ns(node.ns).rules.push(RulePlan {
                 priority: SERVICE_ROUTE_RULE_PRIORITY,
                 fwmark: Some((SERVICE_ROUTE_MARK, SERVICE_ROUTE_MARK)),
