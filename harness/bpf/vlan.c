@@ -10,13 +10,13 @@
 //
 // Cloud side, namespace hv/<node> (what the hypervisor does for the trunk):
 //   hv_demux      ingress of the link from the node's trunk: vid -> member ENI
-//                 link (map vlan_ifindex), pop, redirect out of that link.
+//                 link (map vlan_ifindex, keyed by the ingress link), pop,
+//                 redirect out of that link.
 //                 Untagged frames are the trunk ENI's own (native) traffic and
 //                 go to the hv stack; a tag nobody owns is dropped, as the
 //                 cloud would.
 //   hv_mux        ingress of every member ENI link: push the member's vid
-//                 (map ifindex_vlan), redirect out of the trunk-side link
-//                 (trunk_ifindex[0]).
+//                 and redirect out of its trunk-side link (map ifindex_vlan).
 //
 // ARP: the node reaches a trunk pod's gateway with
 // `default via <member vSwitch gateway> dev <trunk> onlink`, so it ARPs on the
@@ -42,39 +42,55 @@
 #include <bpf/bpf_endian.h>
 
 #define VLAN_VID_MASK 0x0fff
-#define MAX_ENTRIES 4096
+// One copy of the object serves a whole lab: every trunk, every hv/<node>.
+// The maps are keyed by interface index, which the lab's builder makes
+// unique across the lab's namespaces (kernel/build.rs veth_indexes), so one
+// verification covers every attachment. Entries are allocated on update
+// (BPF_F_NO_PREALLOC): a lab of 10,000 trunk pods fits, a small lab does
+// not pay for it.
+#define MAX_ENTRIES 65536
 
-// IPv4 address, network byte order as it sits in the packet -> VLAN id.
+// (trunk link, IPv4 source as it sits in the packet) -> VLAN id.
+struct trunk_key {
+	__u32 ifindex;
+	__u32 addr;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
+	__type(key, struct trunk_key);
 	__type(value, __u16);
 	__uint(max_entries, MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } src_vlan SEC(".maps");
 
-// VLAN id -> ifindex of the member ENI link (hv namespace).
+// (hv link towards the node's trunk, VLAN id) -> member ENI link.
+struct demux_key {
+	__u32 ifindex;
+	__u32 vid;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u16);
+	__type(key, struct demux_key);
 	__type(value, __u32);
 	__uint(max_entries, MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vlan_ifindex SEC(".maps");
 
-// ifindex of a member ENI link -> its VLAN id (hv namespace).
+// member ENI link (hv namespace) -> its VLAN id and the trunk-side link.
+struct member {
+	__u32 vid;
+	__u32 trunk_ifindex;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
-	__type(value, __u16);
+	__type(value, struct member);
 	__uint(max_entries, MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } ifindex_vlan SEC(".maps");
-
-// [0]: ifindex of the link towards the node's trunk (hv namespace).
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, 1);
-} trunk_ifindex SEC(".maps");
 
 // Offsets inside an untagged Ethernet frame.
 #define OFF_ETH_PROTO 12
@@ -133,7 +149,8 @@ int trunk_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 
-	__u16 *vid = bpf_map_lookup_elem(&src_vlan, &src);
+	struct trunk_key key = { .ifindex = skb->ifindex, .addr = src };
+	__u16 *vid = bpf_map_lookup_elem(&src_vlan, &key);
 	if (!vid)
 		return TC_ACT_OK;
 	// Cannot fail for a sane frame; if it does, do not leak the frame onto
@@ -156,8 +173,8 @@ int hv_demux(struct __sk_buff *skb)
 {
 	if (!is_tagged(skb))
 		return TC_ACT_OK; // the trunk ENI's own, untagged traffic
-	__u16 vid = frame_vid(skb);
-	__u32 *ifindex = bpf_map_lookup_elem(&vlan_ifindex, &vid);
+	struct demux_key key = { .ifindex = skb->ifindex, .vid = frame_vid(skb) };
+	__u32 *ifindex = bpf_map_lookup_elem(&vlan_ifindex, &key);
 	if (!ifindex)
 		return TC_ACT_SHOT; // no member ENI with this VLAN id
 	__u32 target = *ifindex;
@@ -170,15 +187,11 @@ SEC("classifier/hv_mux")
 int hv_mux(struct __sk_buff *skb)
 {
 	__u32 in = skb->ingress_ifindex;
-	__u16 *vid = bpf_map_lookup_elem(&ifindex_vlan, &in);
-	if (!vid)
+	struct member *m = bpf_map_lookup_elem(&ifindex_vlan, &in);
+	if (!m || m->trunk_ifindex == 0)
 		return TC_ACT_SHOT; // member removed while its link still exists
-	__u32 zero = 0;
-	__u32 *trunk = bpf_map_lookup_elem(&trunk_ifindex, &zero);
-	if (!trunk || *trunk == 0)
-		return TC_ACT_SHOT;
-	__u32 target = *trunk;
-	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), *vid) < 0)
+	__u32 target = m->trunk_ifindex;
+	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), m->vid) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect(target, 0);
 }

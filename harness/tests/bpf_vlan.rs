@@ -15,8 +15,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cnlab::kernel::netlink::TcHook;
 use cnlab::kernel::netns::{self, NetNs};
-use cnlab::kernel::tc;
+use cnlab::kernel::tc::{self, TcAttach};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 20);
@@ -24,7 +25,6 @@ const C: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 30);
 const D: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 40);
 const SERVICE: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 1);
 const PORT: u16 = 7000;
-const OUR_PROGRAMS: [&str; 4] = ["trunk_egress", "vlan_pop", "hv_demux", "hv_mux"];
 
 fn assert_root() {
     assert!(
@@ -347,73 +347,74 @@ fn lines_with<'a>(capture: &'a str, needle: &str) -> Vec<&'a str> {
     capture.lines().filter(|l| l.contains(needle)).collect()
 }
 
-/// (link id, program name) of every live TCX link running one of our programs.
-fn our_bpf_links() -> Vec<(u64, String)> {
-    // This process's own bpf links (from /proc/self/fdinfo), so labs of
-    // other processes running meanwhile are not counted; program names from
-    // the kernel's program list.
-    let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
-        .filter_map(|p| p.ok())
-        .filter_map(|p| Some((p.id(), p.name_as_str()?.to_string())))
-        .filter(|(_, n)| OUR_PROGRAMS.contains(&n.as_str()))
-        .collect();
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    let mut out: Vec<(u64, String)> = dir
-        .flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:bpf_link")
-        })
-        .filter_map(|e| {
-            let info = std::fs::read_to_string(format!(
-                "/proc/self/fdinfo/{}",
-                e.file_name().to_string_lossy()
-            ))
-            .ok()?;
-            let field = |k: &str| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse::<u64>().ok()))
-            };
-            let prog = u32::try_from(field("prog_id:")?).ok()?;
-            Some((field("link_id:")?, names.get(&prog)?.clone()))
-        })
-        .collect();
+/// (namespace, link, hook, program) of every program hooked on the
+/// test's links, however attached (cls_bpf filter or TCX).
+fn hooked(lab: &Lab) -> Vec<String> {
+    let mut out = Vec::new();
+    for (ns, link, hook) in [
+        (&lab.node, "trunk", TcHook::Egress),
+        (&lab.node, "trunk", TcHook::Ingress),
+        (&lab.hv, "trunk", TcHook::Ingress),
+        (&lab.hv, "m1", TcHook::Ingress),
+        (&lab.hv, "m2", TcHook::Ingress),
+    ] {
+        for p in tc::hooked_programs(ns, link, hook).unwrap() {
+            out.push(p);
+        }
+    }
     out.sort();
-    out.dedup();
     out
 }
 
 #[test]
-fn trunk_vlans_carry_pods_to_their_member_enis_and_back() {
+fn trunk_vlans_carry_pods_to_their_member_enis_and_back_cls_bpf() {
+    trunk_vlans(TcAttach::Netlink, "bv");
+}
+
+/// TCX where the kernel has it (Linux >= 6.6); elsewhere the attach must
+/// fail saying so.
+#[test]
+fn trunk_vlans_carry_pods_to_their_member_enis_and_back_tcx() {
     assert_root();
-    let lab = build_lab("bv");
-    let links_before = our_bpf_links();
+    let caps = cnlab::lab::capabilities().unwrap();
+    if !caps.tcx {
+        let lab = build_lab("bx");
+        let err = tc::attach_trunk_with(TcAttach::Tcx, &lab.node, "trunk", &[(A, 1027)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TCX needs Linux >= 6.6"), "{err}");
+        return;
+    }
+    trunk_vlans(TcAttach::Tcx, "bt");
+}
+
+fn trunk_vlans(mode: TcAttach, tag: &str) {
+    assert_root();
+    let lab = build_lab(tag);
+    assert!(hooked(&lab).is_empty());
 
     let t = Instant::now();
     let mut trunk =
-        tc::attach_trunk(&lab.node, "trunk", &[(A, 1027), (B, 1028), (C, 1099)]).unwrap();
+        tc::attach_trunk_with(mode, &lab.node, "trunk", &[(A, 1027), (B, 1028), (C, 1099)])
+            .unwrap();
     let trunk_time = t.elapsed();
     let t = Instant::now();
-    let mut hv = tc::attach_hv(
+    let mut hv = tc::attach_hv_with(
+        mode,
         &lab.hv,
         "trunk",
         &[("m1".to_string(), 1027), ("m2".to_string(), 1028)],
     )
     .unwrap();
     let hv_time = t.elapsed();
-    eprintln!("attach_trunk (3 pods): {trunk_time:?}; attach_hv (2 members): {hv_time:?}");
-
-    let ours: Vec<(u64, String)> = our_bpf_links()
-        .into_iter()
-        .filter(|l| !links_before.contains(l))
-        .collect();
-    let mut names: Vec<&str> = ours.iter().map(|(_, n)| n.as_str()).collect();
-    names.sort();
+    eprintln!(
+        "{}: attach_trunk (3 pods, 2 hooks): {trunk_time:?}; attach_hv (2 members, 3 hooks): {hv_time:?}",
+        mode.name()
+    );
     assert_eq!(
-        names,
+        hooked(&lab),
         ["hv_demux", "hv_mux", "hv_mux", "trunk_egress", "vlan_pop"],
-        "bpftool link show"
+        "tc filter show / bpftool net"
     );
 
     // A → VLAN 1027 → m1 only; the echo comes back through the mux.
@@ -501,15 +502,14 @@ fn trunk_vlans_carry_pods_to_their_member_enis_and_back() {
     );
     assert!(trunk.add_pod(A, 4095).is_err());
 
-    // Dropping the handles detaches everything: no link of ours stays, A's
-    // frames leave untagged and no longer reach a member ENI.
-    drop(trunk);
-    drop(hv);
-    let left: Vec<(u64, String)> = our_bpf_links()
-        .into_iter()
-        .filter(|l| ours.contains(l))
-        .collect();
-    assert!(left.is_empty(), "links left after drop: {left:?}");
+    // Detaching removes every hook: A's frames leave untagged and no longer
+    // reach a member ENI.
+    let t = Instant::now();
+    trunk.detach().unwrap();
+    hv.detach().unwrap();
+    eprintln!("{}: detaching 5 hooks: {:?}", mode.name(), t.elapsed());
+    let left = hooked(&lab);
+    assert!(left.is_empty(), "hooks left after detach: {left:?}");
     let cap = Capture::start(&lab.hv, "trunk");
     assert_eq!(exchange(&lab, A, "A after drop"), (None, false));
     let seen = cap.stop();
@@ -558,4 +558,8 @@ fn cls_bpf_probe_attaches_on_lo_of_a_scratch_namespace() {
     tc::probe_cls_bpf(&ns).unwrap();
     eprintln!("cls_bpf probe: {:?}", t.elapsed());
     assert!(tc::cls_bpf_available(&ns));
+    // The probe leaves nothing on lo.
+    assert!(tc::hooked_programs(&ns, "lo", TcHook::Ingress)
+        .unwrap()
+        .is_empty());
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, CheckResult};
 use crate::kernel::caps::BackendChoice;
+use crate::kernel::tc::TcAttach;
 use crate::lab::{self, Lab, UpOptions};
 use crate::plan::LabPlan;
 use crate::topology::model::{Expectation, Verdict};
@@ -86,6 +87,9 @@ pub struct BenchOptions {
     /// Where the shipped topologies live (`scenarios/`, maybe `reference/`).
     pub topologies: PathBuf,
     pub backend: BackendChoice,
+    /// How trunk programs attach; several: the reference case runs once per
+    /// mode, side by side (empty: the automatic choice).
+    pub tc_attach: Vec<TcAttach>,
 }
 
 impl Default for BenchOptions {
@@ -99,6 +103,7 @@ impl Default for BenchOptions {
             scale: ScaleOptions::default(),
             topologies: PathBuf::from("topologies"),
             backend: BackendChoice::Auto,
+            tc_attach: Vec::new(),
         }
     }
 }
@@ -134,7 +139,16 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchR
                         .push(flat(opts, n, repeat, None, false, progress)?);
                 }
             }
-            Case::Reference => report.cases.push(reference(opts, repeat, progress)?),
+            Case::Reference => {
+                let modes: Vec<Option<TcAttach>> = if opts.tc_attach.is_empty() {
+                    vec![None]
+                } else {
+                    opts.tc_attach.iter().copied().map(Some).collect()
+                };
+                for m in modes {
+                    report.cases.push(reference(opts, m, repeat, progress)?);
+                }
+            }
             Case::Scale => report.cases.push(scale(opts, repeat, progress)?),
         }
     }
@@ -168,12 +182,14 @@ fn lab_run(
     opts: &BenchOptions,
     r: &Resolved,
     expects: &[Expectation],
+    tc_attach: Option<TcAttach>,
 ) -> Result<LabRun, BenchError> {
     let fulls = arp_table_fulls();
     let t = Instant::now();
     let up_opts = UpOptions {
         backend: opts.backend,
         file: None,
+        tc_attach: tc_attach.or(opts.tc_attach.first().copied()),
     };
     let lab =
         Lab::up(r, &up_opts).map_err(|e| BenchError::new(format!("{}: up: {e}", r.topo.name)))?;
@@ -201,6 +217,9 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
     c.add("  plan", Tool::Cnlab, run.timings.plan);
     c.add("  namespaces", Tool::Cnlab, run.timings.namespaces);
     c.add("  build", Tool::Cnlab, run.timings.build);
+    if !run.timings.tc.is_zero() {
+        c.add("    tc", Tool::Cnlab, run.timings.tc);
+    }
     c.add("  servers", Tool::Cnlab, run.timings.servers);
     c.add("probe", Tool::Cnlab, run.probe);
     c.add("down", Tool::Cnlab, run.down);
@@ -264,7 +283,7 @@ fn flat(
                 i + 1,
                 expects.len()
             ));
-            let run = lab_run(opts, &r, &expects)?;
+            let run = lab_run(opts, &r, &expects, None)?;
             record_lab(&mut c, &run);
             if let Some(mn) = mn {
                 progress(&format!(
@@ -327,20 +346,30 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
 
 fn reference(
     opts: &BenchOptions,
+    mode: Option<TcAttach>,
     repeat: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<CaseReport, BenchError> {
     let (file, r) = reference_topology(opts)?;
     let plan = plan_of(opts, &r)?;
-    let mut c = CaseReport::new("reference", &plan);
+    let tc = plan.namespaces.iter().any(|n| !n.tc.is_empty());
+    let name = match (tc, mode) {
+        (true, Some(m)) => format!("reference-{}", m.name()),
+        _ => "reference".to_string(),
+    };
+    let mut c = CaseReport::new(&name, &plan);
     c.notes.push(format!("topology: {}", file.display()));
+    if tc {
+        let m = lab::tc_attach(mode).map_err(|e| BenchError::new(e.to_string()))?;
+        c.notes.push(format!("tc attach: {}", m.describe()));
+    }
     for i in 0..repeat {
         progress(&format!(
             "reference [{}/{repeat}] cnlab: {}",
             i + 1,
             file.display()
         ));
-        let run = lab_run(opts, &r, &r.topo.expect)?;
+        let run = lab_run(opts, &r, &r.topo.expect, mode)?;
         record_lab(&mut c, &run);
         progress(&format!("reference [{}/{repeat}] floor", i + 1));
         record_floor(&mut c, "r")?;
@@ -372,7 +401,7 @@ fn scale(
             pods.len(),
             expects.len()
         ));
-        let run = lab_run(opts, &r, &expects)?;
+        let run = lab_run(opts, &r, &expects, None)?;
         record_lab(&mut c, &run);
         progress(&format!("{name} [{}/{repeat}] floor", i + 1));
         record_floor(&mut c, "s")?;

@@ -58,6 +58,10 @@ pub struct BenchArgs {
     pub topologies: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+    /// How trunk VLAN programs attach (comma-separated: the reference case
+    /// runs once per mode, side by side). Default: the automatic choice.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tc_attach: Vec<crate::kernel::tc::TcAttach>,
 }
 
 impl BenchArgs {
@@ -91,6 +95,7 @@ impl BenchArgs {
             },
             topologies: self.topologies.clone(),
             backend: self.backend.into(),
+            tc_attach: self.tc_attach.clone(),
         }
     }
 }

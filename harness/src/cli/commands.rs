@@ -112,6 +112,7 @@ fn check(
     let opts = UpOptions {
         backend: backend.into(),
         file: None,
+        ..Default::default()
     };
     let root = if loaded.iter().any(|l| l.is_ok()) {
         need_root("check").is_ok()
@@ -266,6 +267,7 @@ fn up(file: &Path, detach: bool, backend: BackendArg, keeper: bool) -> Result<i3
         &UpOptions {
             backend: backend.into(),
             file: Some(file.display().to_string()),
+            ..Default::default()
         },
     )
     .map_err(|e| {

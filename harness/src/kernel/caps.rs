@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::netlink::Netlink;
+use super::tc::TcAttach;
 use super::{netns, nft, KernelError, NetNs};
 use crate::plan::types::{Backends, LinkKind, LinkPlan, MacvlanMode, RulePlan, VethEnd};
 
@@ -21,7 +22,11 @@ pub struct Capabilities {
     pub nft: bool,
     pub nft_nat: bool,
     pub conntrack: bool,
+    /// tc eBPF programs as cls_bpf filters on clsact (netlink).
     pub cls_bpf: bool,
+    /// tc eBPF programs as TCX attachments (Linux >= 6.6).
+    #[serde(default)]
+    pub tcx: bool,
     pub policy_routing: bool,
     /// `(feature, what the kernel answered)` for every probe.
     pub details: Vec<(String, String)>,
@@ -247,20 +252,46 @@ fn probe_nft(c: &mut Capabilities, ns: &NetNs) {
     );
 }
 
-/// cls_bpf the way the lab uses it: load the project's own eBPF object and
-/// attach a program to `lo` of the scratch namespace as a TCX link (the VLAN
-/// stand-in needs exactly that; a classic-BPF filter would prove less).
+/// tc eBPF the way the lab uses it: load the project's own object and hook a
+/// program to `lo` of the scratch namespace, once as a cls_bpf filter
+/// (netlink) and once as a TCX attachment.
 fn probe_cls_bpf(c: &mut Capabilities, ns: &NetNs) {
-    c.cls_bpf = match super::tc::probe_cls_bpf(ns) {
-        Ok(()) => {
-            note(c, "cls_bpf", "ok (eBPF program attached as a TCX link)");
-            true
+    use super::tc::probe_attach;
+    for mode in [TcAttach::Netlink, TcAttach::Tcx] {
+        let (feature, ok) = match probe_attach(ns, mode) {
+            Ok(()) => (mode.name(), format!("ok ({})", mode.describe())),
+            Err(e) => (mode.name(), e.0),
+        };
+        let works = ok.starts_with("ok");
+        note(c, if feature == "tcx" { "tcx" } else { "cls_bpf" }, ok);
+        match mode {
+            TcAttach::Netlink => c.cls_bpf = works,
+            TcAttach::Tcx => c.tcx = works,
         }
-        Err(e) => {
-            note(c, "cls_bpf", e.0);
-            false
-        }
+    }
+}
+
+/// How tc programs are hooked: `requested` if the kernel has it, else
+/// cls_bpf filters (no RCU wait per attach, every kernel), else TCX.
+pub fn choose_tc_attach(c: &Capabilities, requested: Option<TcAttach>) -> Result<TcAttach, String> {
+    let has = |m: TcAttach| match m {
+        TcAttach::Netlink => c.cls_bpf,
+        TcAttach::Tcx => c.tcx,
     };
+    match requested {
+        Some(m) if has(m) => Ok(m),
+        Some(m) => Err(format!(
+            "tc attach {} ({}) is not available on this kernel",
+            m.name(),
+            m.describe()
+        )),
+        None => [TcAttach::Netlink, TcAttach::Tcx]
+            .into_iter()
+            .find(|m| has(*m))
+            .ok_or_else(|| {
+                "this kernel can hook tc eBPF programs neither as cls_bpf filters nor as TCX".into()
+            }),
+    }
 }
 
 /// Features every lab needs whatever the backend.
@@ -300,7 +331,7 @@ pub fn choose(c: &Capabilities, choice: BackendChoice) -> Result<Backends, Strin
     // Stand-ins: cls_bpf for VLANs, macvlan for ipvlan; bridge and nft NAT
     // (for dummy and IPVS) are required above.
     let portable = [
-        (c.cls_bpf, "cls_bpf (VLAN stand-in)"),
+        (c.cls_bpf || c.tcx, "cls_bpf (VLAN stand-in)"),
         (c.macvlan, "macvlan (ipvlan stand-in)"),
         (true, ""),
         (true, ""),
@@ -343,6 +374,24 @@ fn yes(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+/// The doctor's word on a way of hooking tc programs: whether trunk ENIs
+/// use it (`CNLAB_TC_ATTACH` or the automatic choice).
+fn tc_row(c: &Capabilities, mode: TcAttach) -> &'static str {
+    let chosen = TcAttach::from_env()
+        .ok()
+        .and_then(|req| choose_tc_attach(c, req).ok());
+    match (chosen == Some(mode), mode) {
+        (true, TcAttach::Netlink) => {
+            "trunk VLAN programs attach here: cls_bpf filters on clsact (netlink)"
+        }
+        (true, TcAttach::Tcx) => "trunk VLAN programs attach here: TCX (CNLAB_TC_ATTACH=tcx)",
+        (false, TcAttach::Tcx) if c.tcx => "available (CNLAB_TC_ATTACH=tcx); not used",
+        (false, TcAttach::Netlink) if c.cls_bpf => "available (CNLAB_TC_ATTACH=netlink); not used",
+        (false, TcAttach::Tcx) => "unavailable (Linux < 6.6): cls_bpf filters instead",
+        (false, TcAttach::Netlink) => "unavailable",
     }
 }
 
@@ -394,11 +443,8 @@ pub fn render(c: &Capabilities, b: &Backends) -> String {
         ("nftables", c.nft, need(c.nft, "nftables")),
         ("nftables NAT", c.nft_nat, need(c.nft_nat, "nftables")),
         ("conntrack", c.conntrack, need(c.conntrack, "conntrack")),
-        (
-            "cls_bpf",
-            c.cls_bpf,
-            optional(c.cls_bpf, "tc clsact + eBPF"),
-        ),
+        ("cls_bpf", c.cls_bpf, tc_row(c, TcAttach::Netlink)),
+        ("TCX", c.tcx, tc_row(c, TcAttach::Tcx)),
         (
             "policy routing",
             c.policy_routing,
@@ -495,6 +541,7 @@ mod tests {
     fn portable_needs_its_stand_ins_and_everything_needs_the_basics() {
         let c = Capabilities {
             cls_bpf: false,
+            tcx: false,
             ..this_machine()
         };
         assert!(choose(&c, BackendChoice::Portable)
@@ -511,6 +558,25 @@ mod tests {
     }
 
     #[test]
+    fn tc_attach_prefers_cls_bpf_filters_and_honours_a_request() {
+        let mut c = this_machine();
+        c.tcx = true;
+        assert_eq!(choose_tc_attach(&c, None).unwrap(), TcAttach::Netlink);
+        assert_eq!(
+            choose_tc_attach(&c, Some(TcAttach::Tcx)).unwrap(),
+            TcAttach::Tcx
+        );
+        c.cls_bpf = false;
+        assert_eq!(choose_tc_attach(&c, None).unwrap(), TcAttach::Tcx);
+        // Debian 12's 6.1: no TCX.
+        let old = this_machine();
+        assert_eq!(choose_tc_attach(&old, None).unwrap(), TcAttach::Netlink);
+        let err = choose_tc_attach(&old, Some(TcAttach::Tcx)).unwrap_err();
+        assert!(err.contains("tcx"), "{err}");
+        assert!(render(&old, &Backends::PORTABLE).contains("unavailable (Linux < 6.6)"));
+    }
+
+    #[test]
     fn table_is_aligned() {
         let t = render(&this_machine(), &Backends::PORTABLE);
         let lines: Vec<&str> = t.lines().collect();
@@ -518,7 +584,7 @@ mod tests {
         assert!(lines[1].starts_with("802.1Q VLAN"));
         assert!(lines[1].contains("eBPF tc push/pop (cls_bpf)"));
         let col = lines[0].find("kernel").unwrap();
-        for l in &lines[1..14] {
+        for l in &lines[1..15] {
             assert!(
                 &l[col..col + 3] == "no " || &l[col..col + 3] == "yes",
                 "{l}"

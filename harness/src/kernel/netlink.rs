@@ -29,6 +29,9 @@ use netlink_packet_route::route::{
     RouteType as NlRouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::tc::{
+    TcAttribute, TcBpfFlags, TcFilterBpf, TcFilterBpfOption, TcHandle, TcMessage, TcOption,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -830,6 +833,162 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_APPEND,
             what,
         )
+    }
+}
+
+/// A tc hook of a link: the clsact qdisc's ingress or egress side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcHook {
+    Ingress,
+    Egress,
+}
+
+impl TcHook {
+    fn parent(self) -> TcHandle {
+        TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor: match self {
+                TcHook::Ingress => TcHandle::MIN_INGRESS,
+                TcHook::Egress => TcHandle::MIN_EGRESS,
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcHook::Ingress => "ingress",
+            TcHook::Egress => "egress",
+        }
+    }
+}
+
+/// A cls_bpf filter as `tc filter show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpfFilter {
+    pub prog_name: String,
+    pub prio: u16,
+    pub handle: u32,
+}
+
+/// `tcm_info` of a filter: priority and protocol (all, network order).
+fn filter_info(prio: u16) -> u32 {
+    (u32::from(prio) << 16) | u32::from((libc::ETH_P_ALL as u16).to_be())
+}
+
+impl Netlink {
+    // ---- tc (cls_bpf on clsact) ------------------------------------------
+
+    /// `tc qdisc replace dev <ifindex> clsact`: creates it, or leaves an
+    /// existing one alone (no NLM_F_EXCL, no options: a no-op change).
+    pub fn add_clsact(&mut self, ifindex: u32) -> Result<()> {
+        let what = format!("adding clsact qdisc to link {ifindex}");
+        let mut msg = TcMessage::default();
+        msg.header.index = ifindex as i32;
+        msg.header.parent = TcHandle::CLSACT;
+        msg.header.handle = TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor: 0,
+        };
+        msg.attributes.push(TcAttribute::Kind("clsact".into()));
+        self.change(
+            RouteNetlinkMessage::NewQueueDiscipline(msg),
+            NLM_F_CREATE,
+            what,
+        )
+    }
+
+    /// `tc filter add dev <ifindex> <hook> prio P handle H bpf da fd F`.
+    /// The filter holds its own reference to the program and lives as long
+    /// as the link (not the process).
+    pub fn add_bpf_filter(
+        &mut self,
+        ifindex: u32,
+        hook: TcHook,
+        prog: BorrowedFd<'_>,
+        prog_name: &str,
+        prio: u16,
+        handle: u32,
+    ) -> Result<()> {
+        let what = format!(
+            "adding cls_bpf filter {prog_name} on link {ifindex} ({})",
+            hook.name()
+        );
+        let mut msg = TcMessage::default();
+        msg.header.index = ifindex as i32;
+        msg.header.parent = hook.parent();
+        msg.header.handle = TcHandle::from(handle);
+        msg.header.info = filter_info(prio);
+        msg.attributes
+            .push(TcAttribute::Kind(TcFilterBpf::KIND.into()));
+        msg.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(prog_name.into())),
+            TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
+        ]));
+        self.change(
+            RouteNetlinkMessage::NewTrafficFilter(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            what,
+        )
+    }
+
+    /// `tc filter del dev <ifindex> <hook> prio P handle H bpf`.
+    pub fn del_bpf_filter(
+        &mut self,
+        ifindex: u32,
+        hook: TcHook,
+        prio: u16,
+        handle: u32,
+    ) -> Result<()> {
+        let what = format!(
+            "deleting cls_bpf filter prio {prio} on link {ifindex} ({})",
+            hook.name()
+        );
+        let mut msg = TcMessage::default();
+        msg.header.index = ifindex as i32;
+        msg.header.parent = hook.parent();
+        msg.header.handle = TcHandle::from(handle);
+        msg.header.info = filter_info(prio);
+        msg.attributes
+            .push(TcAttribute::Kind(TcFilterBpf::KIND.into()));
+        self.change(RouteNetlinkMessage::DelTrafficFilter(msg), 0, what)
+    }
+
+    /// The cls_bpf filters on one hook of a link (`tc filter show dev X ingress`).
+    pub fn bpf_filters(&mut self, ifindex: u32, hook: TcHook) -> Result<Vec<BpfFilter>> {
+        let what = format!("listing tc filters of link {ifindex} ({})", hook.name());
+        let mut msg = TcMessage::default();
+        msg.header.index = ifindex as i32;
+        msg.header.parent = hook.parent();
+        let answers = self.dump(RouteNetlinkMessage::GetTrafficFilter(msg), &what)?;
+        let mut out = Vec::new();
+        for a in answers {
+            let RouteNetlinkMessage::NewTrafficFilter(m) = a else {
+                continue;
+            };
+            let is_bpf = m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, TcAttribute::Kind(k) if k == TcFilterBpf::KIND));
+            let name = m.attributes.iter().find_map(|a| match a {
+                TcAttribute::Options(opts) => opts.iter().find_map(|o| match o {
+                    TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => Some(n.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            // The dump also lists each priority's (handle-less) chain head.
+            if let (true, Some(prog_name), h) = (is_bpf, name, u32::from(m.header.handle)) {
+                if h != 0 {
+                    out.push(BpfFilter {
+                        prog_name,
+                        prio: (m.header.info >> 16) as u16,
+                        handle: h,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::kernel::caps::{self, BackendChoice, Capabilities};
+use crate::kernel::tc::TcAttach;
 use crate::kernel::{build, netns, KernelError, NetNs};
 use crate::plan::{self, Backends, LabPlan, NsIdx};
 use crate::probe::EchoServers;
@@ -40,6 +41,9 @@ pub struct UpOptions {
     pub backend: BackendChoice,
     /// Topology file, recorded for `cnlab status`.
     pub file: Option<String>,
+    /// How trunk VLAN programs are hooked; `None`: `CNLAB_TC_ATTACH`, else
+    /// the kernel's best (`caps::choose_tc_attach`).
+    pub tc_attach: Option<TcAttach>,
 }
 
 impl Default for UpOptions {
@@ -47,6 +51,7 @@ impl Default for UpOptions {
         UpOptions {
             backend: BackendChoice::Auto,
             file: None,
+            tc_attach: None,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct UpTimings {
     pub plan: Duration,
     pub namespaces: Duration,
     pub build: Duration,
+    /// Of `build`: loading the trunk VLAN programs and hooking them.
+    pub tc: Duration,
     pub servers: Duration,
 }
 
@@ -117,11 +124,21 @@ fn boot_key() -> String {
             .to_string()
     };
     format!(
-        "{} {} cnlab {}",
+        "{} {} cnlab {} caps 2",
         read("/proc/sys/kernel/random/boot_id"),
         read("/proc/sys/kernel/osrelease"),
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// How this process hooks tc programs: `requested`, else `CNLAB_TC_ATTACH`,
+/// else what the kernel does best.
+pub fn tc_attach(requested: Option<TcAttach>) -> Result<TcAttach, LabError> {
+    let requested = match requested {
+        Some(m) => Some(m),
+        None => TcAttach::from_env().map_err(LabError::Backend)?,
+    };
+    caps::choose_tc_attach(&capabilities()?, requested).map_err(LabError::Backend)
 }
 
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
@@ -191,7 +208,12 @@ impl Lab {
         lab.timings.namespaces = t.elapsed();
         let t = Instant::now();
         build::build(&lab.plan, &lab.ns)?;
-        lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns)?);
+        if lab.plan.namespaces.iter().any(|n| !n.tc.is_empty()) {
+            let t = Instant::now();
+            let mode = tc_attach(opts.tc_attach)?;
+            lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns, mode)?);
+            lab.timings.tc = t.elapsed();
+        }
         lab.timings.build = t.elapsed();
         let t = Instant::now();
         let servers: Vec<_> = lab

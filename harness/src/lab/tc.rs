@@ -1,15 +1,21 @@
 //! tc programs a lab attaches after the kernel build: the eBPF VLAN backend
-//! of trunk ENIs (`NsPlan::tc`). On this kernel the programs are TCX links
-//! that live only as long as their handles, so the lab holds them and drops
-//! them before its namespaces go.
+//! of trunk ENIs (`NsPlan::tc`). The lab loads `vlan.o` once and hooks the
+//! same programs to every trunk and hypervisor link, a few namespaces at a
+//! time. The hooks belong to the links: the lab's teardown deletes the
+//! namespaces and the kernel drops them with the links; dropping the handles
+//! only closes descriptors.
 
-use crate::kernel::tc::{self, HvHandle, TrunkHandle};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::kernel::tc::{HvHandle, TcAttach, TrunkHandle, VlanPrograms};
 use crate::kernel::{KernelError, NetNs};
 use crate::plan::{LabPlan, TcPlan};
 
-/// Every attachment of one lab; dropping it detaches them all.
+/// Every attachment of one lab and the programs they share.
 #[derive(Debug, Default)]
 pub struct TcHandles {
+    progs: Option<Arc<VlanPrograms>>,
     trunks: Vec<TrunkHandle>,
     hvs: Vec<HvHandle>,
 }
@@ -19,6 +25,19 @@ impl TcHandles {
     pub fn counts(&self) -> (usize, usize) {
         (self.trunks.len(), self.hvs.len())
     }
+
+    /// How the programs are hooked, when the lab has any.
+    pub fn mode(&self) -> Option<TcAttach> {
+        self.progs.as_ref().map(|p| p.mode())
+    }
+
+    /// Kernel ids of the lab's programs.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.progs
+            .as_ref()
+            .map(|p| p.program_ids())
+            .unwrap_or_default()
+    }
 }
 
 /// One attachment, whichever side it is on.
@@ -27,10 +46,9 @@ enum Handle {
     Hv(HvHandle),
 }
 
-/// Attaches every `TcPlan` of `plan`; `ns[i]` is `plan.namespaces[i]`.
-/// Loading and verifying the programs is most of the cost, so the
-/// attachments run on a few threads at once.
-pub fn attach_all(plan: &LabPlan, ns: &[NetNs]) -> Result<TcHandles, KernelError> {
+/// Attaches every `TcPlan` of `plan` with `mode`; `ns[i]` is
+/// `plan.namespaces[i]`. Nothing is loaded for a lab without trunks.
+pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHandles, KernelError> {
     let mut work: Vec<(&str, &NetNs, &TcPlan)> = Vec::new();
     for (i, p) in plan.namespaces.iter().enumerate() {
         let netns = ns
@@ -38,15 +56,21 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs]) -> Result<TcHandles, KernelError
             .ok_or_else(|| KernelError::new(format!("tc for {}: namespace not open", p.key)))?;
         work.extend(p.tc.iter().map(|t| (p.key.as_str(), netns, t)));
     }
+    if work.is_empty() {
+        return Ok(TcHandles::default());
+    }
+    let progs = VlanPrograms::load_vlan(format!("lab {}", plan.name), mode)?;
     let attach = |(key, netns, t): &(&str, &NetNs, &TcPlan)| -> Result<Handle, KernelError> {
         match t {
-            TcPlan::Trunk { link, pods } => tc::attach_trunk(netns, link, pods)
+            TcPlan::Trunk { link, pods } => progs
+                .attach_trunk(netns, link, pods)
                 .map(Handle::Trunk)
                 .map_err(|e| e.context(format_args!("trunk {link} of {key}"))),
             TcPlan::Hv {
                 trunk_link,
                 members,
-            } => tc::attach_hv(netns, trunk_link, members)
+            } => progs
+                .attach_hv(netns, trunk_link, members)
                 .map(Handle::Hv)
                 .map_err(|e| e.context(format_args!("hypervisor {key}"))),
         }
@@ -54,7 +78,7 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs]) -> Result<TcHandles, KernelError
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .clamp(1, 4);
+        .clamp(2, 4);
     let chunk = work.len().div_ceil(workers).max(1);
     let results: Vec<Result<Handle, KernelError>> = std::thread::scope(|s| {
         let threads: Vec<_> = work
@@ -69,28 +93,46 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs]) -> Result<TcHandles, KernelError
             })
             .collect()
     });
-    let mut h = TcHandles::default();
+    let mut h = TcHandles {
+        progs: Some(progs),
+        ..Default::default()
+    };
     for r in results {
         match r? {
             Handle::Trunk(t) => h.trunks.push(t),
             Handle::Hv(v) => h.hvs.push(v),
         }
     }
+    check_unique_indexes(&h)?;
     Ok(h)
 }
 
-impl Drop for TcHandles {
-    /// Detaching a TCX link waits for an RCU grace period: let a few go at once.
-    fn drop(&mut self) {
-        let trunks = std::mem::take(&mut self.trunks);
-        let hvs = std::mem::take(&mut self.hvs);
-        std::thread::scope(|s| {
-            for t in trunks {
-                s.spawn(move || drop(t));
+/// The shared maps are keyed by interface index: two keyed links of the
+/// lab with one index (in different namespaces) would share entries.
+fn check_unique_indexes(h: &TcHandles) -> Result<(), KernelError> {
+    let mut seen: BTreeMap<u32, String> = BTreeMap::new();
+    let hooks = h
+        .trunks
+        .iter()
+        .flat_map(|t| t.hooks().iter().map(|k| (t.namespace(), k.clone())))
+        .chain(
+            h.hvs
+                .iter()
+                .flat_map(|v| v.hooks().into_iter().map(|k| (v.namespace(), k))),
+        );
+    for (ns, hk) in hooks {
+        let here = format!("{} in {ns}", hk.ifname);
+        match seen.get(&hk.ifindex) {
+            Some(other) if *other != here => {
+                return Err(KernelError::new(format!(
+                    "trunk links {other} and {here} share interface index {}: the VLAN maps are keyed by index",
+                    hk.ifindex
+                )))
             }
-            for v in hvs {
-                s.spawn(move || drop(v));
+            _ => {
+                seen.insert(hk.ifindex, here);
             }
-        });
+        }
     }
+    Ok(())
 }
