@@ -27,7 +27,7 @@ pub fn snapshot(lab: &Lab) -> Result<(Counters, BTreeMap<(String, String), Strin
     let mut counters = Counters::new();
     let mut verdicts = BTreeMap::new();
     for (i, ns) in lab.plan().namespaces.iter().enumerate() {
-        if ns.nft.is_none() {
+        if ns.nft.is_none() && ns.iptables.is_none() {
             continue;
         }
         let json = nft::list_ruleset_json(lab.netns(i)).map_err(|e| e.to_string())?;

@@ -181,17 +181,22 @@ pub fn rules(node: &str, which: Option<&str>) -> Result<i32, i32> {
             return Err(EXIT_FAIL);
         }
     }
+    if plan.namespaces[idx].iptables.is_some() {
+        match crate::kernel::iptables::save(&ns) {
+            Ok(r) => println!("# iptables-save ({key}, kube-proxy iptables mode)\n{r}"),
+            Err(e) => {
+                eprintln!("cnlab rules: {e}");
+                return Err(EXIT_FAIL);
+            }
+        }
+    }
     let name = key.trim_start_matches("node/");
+    if plan.proxy != crate::topology::model::ProxyMode::Ipvs {
+        return Ok(0);
+    }
     if let Some(p) = plan.proxy_nodes.iter().find(|p| p.node == name) {
         let bound: Vec<String> = p.bound.iter().map(|b| format!("{b}/32")).collect();
-        println!(
-            "# kube-ipvs0: {}",
-            if bound.is_empty() {
-                "(nothing bound: iptables mode)".into()
-            } else {
-                bound.join(" ")
-            }
-        );
+        println!("# kube-ipvs0: {}", bound.join(" "));
         println!(
             "# {}",
             crate::plan::render::ipvs_backend_label(plan.backends.ipvs)

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::netlink::Netlink;
-use super::{ipvs, netns, nft, sysctl, KernelError, NetNs};
+use super::{iptables, ipvs, netns, nft, sysctl, KernelError, NetNs};
 use crate::plan::types::{Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
 use std::time::{Duration, Instant};
@@ -452,6 +452,9 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
         // The generic-netlink socket belongs to this thread's namespace
         // (the caller entered `ns`), so this programs this node's table.
         ipvs::Ipvs::open()?.program(&p.ipvs)?;
+    }
+    if let Some(rules) = &p.iptables {
+        iptables::restore(ns, rules)?;
     }
     Ok(())
 }

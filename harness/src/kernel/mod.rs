@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod caps;
+pub mod iptables;
 pub mod ipvs;
 pub mod netlink;
 pub mod netns;

@@ -363,7 +363,14 @@ fn program_services(
         &mut notes,
     )?;
     d.plan.notes.extend(notes);
-    proxy::program(d, version, nodes);
+    proxy::driver(topo.cluster.proxy)
+        .check_version(version)
+        .map_err(|e| PlanError::BadVersion(format!("cluster.proxy: {e}")))?;
+    let cluster_cidr = topo
+        .cluster
+        .pod_cidr
+        .filter(|_| topo.cluster.cni.uses_pod_cidr());
+    proxy::program(d, version, nodes, cluster_cidr);
     let slbs = ccm::plan_slbs(
         topo,
         &r.services,

@@ -14,11 +14,7 @@ pub fn render(p: &LabPlan) -> String {
         "# lab {}: cni {}, proxy {}, backends vlan={} ipvlan={} dummy={} ipvs={}",
         p.name,
         p.cni.as_str(),
-        if p.proxy == crate::topology::model::ProxyMode::Ipvs {
-            "ipvs"
-        } else {
-            "iptables"
-        },
+        p.proxy.as_str(),
         if b.vlan_devices { "8021q" } else { "bpf" },
         if b.ipvlan { "ipvlan" } else { "macvlan" },
         if b.dummy { "dummy" } else { "bridge" },
@@ -301,6 +297,13 @@ fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
     if let Some(nft) = &ns.nft {
         sub(o, "nft", nft.lines().map(String::from).collect());
     }
+    if let Some(rules) = &ns.iptables {
+        sub(
+            o,
+            "iptables-restore (iptables-nft)",
+            rules.lines().map(String::from).collect(),
+        );
+    }
     sub(o, "ipvs (ipvsadm-save -n)", ipvsadm_save(&ns.ipvs));
     sub(
         o,
@@ -458,7 +461,15 @@ fn render_services(o: &mut String, p: &LabPlan) {
     for n in &p.proxy_nodes {
         section(
             o,
-            &format!("virtual servers on node/{}", n.node),
+            &format!(
+                "virtual servers on node/{}{}",
+                n.node,
+                if p.backends.ipvs {
+                    ""
+                } else {
+                    " (IPVS emulation: nftables table cnlab_kube_proxy)"
+                }
+            ),
             n.virtual_servers.iter().map(|v| {
                 let rs: Vec<String> = v
                     .real_servers

@@ -117,6 +117,10 @@ pub struct NsPlan {
     pub sysctls: Vec<(String, String)>,
     /// A complete nft script applied atomically (`nft -f -`) in this namespace.
     pub nft: Option<String>,
+    /// `iptables-restore` input (kube-proxy's iptables mode), applied with
+    /// iptables-nft in this namespace after `nft`.
+    #[serde(default)]
+    pub iptables: Option<String>,
     /// Echo servers the lab runs in this namespace.
     pub servers: Vec<ServerPlan>,
     /// tc programs `lab::tc` attaches after the build (eBPF VLAN backend).

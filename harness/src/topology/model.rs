@@ -85,6 +85,18 @@ impl Cni {
 pub enum ProxyMode {
     Ipvs,
     Iptables,
+    Nftables,
+}
+
+impl ProxyMode {
+    /// The name `cluster.proxy` and `when.proxy` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Ipvs => "ipvs",
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -354,14 +366,7 @@ impl When {
             parts.push(format!("cni {}", c.join("|")));
         }
         if let Some(p) = self.proxy {
-            parts.push(format!(
-                "proxy {}",
-                if p == ProxyMode::Ipvs {
-                    "ipvs"
-                } else {
-                    "iptables"
-                }
-            ));
+            parts.push(format!("proxy {}", p.as_str()));
         }
         parts.join(", ")
     }

@@ -670,8 +670,11 @@ pub(crate) const CNIS: &[(&str, Cni)] = &[
     ("terway-eniip-ipvlan", Cni::TerwayEniipIpvlan),
     ("terway-trunking", Cni::TerwayTrunking),
 ];
-const PROXIES: &[(&str, ProxyMode)] =
-    &[("ipvs", ProxyMode::Ipvs), ("iptables", ProxyMode::Iptables)];
+const PROXIES: &[(&str, ProxyMode)] = &[
+    ("ipvs", ProxyMode::Ipvs),
+    ("iptables", ProxyMode::Iptables),
+    ("nftables", ProxyMode::Nftables),
+];
 const DIRECTIONS: &[(&str, Direction)] = &[
     ("ingress", Direction::Ingress),
     ("egress", Direction::Egress),

@@ -516,9 +516,17 @@ impl<'a> V<'a> {
     fn cluster(&mut self) {
         let c = &self.r.topo.cluster;
         let vpc = self.r.topo.vpc.cidr;
-        if let Err(e) = KubeVersion::parse(&c.kubernetes) {
-            if self.ok("cluster.kubernetes") {
-                self.err("cluster.kubernetes", e);
+        match KubeVersion::parse(&c.kubernetes) {
+            Err(e) => {
+                if self.ok("cluster.kubernetes") {
+                    self.err("cluster.kubernetes", e);
+                }
+            }
+            Ok(v) => {
+                let v = crate::plan::proxy::version::ProxyVersion(v);
+                if let Err(e) = crate::plan::proxy::driver(c.proxy).check_version(v) {
+                    self.err("cluster.proxy", e);
+                }
             }
         }
         if let Some(pod) = c.pod_cidr {

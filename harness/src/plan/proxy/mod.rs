@@ -1,20 +1,87 @@
-//! kube-proxy as plan-producing code: per node, the virtual servers of every
-//! Service (chosen by the version rules in `version`), rendered as kernel
-//! objects by the mode: `ipvs` (addresses on `kube-ipvs0`, NAT with IPVS
-//! semantics) or `iptables` (nothing bound, rules match VIP:port only).
+//! kube-proxy as plan-producing code, one driver per proxy mode behind
+//! [`ProxyDriver`] (as netavark's `NetworkDriver`): a mode is one file plus
+//! one line in [`DRIVERS`]. Each renders what kube-proxy of that mode and
+//! version writes, from upstream's own semantics, never from another mode:
+//!
+//! - `ipvs`: addresses on `kube-ipvs0`, virtual servers ([`virtual_servers`]);
+//!   real IPVS on a kernel with IP_VS (`ipvs_native`), an nftables
+//!   emulation (`ipvs_emulation`) only where the kernel lacks it;
+//! - `iptables`: `iptables-restore` input through iptables-nft, nothing bound;
+//! - `nftables`: `table ip kube-proxy` with its maps and sets, nothing bound.
+//!
+//! Version gates live in `version`; the Service-port view the iptables and
+//! nftables proxiers share (upstream `CategorizeEndpoints`) in `categorize`.
 
+pub mod categorize;
 pub mod iptables;
 pub mod ipvs;
+pub mod ipvs_emulation;
 pub mod ipvs_native;
-pub mod nft;
+pub mod nftables;
 pub mod services;
 pub mod version;
+
+use ipnet::Ipv4Net;
 
 use crate::plan::cloud::NodeCtx;
 use crate::plan::draft::Draft;
 use crate::plan::types::*;
 use crate::topology::model::{Cni, ProxyMode};
 use version::ProxyVersion;
+
+/// What a driver programs one node from.
+pub struct NodeInput<'a> {
+    pub node: &'a NodeCtx,
+    pub version: ProxyVersion,
+    pub services: &'a [ServicePlan],
+    /// kube-proxy's `--cluster-cidr` (its local traffic detector): the pod
+    /// CIDR where the CNI takes pod addresses from it; `None` (detector not
+    /// implemented) where pods take VPC addresses.
+    pub cluster_cidr: Option<Ipv4Net>,
+    pub backends: Backends,
+}
+
+/// One kube-proxy mode.
+pub trait ProxyDriver: Sync {
+    fn mode(&self) -> ProxyMode;
+
+    /// Whether kube-proxy of `v` has this mode (`Err`: why not, for
+    /// `cluster.proxy`).
+    fn check_version(&self, _v: ProxyVersion) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What kube-proxy of `v` warns about at start in this mode.
+    fn warnings(&self, _v: ProxyVersion) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Facts about how the lab runs this mode (an emulation, say), for `plan`.
+    fn notes(&self, _backends: Backends) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Programs one node: links, addresses, rules, sysctls in its namespace.
+    fn program_node(&self, d: &mut Draft, n: &NodeInput) -> ProxyNodePlan;
+
+    /// Whether service-NATed flows are routed by destination only (the IPVS
+    /// re-route quirk, T6) through the mark rule of the nftables emulation.
+    fn emulates_reroute(&self, _backends: Backends) -> bool {
+        false
+    }
+}
+
+/// Every mode: one line each.
+pub static DRIVERS: &[&dyn ProxyDriver] = &[&ipvs::Ipvs, &iptables::Iptables, &nftables::Nftables];
+
+/// The driver of `mode`.
+pub fn driver(mode: ProxyMode) -> &'static dyn ProxyDriver {
+    DRIVERS
+        .iter()
+        .copied()
+        .find(|d| d.mode() == mode)
+        .unwrap_or(&ipvs::Ipvs)
+}
 
 /// Marks on the node (kube-proxy's own values where it has them).
 pub const MASQ_MARK: u32 = 0x4000;
@@ -104,26 +171,26 @@ pub fn cni_routes_by_source(cni: Cni) -> bool {
     crate::plan::agent::routes_by_source(cni)
 }
 
-/// Programs kube-proxy on every node: virtual servers, `kube-ipvs0` (IPVS
-/// mode), the nft table (appended to the CNI's), and the re-routing rule.
-pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx]) {
+/// Programs kube-proxy on every node through the mode's driver, and the
+/// re-routing rule where the IPVS emulation needs it.
+pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx], cluster_cidr: Option<Ipv4Net>) {
     let services = d.plan.services.clone();
-    let mode = d.plan.proxy;
-    // Real IPVS re-routes by destination itself; only the emulation needs
-    // the fwmark rule.
-    let native_ipvs = mode == ProxyMode::Ipvs && d.plan.backends.ipvs;
-    if mode == ProxyMode::Ipvs {
-        d.plan
-            .notes
-            .push(crate::plan::render::ipvs_backend_label(native_ipvs).into());
+    let drv = driver(d.plan.proxy);
+    let backends = d.plan.backends;
+    for w in drv.warnings(v) {
+        d.plan.notes.push(format!("kube-proxy warning: {w}"));
     }
+    d.plan.notes.extend(drv.notes(backends));
     for node in nodes {
-        let vss = virtual_servers(v, &services, node);
-        let bound = match mode {
-            ProxyMode::Ipvs => ipvs::program_node(d, node, &vss),
-            ProxyMode::Iptables => iptables::program_node(d, node, &vss),
+        let input = NodeInput {
+            node,
+            version: v,
+            services: &services,
+            cluster_cidr,
+            backends,
         };
-        if cni_routes_by_source(d.plan.cni) && !native_ipvs {
+        let np = drv.program_node(d, &input);
+        if drv.emulates_reroute(backends) && cni_routes_by_source(d.plan.cni) {
             d.ns(node.ns).rules.push(RulePlan {
                 priority: SERVICE_ROUTE_RULE_PRIORITY,
                 fwmark: Some((SERVICE_ROUTE_MARK, SERVICE_ROUTE_MARK)),
@@ -131,11 +198,7 @@ pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx]) {
                 ..Default::default()
             });
         }
-        d.plan.proxy_nodes.push(ProxyNodePlan {
-            node: node.name.clone(),
-            bound,
-            virtual_servers: vss,
-        });
+        d.plan.proxy_nodes.push(np);
     }
 }
 

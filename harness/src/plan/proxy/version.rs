@@ -6,6 +6,8 @@
 //!   endpoint of the cluster (kubernetes PR 97081, commit 61085a7).
 //! - `internalTrafficPolicy` is honoured from 1.22 (beta, on by default);
 //!   before, ClusterIP traffic always goes to every endpoint.
+//!
+//! The table of every gate, with its KEP or PR, is docs/kube-proxy.md.
 
 use crate::plan::types::TrafficPolicy;
 use crate::topology::validate::KubeVersion;
@@ -20,6 +22,46 @@ pub const LOCAL_FALLBACK_SINCE: KubeVersion = KubeVersion {
 pub const INTERNAL_POLICY_SINCE: KubeVersion = KubeVersion {
     major: 1,
     minor: 22,
+    patch: 0,
+};
+
+/// `proxy: nftables` exists from 1.29 (KEP-3866: alpha 1.29 behind the
+/// NFTablesProxyMode gate, beta and on by default 1.31, GA 1.33).
+pub const NFTABLES_SINCE: KubeVersion = KubeVersion {
+    major: 1,
+    minor: 29,
+    patch: 0,
+};
+/// The nftables mode is on without a feature gate from 1.31 (KEP-3866 beta).
+pub const NFTABLES_DEFAULT_ON_SINCE: KubeVersion = KubeVersion {
+    major: 1,
+    minor: 31,
+    patch: 0,
+};
+/// kube-proxy warns that IPVS mode is deprecated from 1.35 (KEP-5495,
+/// kubernetes PR 134539).
+pub const IPVS_DEPRECATED_SINCE: KubeVersion = KubeVersion {
+    major: 1,
+    minor: 35,
+    patch: 0,
+};
+/// The text kube-proxy logs (and records as an `IPVSDeprecation` event).
+pub const IPVS_DEPRECATION: &str =
+    "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead.";
+/// Terminating endpoints serve when a node has no ready one (KEP-1669
+/// ProxyTerminatingEndpoints: beta and on by default 1.26, GA 1.28). Not
+/// applied yet: the plan's endpoints carry no terminating state.
+pub const TERMINATING_FALLBACK_SINCE: KubeVersion = KubeVersion {
+    major: 1,
+    minor: 26,
+    patch: 0,
+};
+/// `status.loadBalancer.ingress[].ipMode: Proxy` stops kube-proxy from
+/// short-circuiting the LB IP (KEP-1860 LoadBalancerIPMode: beta and on by
+/// default 1.30, GA 1.32). Not applied yet: the plan carries no ipMode.
+pub const LB_IP_MODE_SINCE: KubeVersion = KubeVersion {
+    major: 1,
+    minor: 30,
     patch: 0,
 };
 
@@ -41,6 +83,21 @@ impl ProxyVersion {
 
     pub fn honours_internal_policy(self) -> bool {
         self.0 >= INTERNAL_POLICY_SINCE
+    }
+
+    /// iptables mode answers NodePorts on 127.0.0.1 (route_localnet=1) in
+    /// every version modelled; 1.25 only added the flag that turns it off
+    /// (`--iptables-localhost-nodeports`, default true, kubernetes PR 108250).
+    pub fn iptables_localhost_nodeports(self) -> bool {
+        true
+    }
+
+    pub fn has_nftables_mode(self) -> bool {
+        self.0 >= NFTABLES_SINCE
+    }
+
+    pub fn ipvs_deprecated(self) -> bool {
+        self.0 >= IPVS_DEPRECATED_SINCE
     }
 
     /// Real servers of an external address (NodePort, ExternalIP, LB IP) on a
@@ -129,6 +186,14 @@ mod tests {
             v("1.30").internal_real_servers(Cluster, &[1, 2], &[]),
             vec![1, 2]
         );
+    }
+
+    #[test]
+    fn mode_gates() {
+        assert!(!v("1.28.9").has_nftables_mode());
+        assert!(v("1.29").has_nftables_mode());
+        assert!(!v("1.34").ipvs_deprecated());
+        assert!(v("1.35.0").ipvs_deprecated());
     }
 
     #[test]

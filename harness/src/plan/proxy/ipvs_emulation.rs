@@ -1,6 +1,7 @@
-//! kube-proxy's NAT as one nftables table (`ip cnlab_kube_proxy`): the
-//! observable semantics of IPVS (and of iptables mode) on a kernel without
-//! IPVS. Both modes share it; they differ in what is bound locally.
+//! The IPVS **emulation**: kube-proxy's IPVS virtual servers as one
+//! nftables table (`ip cnlab_kube_proxy`), for kernels without IP_VS. It
+//! reproduces the observable semantics of IPVS mode only; the iptables and
+//! nftables modes have their own modules.
 //!
 //! - DNAT VIP:port → one real server per connection (`numgen random`), in
 //!   prerouting (forwarded traffic) and output (the node's own traffic);
