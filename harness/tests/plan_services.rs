@@ -199,9 +199,22 @@ fn ipvs_binds_vips_and_iptables_binds_nothing() {
         let node = ns(&p, "node/node-b");
         assert!(!node.links.iter().any(|l| l.name == "kube-ipvs0"));
         assert!(node.addrs.iter().all(|a| a.dev != "kube-ipvs0"));
+        let ipt = node
+            .iptables
+            .as_deref()
+            .expect("iptables mode writes iptables rules");
+        assert!(ipt.contains("-j DNAT --to-destination"), "{ipt}");
         assert!(
-            node.nft.as_deref().unwrap().contains("dnat ip to"),
-            "iptables mode still NATs VIP:port"
+            !node
+                .nft
+                .as_deref()
+                .unwrap_or("")
+                .contains("cnlab_kube_proxy"),
+            "no IPVS emulation in iptables mode"
+        );
+        assert!(
+            node.rules.iter().all(|r| r.priority != 1024),
+            "no IPVS re-route rule in iptables mode"
         );
     }
 }

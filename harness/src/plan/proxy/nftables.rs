@@ -15,7 +15,10 @@ impl ProxyDriver for Nftables {
 
     fn check_version(&self, v: ProxyVersion) -> Result<(), String> {
         if v.has_nftables_mode() {
-            Err("cnlab does not model kube-proxy's nftables mode yet; use proxy: iptables or ipvs".into())
+            Err(
+                "cnlab does not model kube-proxy's nftables mode yet; use proxy: iptables or ipvs"
+                    .into(),
+            )
         } else {
             Err(format!(
                 "kube-proxy has no nftables mode before {NFTABLES_SINCE} (KEP-3866); cluster.kubernetes is {}: use proxy: iptables or ipvs",
