@@ -20,7 +20,6 @@
 
 use std::fmt::Write;
 
-use base32_std as b32;
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
@@ -58,7 +57,7 @@ impl ProxyDriver for Iptables {
 pub fn chain(prefix: &str, name: &str, proto: &str) -> String {
     format!(
         "{prefix}{}",
-        &b32::encode(&Sha256::digest(format!("{name}{proto}")))[..16]
+        &base32::encode(&Sha256::digest(format!("{name}{proto}")))[..16]
     )
 }
 
@@ -66,7 +65,7 @@ pub fn chain(prefix: &str, name: &str, proto: &str) -> String {
 pub fn endpoint_chain(name: &str, proto: &str, ep: &RealServer) -> String {
     format!(
         "KUBE-SEP-{}",
-        &b32::encode(&Sha256::digest(format!(
+        &base32::encode(&Sha256::digest(format!(
             "{name}{proto}{}:{}",
             ep.ip, ep.port
         )))[..16]
@@ -383,7 +382,7 @@ fn service_to_endpoints(nat: &mut Table, p: &PortView, chain: &str, eps: &[RealS
 }
 
 /// Standard base32 (RFC 4648, with padding), as Go's `base32.StdEncoding`.
-mod base32_std {
+pub mod base32 {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
     pub fn encode(data: &[u8]) -> String {
@@ -411,9 +410,9 @@ mod tests {
 
     #[test]
     fn base32_matches_rfc4648() {
-        assert_eq!(b32::encode(b""), "");
-        assert_eq!(b32::encode(b"f"), "MY======");
-        assert_eq!(b32::encode(b"foobar"), "MZXW6YTBOI======");
+        assert_eq!(base32::encode(b""), "");
+        assert_eq!(base32::encode(b"f"), "MY======");
+        assert_eq!(base32::encode(b"foobar"), "MZXW6YTBOI======");
     }
 
     #[test]
