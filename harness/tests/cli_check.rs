@@ -92,3 +92,84 @@ fn a_directory_with_an_invalid_file_still_runs_the_others_and_writes_reports() {
         "{xml}"
     );
 }
+
+#[test]
+fn a_missing_route_entry_explains_itself() {
+    assert!(
+        cnlab::lab::is_root(),
+        "this test builds a lab: run it as root"
+    );
+    let file = repo().join("topologies/support/missing-route-entry.yaml");
+    let (code, table, stderr) = run_check(&file, &[]);
+    assert_eq!(code, 1, "{table}\n{stderr}");
+    // The request reaches the VPC router, which has no route for node-b's
+    // pod CIDR any more: the kernel there says so.
+    assert!(table.contains("last seen: vpc (arriving on"), "{table}");
+    assert!(
+        table.contains("kernel at vpc: route get 172.16.1.") && table.contains("no route"),
+        "{table}"
+    );
+    let (_, json, _) = run_check(&file, &["--json", "--only", "cross-node"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let r = &v["files"][0]["results"][0];
+    let x = &r["explanation"];
+    assert_eq!(x["last_seen"]["point"], "vpc", "{x:#}");
+    assert_eq!(x["route"]["namespace"], "vpc", "{x:#}");
+    assert!(
+        x["route"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{x:#}"
+    );
+    let request: Vec<&str> = x["request_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["point"].as_str().unwrap())
+        .collect();
+    assert_eq!(request.last(), Some(&"vpc"), "{request:?}");
+}
+
+#[test]
+fn a_pending_pod_is_an_expectation_and_only_runs_one() {
+    assert!(
+        cnlab::lab::is_root(),
+        "this test builds a lab: run it as root"
+    );
+    let m2 =
+        std::fs::read_to_string(repo().join("topologies/scenarios/m2-terway-eni.yaml")).unwrap();
+    let with = |reason: &str| {
+        format!(
+            "{m2}  - {{name: overflow stays pending, from: pod/default/overflow, result: pending, reason: \"{reason}\"}}\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m2.yaml");
+    std::fs::write(&file, with("no free ENI")).unwrap();
+    let (code, out, err) = run_check(&file, &["--only", "overflow stays pending"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("1/1 expectations hold"), "{out}");
+    std::fs::write(&file, with("no such reason")).unwrap();
+    let (code, out, _) = run_check(&file, &["--only", "overflow stays pending"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pending because \"no free ENI"), "{out}");
+    // A pod that runs is not pending.
+    let running = with("x").replace(
+        "pod/default/overflow, result: pending, reason: \"x\"",
+        "pod/default/centos, result: pending",
+    );
+    std::fs::write(&file, running).unwrap();
+    let (code, out, _) = run_check(&file, &["--only", "overflow stays pending"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("expected pending, the pod is running"),
+        "{out}"
+    );
+    let (code, _, err) = run_check(&file, &["--only", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no expectation named \"nope\"; there are:"),
+        "{err}"
+    );
+}

@@ -1372,3 +1372,83 @@ fn a_pinned_trunk_pod_outside_its_vswitch_is_reported_at_its_address() {
         l.warnings
     );
 }
+
+#[test]
+fn route_entries_replace_or_remove_the_cloud_controllers() {
+    // The example's entries become the cloud controller's own (flannel
+    // creates them); the customer's table replaces one and lacks the other.
+    let text = with(
+        "    - {dest: 172.16.0.0/24, next_hop: node-a}\n    - {dest: 172.16.1.0/24, next_hop: 10.0.5.20}\n",
+        "    - {dest: 172.16.1.0/24, next_hop: node-a, action: replace}\n    - {dest: 172.16.0.0/24, action: remove}\n",
+    );
+    let l =
+        cnlab::check::input::load_planned_str(&text, "t.yaml").unwrap_or_else(|r| panic!("{r}"));
+    let p = cnlab::plan::plan(&l.resolved, cnlab::plan::Backends::PORTABLE).unwrap();
+    let entries: Vec<(String, String)> = p
+        .route_entries
+        .iter()
+        .map(|r| (r.dest.to_string(), r.next_hop.clone()))
+        .collect();
+    assert_eq!(
+        entries,
+        vec![("172.16.1.0/24".to_string(), "node-a".to_string())]
+    );
+    // Replacing what the controller does not create is an error at its line.
+    let text = with(
+        "{dest: 172.16.0.0/24, next_hop: node-a}",
+        "{dest: 172.16.9.0/24, action: remove} # here",
+    );
+    let r = plan_report(&text);
+    assert!(
+        find(
+            &r.errors,
+            "vpc.route_entries[0].action",
+            line_of(&text, "# here"),
+            "creates no entry"
+        )
+        .is_some(),
+        "{r}"
+    );
+    // remove takes no next hop.
+    only(
+        &with(
+            "{dest: 172.16.0.0/24, next_hop: node-a}",
+            "{dest: 172.16.0.0/24, next_hop: node-a, action: remove} # here",
+        ),
+        "vpc.route_entries[0].next_hop",
+        "# here",
+        "no next hop",
+    );
+}
+
+#[test]
+fn pending_expectations_name_a_pod_and_ask_nothing_of_a_probe() {
+    loads(&insert(
+        "  - name: clusterip\n",
+        "  - {name: p, from: pod/demo/client, result: pending, reason: no free ENI}\n",
+    ));
+    only(
+        &insert(
+            "  - name: clusterip\n",
+            "  - {name: p, from: node/node-a, result: pending} # here\n",
+        ),
+        "expect[1].from",
+        "# here",
+        "is about a pod",
+    );
+    only(
+        &insert(
+            "  - name: clusterip\n",
+            "  - {name: p, from: pod/demo/client, to: pod/demo/nginx:80, result: pending} # here\n",
+        ),
+        "expect[1].to",
+        "# here",
+        "not probed",
+    );
+    only(
+        &insert("  - name: clusterip\n", "  - {name: p, from: pod/demo/client, to: pod/demo/nginx:80, result: connected, reason: x} # here\n"),
+        "expect[1].reason",
+        "# here",
+        "belongs to result: pending",
+    );
+}

@@ -133,6 +133,7 @@ fn tcp_expect(from: &str, to: &str) -> Expectation {
         avoids: None,
         timeout_ms: None,
         when: None,
+        reason: None,
     }
 }
 

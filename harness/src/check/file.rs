@@ -57,6 +57,19 @@ pub fn check_loaded(
     opts: &UpOptions,
     parallel: usize,
 ) -> FileOutcome {
+    check_keeping(path, loaded, opts, parallel, false).0
+}
+
+/// As `check_loaded`; with `keep_failed`, a lab whose expectations did not
+/// all hold is handed back still up (for `check --keep`) instead of torn
+/// down.
+pub fn check_keeping(
+    path: &Path,
+    loaded: Result<Loaded, crate::topology::Report>,
+    opts: &UpOptions,
+    parallel: usize,
+    keep_failed: bool,
+) -> (FileOutcome, Option<Lab>) {
     let file = path.display().to_string();
     let mut out = FileOutcome::failed(path, String::new(), false);
     out.error = None;
@@ -66,7 +79,7 @@ pub fn check_loaded(
         Ok(l) => l,
         Err(report) => {
             out.error = Some(report.to_string());
-            return out;
+            return (out, None);
         }
     };
     out.warnings = warnings;
@@ -80,7 +93,7 @@ pub fn check_loaded(
         Err(e) => {
             out.environment = matches!(e, LabError::NotRoot | LabError::Backend(_));
             out.error = Some(e.to_string());
-            return out;
+            return (out, None);
         }
     };
     out.up_time = t.elapsed();
@@ -94,10 +107,13 @@ pub fn check_loaded(
     let t = Instant::now();
     out.results = super::run(&lab, &resolved.topo.expect, parallel);
     out.check_time = t.elapsed();
+    if keep_failed && !out.passed() {
+        return (out, Some(lab));
+    }
     let t = Instant::now();
     lab.down();
     out.down_time = t.elapsed();
-    out
+    (out, None)
 }
 
 /// Topology files named by the arguments: files as given, directories

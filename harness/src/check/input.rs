@@ -110,6 +110,9 @@ pub fn locate(l: &Loaded, e: &PlanError) -> Problem {
             .iter()
             .position(|x| x.name == *external)
             .map(|i| join_index("externals", i)),
+        PlanError::NoControllerEntry { dest, .. } => {
+            route_entry(*dest).map(|p| join_key(&p, "action"))
+        }
         PlanError::UnknownNextHop { dest, .. } | PlanError::RouteEntryConflict { dest, .. } => {
             route_entry(*dest).map(|p| join_key(&p, "next_hop"))
         }

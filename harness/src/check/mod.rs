@@ -1,6 +1,7 @@
 //! Expectations against observations: every verdict comes from a probe.
 
 pub mod counters;
+pub mod explain;
 pub mod file;
 pub mod input;
 pub mod observe;
@@ -27,6 +28,8 @@ pub struct CheckResult {
     /// `Some(why)` when the expectation's `when` does not match this lab:
     /// no probe ran, reported as `n/a` (never counted as passed).
     pub not_applicable: Option<String>,
+    /// For a failing probe: what a second probe with every tap open showed.
+    pub explanation: Option<explain::Explanation>,
 }
 
 impl CheckResult {
@@ -73,7 +76,23 @@ pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResu
             });
         }
     });
-    results.into_iter().flatten().collect()
+    let mut results: Vec<CheckResult> = results.into_iter().flatten().collect();
+    // One at a time, after the others: rule counters are per lab.
+    for r in results.iter_mut().filter(|r| needs_explaining(r)) {
+        r.explanation = Some(explain::explain(lab, &r.expect, deadline(&r.expect)));
+    }
+    results
+}
+
+/// A failed probe (not an input error, a pending pod or an n/a row).
+pub fn needs_explaining(r: &CheckResult) -> bool {
+    !r.passed() && !r.is_na() && r.observed.error.is_none() && r.expect.result != Verdict::Pending
+}
+
+fn deadline(e: &Expectation) -> Duration {
+    e.timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_DEADLINE)
 }
 
 pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
@@ -83,10 +102,10 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
         Ok(Some(why)) => return skipped(e, why, vec![], t),
         Err(err) => return skipped(e, String::new(), vec![format!("when: {err}")], t),
     }
-    let deadline = e
-        .timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_DEADLINE);
+    if e.result == Verdict::Pending {
+        return pending(lab.plan(), e, t);
+    }
+    let deadline = deadline(e);
     let wants_path = e.path.is_some() || e.avoids.is_some();
     let observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
     let failures = compare(lab.plan(), e, &observed);
@@ -96,17 +115,19 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
         failures,
         elapsed: t.elapsed(),
         not_applicable: None,
+        explanation: None,
     }
 }
 
-fn skipped(e: &Expectation, why: String, failures: Vec<String>, t: Instant) -> CheckResult {
-    let observed = Observation {
+/// What an expectation that sent no probe observed.
+fn no_probe(verdict: Verdict, detail: String) -> Observation {
+    Observation {
         outcome: crate::probe::ProbeOutcome {
-            verdict: Verdict::Timeout,
+            verdict,
             local: None,
             seen_peer: None,
             served_by: None,
-            detail: why.clone(),
+            detail,
             elapsed: Duration::ZERO,
         },
         dst: None,
@@ -114,7 +135,50 @@ fn skipped(e: &Expectation, why: String, failures: Vec<String>, t: Instant) -> C
         reply: vec![],
         error: None,
         display: Default::default(),
+    }
+}
+
+/// `result: pending`: the CNI left the pod pending (for the reason given).
+/// The plan decides this as the real CNI would, so no packet is involved.
+fn pending(plan: &LabPlan, e: &Expectation, t: Instant) -> CheckResult {
+    let key = e.from.strip_prefix("pod/").unwrap_or(&e.from);
+    let found = plan.pending.iter().find(|p| p.pod == key);
+    let mut failures = Vec::new();
+    let observed = match found {
+        Some(p) => {
+            if let Some(want) = &e.reason {
+                if !p.reason.contains(want.as_str()) {
+                    failures.push(format!(
+                        "expected pending because {want:?}, pending because {:?}",
+                        p.reason
+                    ));
+                }
+            }
+            no_probe(Verdict::Pending, p.reason.clone())
+        }
+        None => {
+            let running = plan
+                .namespaces
+                .iter()
+                .find(|n| n.key == format!("pod/{key}"))
+                .map(|n| format!(" (namespace {})", n.key))
+                .unwrap_or_default();
+            failures.push(format!("expected pending, the pod is running{running}"));
+            no_probe(Verdict::Connected, "running".into())
+        }
     };
+    CheckResult {
+        expect: e.clone(),
+        observed,
+        failures,
+        elapsed: t.elapsed(),
+        not_applicable: None,
+        explanation: None,
+    }
+}
+
+fn skipped(e: &Expectation, why: String, failures: Vec<String>, t: Instant) -> CheckResult {
+    let observed = no_probe(Verdict::Timeout, why.clone());
     let not_applicable = failures.is_empty().then_some(why);
     CheckResult {
         expect: e.clone(),
@@ -122,6 +186,7 @@ fn skipped(e: &Expectation, why: String, failures: Vec<String>, t: Instant) -> C
         failures,
         elapsed: t.elapsed(),
         not_applicable,
+        explanation: None,
     }
 }
 

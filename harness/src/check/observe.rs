@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::plan::{EndpointKind, LabPlan, NsKind};
-use crate::probe::{self, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps};
+use crate::probe::{self, Capture, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps};
 use crate::topology::expect::{parse_origin, parse_target, Origin, Target};
 use crate::topology::model::Proto;
 
@@ -139,6 +139,20 @@ pub fn observe(
     deadline: Duration,
     taps: bool,
 ) -> Observation {
+    observe_captured(lab, name, from, to, proto, deadline, taps).0
+}
+
+/// As `observe`, also returning every frame the taps saw of this probe
+/// (its client port or ICMP identifier, in either direction), in time order.
+pub fn observe_captured(
+    lab: &Lab,
+    name: &str,
+    from: &str,
+    to: &str,
+    proto: Proto,
+    deadline: Duration,
+    taps: bool,
+) -> (Observation, Vec<Capture>) {
     let plan = lab.plan();
     let failed = |e: String| Observation {
         outcome: ProbeOutcome {
@@ -157,14 +171,17 @@ pub fn observe(
     };
     let client_ns = match resolve_origin(plan, from) {
         Ok(i) => i,
-        Err(e) => return failed(e),
+        Err(e) => return (failed(e), vec![]),
     };
     let (dst, port) = match resolve_target(plan, to) {
         Ok(t) => t,
-        Err(e) => return failed(e),
+        Err(e) => return (failed(e), vec![]),
     };
     if port == 0 && proto != Proto::Icmp {
-        return failed(format!("{to}: a {proto:?} probe needs a port"));
+        return (
+            failed(format!("{to}: a {proto:?} probe needs a port")),
+            vec![],
+        );
     }
     let src_port = lab.next_probe_port();
     let spec = ProbeSpec {
@@ -178,17 +195,19 @@ pub fn observe(
     let tapset = if taps { open_taps(lab) } else { Ok(None) };
     let tapset = match tapset {
         Ok(t) => t,
-        Err(e) => return failed(format!("opening taps: {e}")),
+        Err(e) => return (failed(format!("opening taps: {e}")), vec![]),
     };
     let outcome = probe::probe(lab.netns(client_ns), &spec);
-    let (mut request, mut reply) = match tapset {
+    let mut frames = match tapset {
         Some(t) => {
             // Let the last frames of the exchange reach the taps.
             std::thread::sleep(Duration::from_millis(20));
-            probe::hops(&t.stop(), proto, src_port)
+            t.stop()
         }
-        None => (vec![], vec![]),
+        None => vec![],
     };
+    let (mut request, mut reply) = probe::hops(&frames, proto, src_port);
+    frames.retain(|c| c.sport == src_port || c.dport == src_port || c.icmp_id == Some(src_port));
     if taps {
         add_stack_ends(plan, client_ns, &outcome, &mut request, &mut reply);
     }
@@ -197,14 +216,15 @@ pub fn observe(
         .chain(reply.iter())
         .map(|h| (h.point.clone(), display_point(plan, &h.point)))
         .collect();
-    Observation {
+    let o = Observation {
         outcome,
         dst: Some((dst, port)),
         request,
         reply,
         error: None,
         display,
-    }
+    };
+    (o, frames)
 }
 
 /// A hop id as a person reads it: the first alias where there is one.

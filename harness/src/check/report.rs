@@ -74,10 +74,8 @@ pub fn table(files: &[FileResults]) -> String {
                     r.expect.result.as_str().into(),
                     if r.is_na() {
                         "—".into()
-                    } else if r.observed.error.is_some() {
-                        "error".into()
                     } else {
-                        r.observed.outcome.verdict.as_str().into()
+                        observed_word(r).into()
                     },
                     observed_source(r),
                     r.observed
@@ -108,11 +106,15 @@ pub fn table(files: &[FileResults]) -> String {
         out.push_str(&line(&head.map(String::from)));
         for (row, r) in rows.iter().zip(f.results) {
             out.push_str(&line(row));
-            if r.expect.path.is_some() || r.expect.avoids.is_some() {
+            let asked = r.expect.path.is_some() || r.expect.avoids.is_some();
+            if asked && (r.passed() || r.explanation.is_none()) {
                 out.push_str(&format!("      path: {}\n", show_journey(&r.observed)));
             }
             for fail in &r.failures {
                 out.push_str(&format!("      ✗ {fail}\n"));
+            }
+            for l in r.explanation.iter().flat_map(|x| x.lines()) {
+                out.push_str(&format!("        {l}\n"));
             }
         }
         let na = f.results.iter().filter(|r| r.is_na()).count();
@@ -186,6 +188,7 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                     "passed": r.passed() && !r.is_na(),
                     "not_applicable": r.not_applicable,
                     "failures": r.failures,
+                    "explanation": r.explanation.as_ref().map(|x| x.json()),
                     "elapsed_ms": r.elapsed.as_millis() as u64,
                 })).collect::<Vec<_>>(),
             })
@@ -197,10 +200,14 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
 /// What the probe observed, `error` when it could not run (never a fake
 /// `timeout`), `n/a` when it did not apply.
 pub fn observed_word(r: &CheckResult) -> &'static str {
+    use crate::topology::model::Verdict;
     if r.is_na() {
         "n/a"
     } else if r.observed.error.is_some() {
         "error"
+    } else if r.expect.result == Verdict::Pending && r.observed.outcome.verdict != Verdict::Pending
+    {
+        "running"
     } else {
         r.observed.outcome.verdict.as_str()
     }
@@ -270,8 +277,17 @@ pub fn explanation(r: &CheckResult) -> String {
         out.push_str(f);
         out.push('\n');
     }
-    if r.observed.error.is_none() {
-        out.push_str(&format!("path: {}\n", show_journey(&r.observed)));
+    match &r.explanation {
+        Some(x) => {
+            for l in x.lines() {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        None if r.observed.error.is_none() => {
+            out.push_str(&format!("path: {}\n", show_journey(&r.observed)));
+        }
+        None => {}
     }
     out
 }

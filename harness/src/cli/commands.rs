@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{running, BackendArg, Command};
-use crate::check::file::{check_loaded, expand_paths, FileOutcome};
+use crate::check::file::{check_keeping, check_loaded, expand_paths, FileOutcome};
 use crate::check::input::load_planned as load_file;
 use crate::check::report::{self, FileResults};
 use crate::kernel::caps::{self, BackendChoice};
@@ -33,7 +33,8 @@ pub fn run(cmd: Command) -> i32 {
             junit,
             backend,
             parallel,
-        } => check(&paths, json, junit.as_deref(), backend, parallel),
+            explain,
+        } => check(&paths, json, junit.as_deref(), backend, parallel, &explain),
         Command::Validate { paths } => validate(&paths),
         Command::Plan {
             file,
@@ -91,6 +92,7 @@ fn check(
     junit: Option<&Path>,
     backend: BackendArg,
     parallel: usize,
+    explain: &super::CheckExplain,
 ) -> Result<i32, i32> {
     let files = expand_paths(paths).map_err(|e| {
         eprintln!("cnlab check: {e}");
@@ -109,6 +111,10 @@ fn check(
             l
         })
         .collect();
+    let loaded = match &explain.only {
+        Some(name) => only(loaded, name)?,
+        None => loaded,
+    };
     let opts = UpOptions {
         backend: backend.into(),
         file: None,
@@ -120,9 +126,14 @@ fn check(
         true
     };
     let mut outcomes: Vec<FileOutcome> = Vec::new();
+    let mut keep: Vec<Lab> = Vec::new();
     let mut environment: Option<String> = (!root)
         .then(|| "needs root to create and enter network namespaces; run it with sudo".to_string());
     for (f, l) in files.iter().zip(loaded) {
+        // `--only`: a file without that expectation has nothing to run.
+        if explain.only.is_some() && l.as_ref().is_ok_and(|l| l.resolved.topo.expect.is_empty()) {
+            continue;
+        }
         if l.is_err() {
             outcomes.push(check_loaded(f, l, &opts, parallel));
             continue;
@@ -135,7 +146,8 @@ fn check(
         if !json {
             eprint!("{} … ", f.display());
         }
-        let o = check_loaded(f, l, &opts, parallel);
+        let (o, kept) = check_keeping(f, l, &opts, parallel, explain.keep);
+        keep.extend(kept);
         if !json {
             let na = o.results.iter().filter(|r| r.is_na()).count();
             let passed = o
@@ -185,6 +197,9 @@ fn check(
             return Err(EXIT_FAIL);
         }
     }
+    if !keep.is_empty() {
+        keep_up(&keep, &outcomes);
+    }
     if outcomes.iter().any(|o| o.environment) {
         return Err(EXIT_ENV);
     }
@@ -193,6 +208,72 @@ fn check(
     } else {
         EXIT_FAIL
     })
+}
+
+/// `check --keep`: the labs that failed stay up while this process runs;
+/// says how to look inside, then waits for Ctrl-C (which tears them down).
+fn keep_up(labs: &[Lab], outcomes: &[FileOutcome]) {
+    let mut msg = String::new();
+    for lab in labs {
+        msg += &format!(
+            "lab {} ({}) is kept up after its failures:\n",
+            lab.id(),
+            lab.plan().name
+        );
+        let failed = outcomes
+            .iter()
+            .filter(|o| o.lab_id == lab.id())
+            .flat_map(|o| o.results.iter())
+            .filter(|r| !r.passed() && !r.is_na());
+        for r in failed {
+            let e = &r.expect;
+            let proto = match e.proto {
+                crate::topology::model::Proto::Tcp => String::new(),
+                p => format!(" --proto {}", crate::check::proto_word(p)),
+            };
+            if e.result == crate::topology::model::Verdict::Pending {
+                continue;
+            }
+            msg += &format!(
+                "  {}:\n    cnlab explain --lab {} {} {}{proto}\n    cnlab shell --lab {} {}\n",
+                e.name,
+                lab.id(),
+                e.from,
+                e.to,
+                lab.id(),
+                e.from
+            );
+        }
+    }
+    msg += "Ctrl-C tears the kept lab(s) down.\n";
+    let _ = std::io::stderr().write_all(msg.as_bytes());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `--only NAME`: every file keeps just that expectation; a name no file
+/// has is an error listing the names there are.
+fn only(
+    mut loaded: Vec<Result<crate::topology::Loaded, crate::topology::Report>>,
+    name: &str,
+) -> Result<Vec<Result<crate::topology::Loaded, crate::topology::Report>>, i32> {
+    let mut names = Vec::new();
+    let mut found = false;
+    for l in loaded.iter_mut().flatten() {
+        let expect = &mut l.resolved.topo.expect;
+        names.extend(expect.iter().map(|e| e.name.clone()));
+        expect.retain(|e| e.name == name);
+        found |= !expect.is_empty();
+    }
+    if !found {
+        eprintln!(
+            "cnlab check: no expectation named {name:?}; there are: {}",
+            names.join(", ")
+        );
+        return Err(EXIT_FAIL);
+    }
+    Ok(loaded)
 }
 
 fn validate(paths: &[PathBuf]) -> Result<i32, i32> {

@@ -84,6 +84,17 @@ pub struct ProbeArgs {
     pub timeout_ms: u64,
 }
 
+/// `cnlab check` options for looking into a failure.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CheckExplain {
+    /// Run only the expectation with this name (in every file that has it).
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+    /// Leave the lab up when an expectation fails, and print how to look inside.
+    #[arg(long)]
+    pub keep: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build each topology, probe every expectation, tear down; exit 0 only if all hold.
@@ -107,6 +118,8 @@ pub enum Command {
         /// Probes in flight at once per lab.
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        #[command(flatten)]
+        explain: CheckExplain,
     },
     /// Check a topology file without building anything: every problem with its YAML path and line.
     Validate {

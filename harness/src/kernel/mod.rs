@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod caps;
+pub mod fib;
 pub mod iptables;
 pub mod ipvs;
 pub mod netlink;

@@ -724,6 +724,35 @@ impl Netlink {
         self.change(RouteNetlinkMessage::DelRoute(msg), 0, what)
     }
 
+    /// `ip route get`: asks the kernel for its decision on `msg` (an
+    /// RTM_GETROUTE request); the answer is the route it chose.
+    pub fn get_route(&mut self, msg: RouteMessage, what: &str) -> Result<Vec<RouteMessage>> {
+        let seq = self.encode(RouteNetlinkMessage::GetRoute(msg), NLM_F_ACK);
+        self.send_out()?;
+        Ok(self
+            .wait(seq, what)?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Some(r),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every policy routing rule of this namespace (`ip rule`).
+    pub fn rules(&mut self) -> Result<Vec<RuleMessage>> {
+        let mut req = RuleMessage::default();
+        req.header.family = AddressFamily::Inet;
+        Ok(self
+            .dump(RouteNetlinkMessage::GetRule(req), "listing rules")?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRule(r) => Some(r),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub fn add_rule(&mut self, r: &RulePlan) -> Result<()> {
         let what = format!("adding rule {}", describe_rule(r));
         let mut msg = RuleMessage::default();

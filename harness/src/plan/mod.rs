@@ -25,6 +25,7 @@ pub use types::*;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
+use crate::topology::model::RouteAction;
 use crate::topology::Resolved;
 use draft::Draft;
 
@@ -64,7 +65,13 @@ pub enum PlanError {
     ExternalWithoutVswitch { external: String },
     #[error("route entry {dest}: next hop {next_hop:?} is neither a node nor an ENI address")]
     UnknownNextHop { dest: Ipv4Net, next_hop: String },
-    #[error("route entry {dest}: next hop {first} and {second} both claim it")]
+    #[error("route entry {dest}: action {action}, but the cloud controller creates no entry for {dest} (it creates: {created})")]
+    NoControllerEntry {
+        dest: Ipv4Net,
+        action: &'static str,
+        created: String,
+    },
+    #[error("route entry {dest}: next hop {first} and {second} both claim it (write action: replace to put yours in place of the cloud controller's)")]
     RouteEntryConflict {
         dest: Ipv4Net,
         first: String,
@@ -128,12 +135,34 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
         pod_cidr_cni(&mut d, r, &nodes, mode)?
     };
 
-    // VPC route entries: the topology's, then the CNI's.
+    // VPC route entries: the topology's, then the CNI's (those the
+    // topology replaces or removes left out).
+    let created: Vec<Ipv4Net> = wired.route_entries.iter().map(|(d, _)| *d).collect();
     for e in &topo.vpc.route_entries {
-        cloud::add_route_entry(&mut d, &nodes, e.dest, &e.next_hop)?;
+        if e.action != RouteAction::Add && !created.contains(&e.dest) {
+            return Err(PlanError::NoControllerEntry {
+                dest: e.dest,
+                action: e.action.as_str(),
+                created: created
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if e.action != RouteAction::Remove {
+            cloud::add_route_entry(&mut d, &nodes, e.dest, &e.next_hop)?;
+        }
     }
     for (dest, node) in &wired.route_entries {
-        cloud::add_route_entry(&mut d, &nodes, *dest, node)?;
+        let customer = topo
+            .vpc
+            .route_entries
+            .iter()
+            .any(|e| e.dest == *dest && e.action != RouteAction::Add);
+        if !customer {
+            cloud::add_route_entry(&mut d, &nodes, *dest, node)?;
+        }
     }
     cloud::program_route_entries(&mut d, vpc);
 

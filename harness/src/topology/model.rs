@@ -119,8 +119,33 @@ pub struct VSwitch {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RouteEntry {
     pub dest: Ipv4Net,
-    /// A node name or an IPv4 address in the VPC.
+    /// A node name or an IPv4 address in the VPC (empty for `remove`).
     pub next_hop: String,
+    /// What the entry does to the route table the cloud controller keeps.
+    #[serde(default)]
+    pub action: RouteAction,
+}
+
+/// A customer's route table as it really is: an extra entry, an entry in
+/// place of the one the cloud controller creates for a node's pod CIDR (a
+/// wrong next hop), or the controller's entry missing.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAction {
+    #[default]
+    Add,
+    Replace,
+    Remove,
+}
+
+impl RouteAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteAction::Add => "add",
+            RouteAction::Replace => "replace",
+            RouteAction::Remove => "remove",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -281,6 +306,8 @@ pub enum Verdict {
     Connected,
     Refused,
     Timeout,
+    /// `from` is a pod the CNI cannot start (no probe runs).
+    Pending,
 }
 
 impl Verdict {
@@ -289,6 +316,7 @@ impl Verdict {
             Verdict::Connected => "connected",
             Verdict::Refused => "refused",
             Verdict::Timeout => "timeout",
+            Verdict::Pending => "pending",
         }
     }
 }
@@ -319,6 +347,9 @@ pub struct Expectation {
     /// Applies only to labs matching this (absent: always).
     #[serde(default)]
     pub when: Option<When>,
+    /// With `result: pending`: text the pod's pending reason must contain.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 // ---------------------------------------------------------------- expect[].when

@@ -696,6 +696,12 @@ const VERDICTS: &[(&str, Verdict)] = &[
     ("connected", Verdict::Connected),
     ("refused", Verdict::Refused),
     ("timeout", Verdict::Timeout),
+    ("pending", Verdict::Pending),
+];
+const ROUTE_ACTIONS: &[(&str, RouteAction)] = &[
+    ("add", RouteAction::Add),
+    ("replace", RouteAction::Replace),
+    ("remove", RouteAction::Remove),
 ];
 
 // ---------------------------------------------------------------- sections
@@ -850,12 +856,21 @@ fn vswitch(cx: &mut Cx, v: &Value, path: &str) -> VSwitch {
 }
 
 fn route_entry(cx: &mut Cx, v: &Value, path: &str) -> RouteEntry {
-    let o = Obj::new(cx, v, path, "a route entry {dest, next_hop}");
+    let o = Obj::new(cx, v, path, "a route entry {dest, next_hop, action}");
+    let action = o
+        .opt(cx, "action", choice("route entry action", ROUTE_ACTIONS))
+        .unwrap_or_default();
+    let next_hop = if action == RouteAction::Remove {
+        o.opt(cx, "next_hop", text)
+    } else {
+        o.req(cx, "next_hop", text)
+    };
     let r = RouteEntry {
         dest: o.req(cx, "dest", cidr).unwrap_or_default(),
-        next_hop: o.req(cx, "next_hop", text).unwrap_or_default(),
+        next_hop: next_hop.unwrap_or_default(),
+        action,
     };
-    o.finish(cx, &["dest", "next_hop"]);
+    o.finish(cx, &["dest", "next_hop", "action"]);
     r
 }
 
@@ -1012,22 +1027,30 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
         path,
         "an expectation {name, from, to, proto, result, …}",
     );
+    let result = o
+        .req(cx, "result", choice("result", VERDICTS))
+        .unwrap_or(Verdict::Timeout);
+    // A pending pod is not probed: it needs no target.
+    let to = if result == Verdict::Pending {
+        o.opt(cx, "to", text)
+    } else {
+        o.req(cx, "to", text)
+    };
     let e = Expectation {
         name: o.req(cx, "name", text).unwrap_or_default(),
         from: o.req(cx, "from", text).unwrap_or_default(),
-        to: o.req(cx, "to", text).unwrap_or_default(),
+        to: to.unwrap_or_default(),
         proto: o
             .opt(cx, "proto", choice("proto", PROBE_PROTOS))
             .unwrap_or(Proto::Tcp),
-        result: o
-            .req(cx, "result", choice("result", VERDICTS))
-            .unwrap_or(Verdict::Timeout),
+        result,
         source: o.opt(cx, "source", text),
         served_by: o.opt(cx, "served_by", text),
         path: o.leaves(cx, "path", text),
         avoids: o.leaves(cx, "avoids", text),
         timeout_ms: o.opt(cx, "timeout_ms", uint::<u64>),
         when: o.nested(cx, "when", when),
+        reason: o.opt(cx, "reason", text),
     };
     o.finish(
         cx,
@@ -1043,6 +1066,7 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
             "avoids",
             "timeout_ms",
             "when",
+            "reason",
         ],
     );
     e

@@ -635,6 +635,15 @@ impl<'a> V<'a> {
         for (i, re) in vpc.route_entries.iter().enumerate() {
             let path = format!("vpc.route_entries[{i}].next_hop");
             self.aligned(&format!("vpc.route_entries[{i}].dest"), &re.dest);
+            if re.action == RouteAction::Remove {
+                if !re.next_hop.is_empty() {
+                    self.err(
+                        &path,
+                        "a removed entry has no next hop (action: remove takes dest only)",
+                    );
+                }
+                continue;
+            }
             if !self.ok(&path) {
                 continue;
             }
@@ -1083,6 +1092,13 @@ impl<'a> V<'a> {
                     Ok(Origin::External(n)) => self.need_external(&at("from"), &n),
                 }
             }
+            if e.result == Verdict::Pending {
+                self.pending_expectation(&path, e);
+                continue;
+            }
+            if let Some(_reason) = &e.reason {
+                self.err(&at("reason"), "reason belongs to result: pending");
+            }
             if self.ok(&at("to")) {
                 match parse_target(&e.to) {
                     Err(m) => self.err(&at("to"), m),
@@ -1125,6 +1141,37 @@ impl<'a> V<'a> {
             }
             if e.timeout_ms == Some(0) {
                 self.err(&at("timeout_ms"), "timeout_ms must be more than 0");
+            }
+        }
+    }
+
+    /// `result: pending`: `from` is a pod, and nothing of a probe is asked.
+    fn pending_expectation(&mut self, path: &str, e: &Expectation) {
+        let at = |key: &str| join_key(path, key);
+        if self.ok(&at("from")) {
+            match parse_origin(&e.from) {
+                Ok(Origin::Pod { ns, name }) => self.need_pod(&at("from"), &ns, &name),
+                Ok(_) => self.err(
+                    &at("from"),
+                    "result: pending is about a pod: from: pod/<ns>/<name>",
+                ),
+                Err(m) => self.err(&at("from"), m),
+            }
+        }
+        let probe_keys = [
+            ("to", !e.to.is_empty()),
+            ("source", e.source.is_some()),
+            ("served_by", e.served_by.is_some()),
+            ("path", e.path.is_some()),
+            ("avoids", e.avoids.is_some()),
+            ("timeout_ms", e.timeout_ms.is_some()),
+        ];
+        for (key, present) in probe_keys {
+            if present {
+                self.err(
+                    &at(key),
+                    format!("{key} asks about a probe; a pending pod is not probed"),
+                );
             }
         }
     }
