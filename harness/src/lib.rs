@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod cloud;
+pub mod cni;
 pub mod kernel;
 pub mod lab;
 pub mod plan;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::CheckResult;
 use crate::lab::{Lab, LabError, UpOptions};
+use crate::plan::agent::plugins::CNI_ADD_FAILED;
 use crate::topology::{Loaded, Problem};
 
 pub struct FileOutcome {
@@ -42,7 +43,13 @@ impl FileOutcome {
     }
 
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.results.iter().all(|r| r.passed())
+        self.error.is_none() && self.results.iter().all(|r| r.passed()) && !self.cni_failed()
+    }
+
+    /// A pod whose CNI plugin chain failed (`cni: plugins`) fails the file,
+    /// as a pod stuck in ContainerCreating would.
+    pub fn cni_failed(&self) -> bool {
+        self.pending.iter().any(|p| p.contains(CNI_ADD_FAILED))
     }
 }
 

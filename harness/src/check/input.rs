@@ -47,6 +47,8 @@ fn problem(l: &Loaded, path: &str, message: String) -> Problem {
 fn pending_warnings(l: &Loaded, p: &LabPlan) -> Vec<Problem> {
     p.pending
         .iter()
+        // `cni: plugins`: every pod waits for its ADD at planning time.
+        .filter(|pod| pod.reason != crate::plan::agent::plugins::WAITING_FOR_ADD)
         .map(|pod| {
             let mut path = pod_path(&l.resolved, &pod.pod).unwrap_or_else(|| "kubernetes".into());
             let pinned = l.resolved.pods.iter().any(|x| {

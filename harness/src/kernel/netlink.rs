@@ -72,6 +72,9 @@ pub struct LinkInfo {
     pub qdisc: Option<String>,
     /// RFC 2863 operational state is `up` (IFLA_OPERSTATE).
     pub oper_up: bool,
+    /// IFLA_LINK: a veth's peer index or a macvlan/ipvlan/vlan parent's
+    /// (in the peer's namespace when that differs).
+    pub link: Option<u32>,
 }
 
 /// A failed request: what it was, errno, kernel's extended-ack text.
@@ -368,12 +371,14 @@ impl Netlink {
                 lower_up: l.header.flags.contains(LinkFlags::LowerUp),
                 qdisc: None,
                 oper_up: false,
+                link: None,
             };
             for attr in l.attributes {
                 match attr {
                     LinkAttribute::IfName(n) => info.name = n,
                     LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                     LinkAttribute::Controller(m) => info.master = Some(m),
+                    LinkAttribute::Link(p) => info.link = Some(p),
                     LinkAttribute::Qdisc(q) => info.qdisc = Some(q),
                     LinkAttribute::OperState(st) => {
                         info.oper_up = st == netlink_packet_route::link::State::Up

@@ -44,7 +44,15 @@ pub fn collect() -> GcReport {
             let name = e.file_name().to_string_lossy().to_string();
             let id = name.split('.').next().unwrap_or_default().to_string();
             if !id.is_empty() && !LabRecord::path(&id).exists() && !report.live.contains(&id) {
-                let _ = std::fs::remove_file(e.path());
+                if e.path().is_dir() {
+                    // A CNI state directory (`<id>.cni`): DEL what it records first.
+                    for f in super::cni::del_all(&id) {
+                        tracing::warn!("gc: lab {id}: {f}");
+                    }
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! A live lab: plan → registered → namespaces → kernel objects → echo
 //! servers; torn down on drop, on error and on SIGINT/SIGTERM (see `live`).
 
+pub mod cni;
 pub mod gc;
 pub mod live;
 pub mod registry;
@@ -34,6 +35,8 @@ pub enum LabError {
     Servers(String),
     #[error("lab {0}: {1}")]
     Attach(String, String),
+    #[error("CNI runtime: {0}")]
+    Cni(String),
 }
 
 #[derive(Debug, Clone)]
@@ -159,11 +162,22 @@ impl Lab {
         let backends = backends(opts.backend)?;
         let plan = plan::plan(r, backends)?;
         let plan_time = t0.elapsed();
-        Self::up_plan(plan, opts, plan_time)
+        // CNI plugins give pod addresses at bring-up: plan again with them.
+        let replan = |adds: &plan::agent::plugins::CniAdds| plan::plan_cni(r, backends, adds);
+        Self::up_inner(plan, opts, plan_time, Some(&replan))
     }
 
     /// Brings a lab up from a plan (tests and benchmarks build plans directly).
     pub fn up_plan(plan: LabPlan, opts: &UpOptions, plan_time: Duration) -> Result<Lab, LabError> {
+        Self::up_inner(plan, opts, plan_time, None)
+    }
+
+    fn up_inner(
+        plan: LabPlan,
+        opts: &UpOptions,
+        plan_time: Duration,
+        replan: Option<&dyn Fn(&plan::agent::plugins::CniAdds) -> Result<LabPlan, plan::PlanError>>,
+    ) -> Result<Lab, LabError> {
         if !is_root() {
             return Err(LabError::NotRoot);
         }
@@ -213,6 +227,20 @@ impl Lab {
             let mode = tc_attach(opts.tc_attach)?;
             lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns, mode)?);
             lab.timings.tc = t.elapsed();
+        }
+        if let Some(rt) = lab.plan.cni_runtime.clone() {
+            let replan = replan.ok_or_else(|| {
+                LabError::Cni(
+                    "a plan with CNI plugins is brought up from its topology (Lab::up)".into(),
+                )
+            })?;
+            let added = cni::add_all(&lab.id, &rt, &lab.names, &lab.ns)?;
+            let mut after = replan(&added.adds)?;
+            cni::apply_replan(&lab.plan, &after, &lab.ns)?;
+            after.notes.extend(added.notes);
+            cni::save_results(&lab.id, &added.results)?;
+            lab.plan = after;
+            registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         }
         lab.timings.build = t.elapsed();
         let t = Instant::now();
@@ -367,6 +395,10 @@ pub fn remove_lab_objects(id: &str, names: &[String]) {
         if !all.contains(&n) {
             all.push(n);
         }
+    }
+    // CNI DEL for every ADD while the namespaces still exist.
+    for f in cni::del_all(id) {
+        tracing::warn!("tearing down lab {id}: {f}");
     }
     if let Err(e) = build::teardown(&all) {
         tracing::warn!("tearing down lab {id}: {e}");

@@ -25,7 +25,7 @@ pub use types::*;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
-use crate::topology::model::RouteAction;
+use crate::topology::model::{Cni, RouteAction};
 use crate::topology::Resolved;
 use draft::Draft;
 
@@ -94,6 +94,17 @@ pub enum PlanError {
 /// Plans the whole lab. Input is assumed validated, but nothing panics: a
 /// problem comes back as a `PlanError` naming the object.
 pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
+    plan_cni(r, backends, &agent::plugins::CniAdds::new())
+}
+
+/// As `plan`, with what CNI ADD gave each pod (`cni: plugins` and the
+/// flannel variant plan once before ADD and once after; other modes
+/// ignore `adds`).
+pub fn plan_cni(
+    r: &Resolved,
+    backends: Backends,
+    adds: &agent::plugins::CniAdds,
+) -> Result<LabPlan, PlanError> {
     let topo = &r.topo;
     let cni = topo.cluster.cni;
     let mode = agent::mode(cni)?;
@@ -124,7 +135,10 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     }
 
     // The CNI: pod addresses, pod plumbing, route entries it needs.
-    let (placement, wired) = if vpc_addressing {
+    let runs_plugins = cni == Cni::Plugins || topo.cluster.cni_plugins.is_some();
+    let (placement, wired) = if runs_plugins {
+        plugins_cni(&mut d, r, &nodes, adds)?
+    } else if vpc_addressing {
         // terway-eni / -eniip / -eniip-ipvlan / -trunking: VPC pod addresses.
         let mut ctx = agent::alloc::VpcIpCtx::new(&mut d, r, vpc, &nodes, &mut book);
         let out = mode.program(&mut d, agent::ModeCtx::Vpc(&mut ctx))?;
@@ -236,6 +250,48 @@ pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
     let mut plan = d.plan;
     neigh::pin_neighbours(&mut plan);
     Ok(plan)
+}
+
+/// `cni: plugins`, and flannel with real plugins: pods plumbed at bring-up
+/// by the runtime, addresses from the plugins' results.
+fn plugins_cni(
+    d: &mut Draft,
+    r: &Resolved,
+    nodes: &[cloud::NodeCtx],
+    adds: &agent::plugins::CniAdds,
+) -> Result<(ipam::Placement, agent::CniOutput), PlanError> {
+    let topo = &r.topo;
+    let flannel = match topo.cluster.cni {
+        Cni::Flannel => Some(false),
+        Cni::FlannelVxlan => Some(true),
+        _ => None,
+    };
+    let (placement, out, rt) = match flannel {
+        Some(vxlan) => {
+            let pod_cidr = topo
+                .cluster
+                .pod_cidr
+                .ok_or_else(|| PlanError::MissingPodCidr {
+                    cni: topo.cluster.cni.as_str().into(),
+                })?;
+            let prefix = topo
+                .cluster
+                .node_cidr_prefix
+                .unwrap_or(ipam::DEFAULT_NODE_CIDR_PREFIX);
+            let slices = ipam::node_slices(pod_cidr, prefix, &topo.nodes)?;
+            let ctx = agent::CniCtx {
+                pod_cidr,
+                slices: &slices,
+                nodes,
+                vpc_cidrs: Vec::new(),
+            };
+            agent::plugins::program(d, r, nodes, adds, Some((&ctx, vxlan)))
+        }
+        None => agent::plugins::program(d, r, nodes, adds, None),
+    };
+    d.plan.pending = placement.pending.clone();
+    d.plan.cni_runtime = Some(rt);
+    Ok((placement, out))
 }
 
 /// Flannel, flannel-vxlan and terway-vpc: pod addresses from the node's

@@ -79,6 +79,9 @@ pub struct LabPlan {
     pub proxy_nodes: Vec<ProxyNodePlan>,
     #[serde(default)]
     pub slbs: Vec<SlbPlan>,
+    /// `cni: plugins` (and the flannel variant): what the CNI runtime runs.
+    #[serde(default)]
+    pub cni_runtime: Option<crate::plan::agent::plugins::CniRuntimePlan>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -478,6 +481,7 @@ impl LabPlan {
             services: vec![],
             proxy_nodes: vec![],
             slbs: vec![],
+            cni_runtime: None,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct ContainerPort {
     pub name: Option<String>,
     pub container_port: u16,
     pub protocol: Option<String>,
+    /// Passed to CNI plugins as the `portMappings` capability (`cni: plugins`).
+    pub host_port: Option<u16>,
 }
 
 /// `status.podIP` pins the pod's address (a customer's `kubectl get pod -o

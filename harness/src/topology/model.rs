@@ -35,6 +35,23 @@ pub struct Cluster {
     pub pod_cidr: Option<Ipv4Net>,
     /// Size of each node's slice of `pod_cidr` (flannel `SubnetLen`), default 24.
     pub node_cidr_prefix: Option<u8>,
+    /// `cni: plugins`: the CNI plugin chain every node runs (a node may
+    /// override it). With `cni: flannel`/`flannel-vxlan` and no conflist:
+    /// cnlab plays flanneld and pods are plumbed by the real plugins.
+    pub cni_plugins: Option<CniPlugins>,
+}
+
+/// A CNI plugin chain: where the binaries are and the network config list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CniPlugins {
+    /// `CNI_PATH`.
+    pub bin_dir: std::path::PathBuf,
+    /// The conflist, read at load time (from the file or inline YAML).
+    /// `None`: the flannel variant derives it from the node's subnet.env.
+    pub conflist: Option<serde_json::Value>,
+    /// The file it came from (resolved against the topology's directory),
+    /// or `inline`.
+    pub source: String,
 }
 
 impl Default for Cluster {
@@ -46,6 +63,7 @@ impl Default for Cluster {
             service_cidr: None,
             pod_cidr: None,
             node_cidr_prefix: None,
+            cni_plugins: None,
         }
     }
 }
@@ -60,6 +78,8 @@ pub enum Cni {
     TerwayEniip,
     TerwayEniipIpvlan,
     TerwayTrunking,
+    /// The lab as a CNI runtime: pods plumbed by `cluster.cni_plugins`.
+    Plugins,
 }
 
 impl Cni {
@@ -72,6 +92,7 @@ impl Cni {
             Cni::TerwayEniip => "terway-eniip",
             Cni::TerwayEniipIpvlan => "terway-eniip-ipvlan",
             Cni::TerwayTrunking => "terway-trunking",
+            Cni::Plugins => "plugins",
         }
     }
     /// CNIs whose pods take addresses from `cluster.pod_cidr` (not the VPC).
@@ -227,6 +248,9 @@ pub struct Node {
     /// Echo servers the node itself runs (TCP and UDP), like a host daemon.
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// `cni: plugins`: this node's own plugin chain (overrides the cluster's).
+    #[serde(default)]
+    pub cni_plugins: Option<CniPlugins>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

@@ -174,6 +174,10 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, Report> {
         errors: Vec::new(),
         warnings: Vec::new(),
         broken: Vec::new(),
+        base_dir: Path::new(origin)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let resolved = resolve(&mut cx, &value);
     let Cx {
@@ -337,6 +341,8 @@ struct Cx<'l> {
     warnings: Vec<Problem>,
     /// Paths whose value could not be read and holds a placeholder.
     broken: Vec<String>,
+    /// The topology file's directory (relative conflist paths).
+    base_dir: std::path::PathBuf,
 }
 
 impl Cx<'_> {
@@ -669,6 +675,7 @@ pub(crate) const CNIS: &[(&str, Cni)] = &[
     ("terway-eniip", Cni::TerwayEniip),
     ("terway-eniip-ipvlan", Cni::TerwayEniipIpvlan),
     ("terway-trunking", Cni::TerwayTrunking),
+    ("plugins", Cni::Plugins),
 ];
 const PROXIES: &[(&str, ProxyMode)] = &[
     ("ipvs", ProxyMode::Ipvs),
@@ -814,6 +821,7 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
         service_cidr: o.opt(cx, "service_cidr", cidr),
         pod_cidr: o.opt(cx, "pod_cidr", cidr),
         node_cidr_prefix: o.opt(cx, "node_cidr_prefix", uint::<u8>),
+        cni_plugins: o.nested(cx, "cni_plugins", cni_plugins),
     };
     o.finish(
         cx,
@@ -824,9 +832,68 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
             "service_cidr",
             "pod_cidr",
             "node_cidr_prefix",
+            "cni_plugins",
         ],
     );
     c
+}
+
+/// `cni_plugins: {bin_dir, conflist}`: the conflist (a file relative to the
+/// topology, or inline YAML) is read and checked here, so a bad one is
+/// reported with its YAML line before anything is created.
+fn cni_plugins(cx: &mut Cx, v: &Value, path: &str) -> CniPlugins {
+    let o = Obj::new(cx, v, path, "a mapping {bin_dir, conflist}");
+    let bin_dir: std::path::PathBuf = o.req(cx, "bin_dir", text).unwrap_or_default().into();
+    if !bin_dir.as_os_str().is_empty() && !bin_dir.is_dir() {
+        cx.error(
+            &o.at("bin_dir"),
+            format!("{} is not a directory", bin_dir.display()),
+        );
+    }
+    let (conflist, source) = match o.raw("conflist") {
+        None => (None, String::new()),
+        Some(Value::String(file)) => {
+            let p = cx.base_dir.join(file);
+            match crate::cni::conf::load_file(&p) {
+                Ok(v) => (Some(v), p.display().to_string()),
+                Err(e) => {
+                    cx.error(&o.at("conflist"), format!("reading {}: {e}", p.display()));
+                    (None, p.display().to_string())
+                }
+            }
+        }
+        Some(inline @ Value::Mapping(_)) => match serde_json::to_value(inline) {
+            Ok(v) => (Some(v), "inline".to_string()),
+            Err(e) => {
+                cx.error(
+                    &o.at("conflist"),
+                    format!("not a JSON-compatible mapping: {e}"),
+                );
+                (None, "inline".to_string())
+            }
+        },
+        Some(other) => {
+            cx.error(
+                &o.at("conflist"),
+                format!(
+                    "expected a file path or an inline conflist mapping, found {}",
+                    describe(other)
+                ),
+            );
+            (None, String::new())
+        }
+    };
+    if let Some(v) = &conflist {
+        if let Err(e) = crate::cni::Conflist::from_value(v) {
+            cx.error(&o.at("conflist"), e.to_string());
+        }
+    }
+    o.finish(cx, &["bin_dir", "conflist"]);
+    CniPlugins {
+        bin_dir,
+        conflist,
+        source,
+    }
 }
 
 fn vpc(cx: &mut Cx, v: &Value, path: &str) -> Vpc {
@@ -943,6 +1010,7 @@ fn node(cx: &mut Cx, v: &Value, path: &str) -> Node {
         instance_type: o.opt(cx, "instance_type", text),
         labels: o.opt(cx, "labels", string_map).unwrap_or_default(),
         ports: o.leaves(cx, "ports", port).unwrap_or_default(),
+        cni_plugins: o.nested(cx, "cni_plugins", cni_plugins),
     };
     o.finish(
         cx,
@@ -955,6 +1023,7 @@ fn node(cx: &mut Cx, v: &Value, path: &str) -> Node {
             "instance_type",
             "labels",
             "ports",
+            "cni_plugins",
         ],
     );
     n

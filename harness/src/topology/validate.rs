@@ -513,7 +513,65 @@ impl<'a> V<'a> {
         }
     }
 
+    /// `cni_plugins` where it is read: `cni: plugins` needs a conflist for
+    /// every node; the flannel variant takes `bin_dir` only (its conflist
+    /// is flannel's, from subnet.env); other modes ignore none silently.
+    fn cni_plugins(&mut self) {
+        let topo = &self.r.topo;
+        let c = &topo.cluster;
+        let flannel = matches!(c.cni, Cni::Flannel | Cni::FlannelVxlan);
+        match (&c.cni_plugins, c.cni) {
+            (Some(p), _) if flannel && p.conflist.is_some() => self.err(
+                "cluster.cni_plugins.conflist",
+                "with cni flannel, cnlab plays flanneld and pods get flannel's own chain (bridge + host-local from subnet.env, portmap): give only bin_dir, or use cni: plugins",
+            ),
+            (Some(_), other) if !flannel && other != Cni::Plugins => self.err(
+                "cluster.cni_plugins",
+                format!("cni {} does not run CNI plugins (use cni: plugins, flannel or flannel-vxlan)", other.as_str()),
+            ),
+            _ => {}
+        }
+        for (i, n) in topo.nodes.iter().enumerate() {
+            let path = format!("nodes[{i}].cni_plugins");
+            match &n.cni_plugins {
+                Some(_) if c.cni != Cni::Plugins => self.err(
+                    &path,
+                    "a node's own plugin chain needs cluster.cni: plugins",
+                ),
+                None if c.cni == Cni::Plugins && c.cni_plugins.is_none() && self.ok(&path) => {
+                    self.err(
+                        &path,
+                        format!(
+                            "cni plugins: node {} has no plugin chain (set cluster.cni_plugins or this node's cni_plugins)",
+                            n.name
+                        ),
+                    )
+                }
+                _ => {}
+            }
+            let own = n.cni_plugins.as_ref().or(c.cni_plugins.as_ref());
+            // A conflist that could not be read was reported by the parser.
+            if let Some(p) = own.filter(|p| c.cni == Cni::Plugins && p.source.is_empty()) {
+                let at = match n.cni_plugins {
+                    Some(_) => path.clone(),
+                    None => "cluster.cni_plugins".to_string(),
+                };
+                let missing = format!("{at}.conflist");
+                if p.conflist.is_none()
+                    && self.ok(&at)
+                    && !self.out.iter().any(|e| e.path == missing)
+                {
+                    self.err(
+                        &missing,
+                        "cni plugins: missing required key `conflist` (a file or an inline conflist)",
+                    );
+                }
+            }
+        }
+    }
+
     fn cluster(&mut self) {
+        self.cni_plugins();
         let c = &self.r.topo.cluster;
         let vpc = self.r.topo.vpc.cidr;
         match KubeVersion::parse(&c.kubernetes) {

@@ -52,19 +52,50 @@ pub fn program(
     placement: &crate::plan::ipam::Placement,
     vxlan: bool,
 ) -> CniOutput {
+    let mut out = flanneld(d, ctx, vxlan);
+    let mtu = vxlan.then_some(VXLAN_MTU);
+    // What the CNI bridge plugin makes on the first ADD (isGateway).
+    for (node, slice) in ctx.nodes.iter().zip(ctx.slices) {
+        d.link(node.ns, BRIDGE, LinkKind::Bridge);
+        d.setting(node.ns, BRIDGE).mtu = mtu;
+        d.addr(
+            node.ns,
+            BRIDGE,
+            net(nth(*slice, 1), slice.prefix_len()),
+            Scope::Global,
+        );
+    }
+    for (p, ip) in wired(placement) {
+        let node = &ctx.nodes[p.node];
+        let slice = ctx.slices[p.node];
+        let ns = pod_ns(d, p);
+        let key = p.key();
+        let host_veth = names::flannel_veth(&key);
+        d.veth(node.ns, &host_veth, ns, "eth0");
+        let s = d.setting(node.ns, &host_veth);
+        s.master = Some(BRIDGE.into());
+        s.mtu = mtu;
+        d.setting(ns, "eth0").mtu = mtu;
+        d.addr(ns, "eth0", net(ip, slice.prefix_len()), Scope::Global);
+        d.route(
+            ns,
+            RoutePlan::via(default_net(), nth(slice, 1), "eth0", false),
+        );
+        out.pods.push(PodWire { key, ns, host_veth });
+    }
+    out
+}
+
+/// What flanneld programs on every node: its ip-masq rules, and per
+/// backend the other nodes' leases (ali-vpc: one VPC route entry per node
+/// subnet; vxlan: `flannel.1` with a route, neighbour and FDB entry per
+/// peer). The pods' bridge is the CNI plugin's, not flanneld's.
+pub fn flanneld(d: &mut Draft, ctx: &CniCtx<'_>, vxlan: bool) -> CniOutput {
     let mut out = CniOutput::default();
     let mtu = vxlan.then_some(VXLAN_MTU);
     let mut vtep_macs = Vec::new();
     for (node, slice) in ctx.nodes.iter().zip(ctx.slices) {
         let ns = node.ns;
-        d.link(ns, BRIDGE, LinkKind::Bridge);
-        d.setting(ns, BRIDGE).mtu = mtu;
-        d.addr(
-            ns,
-            BRIDGE,
-            net(nth(*slice, 1), slice.prefix_len()),
-            Scope::Global,
-        );
         d.ns(ns).nft = Some(masquerade_nft(ctx.pod_cidr, *slice));
         if vxlan {
             let kind = LinkKind::Vxlan {
@@ -103,25 +134,17 @@ pub fn program(
             }
         }
     }
-    for (p, ip) in wired(placement) {
-        let node = &ctx.nodes[p.node];
-        let slice = ctx.slices[p.node];
-        let ns = pod_ns(d, p);
-        let key = p.key();
-        let host_veth = names::flannel_veth(&key);
-        d.veth(node.ns, &host_veth, ns, "eth0");
-        let s = d.setting(node.ns, &host_veth);
-        s.master = Some(BRIDGE.into());
-        s.mtu = mtu;
-        d.setting(ns, "eth0").mtu = mtu;
-        d.addr(ns, "eth0", net(ip, slice.prefix_len()), Scope::Global);
-        d.route(
-            ns,
-            RoutePlan::via(default_net(), nth(slice, 1), "eth0", false),
-        );
-        out.pods.push(PodWire { key, ns, host_veth });
-    }
     out
+}
+
+/// `/run/flannel/subnet.env` as flanneld writes it for a node's lease.
+pub fn subnet_env(pod_cidr: Ipv4Net, slice: Ipv4Net, vxlan: bool) -> String {
+    let mtu = if vxlan { VXLAN_MTU } else { 1500 };
+    format!(
+        "FLANNEL_NETWORK={pod_cidr}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=true\n",
+        nth(slice, 1),
+        slice.prefix_len()
+    )
 }
 
 /// Flannel's ip-masq rules, in order (pod CIDR `P`, this node's subnet `S`):

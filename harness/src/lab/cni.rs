@@ -1,0 +1,306 @@
+//! The CNI runtime's part of a lab's life (`cni: plugins` and the flannel
+//! variant): ADD for every pod after the build, the second plan with the
+//! addresses the results gave, DEL before the namespaces go (teardown, and
+//! `gc` after the owner died). State lives in `/run/cnlab/<id>.cni/`:
+//! `pods/<container id>.json` (what DEL needs), `nodes/<node>/` (host-local
+//! leases, tuning's saved values, flanneld's subnet.env).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::LabError;
+use crate::cni::{Attachment, CniResult, Conflist, PodSandbox};
+use crate::kernel::netlink::Netlink;
+use crate::kernel::{nft, NetNs};
+use crate::plan::agent::plugins::{CniAdds, CniRuntimePlan, PodAdd};
+use crate::plan::LabPlan;
+
+pub fn state_dir(lab_id: &str) -> PathBuf {
+    std::path::Path::new(super::registry::RUN_DIR).join(format!("{lab_id}.cni"))
+}
+
+/// Per node: its plugins' state directory.
+pub fn node_dir(lab_id: &str, node: &str) -> PathBuf {
+    state_dir(lab_id)
+        .join("nodes")
+        .join(crate::plan::names::sanitize(node))
+}
+
+/// What ADD gave each pod: the plan's input, and the results for `get pods`.
+#[derive(Debug, Default, Clone)]
+pub struct AddOutcome {
+    pub adds: CniAdds,
+    pub results: BTreeMap<String, CniResult>,
+    pub notes: Vec<String>,
+}
+
+/// ADD for every pod of `rt`, in plan order. A pod whose chain fails is
+/// torn down again at once (DEL for the whole chain, as containerd does for
+/// a sandbox whose network setup failed) and reported with the error.
+pub fn add_all(
+    lab_id: &str,
+    rt: &CniRuntimePlan,
+    names: &[String],
+    ns: &[NetNs],
+) -> Result<AddOutcome, LabError> {
+    let dir = state_dir(lab_id);
+    let io = |e: std::io::Error| LabError::Cni(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    for c in &rt.chains {
+        let nd = node_dir(lab_id, &c.node);
+        std::fs::create_dir_all(&nd).map_err(io)?;
+        if let Some(env) = &c.subnet_env {
+            // flanneld's /run/flannel/subnet.env, one per node.
+            std::fs::write(nd.join("subnet.env"), env).map_err(io)?;
+        }
+    }
+    let mut out = AddOutcome::default();
+    for p in &rt.pods {
+        let chain = &rt.chains[p.chain];
+        let conf = Conflist::from_value(&chain.conflist).map(|mut c| {
+            out.notes
+                .extend(c.confine_state(&node_dir(lab_id, &chain.node)));
+            c
+        });
+        let conf = match conf {
+            Ok(c) => c,
+            Err(e) => {
+                out.adds.insert(
+                    p.key.clone(),
+                    PodAdd::Failed {
+                        error: e.to_string(),
+                    },
+                );
+                continue;
+            }
+        };
+        let sandbox = PodSandbox {
+            key: p.key.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+            netns: names[p.ns].clone(),
+            node_netns: names[chain.node_ns].clone(),
+        };
+        let mut a = Attachment::new(
+            &sandbox,
+            lab_id,
+            vec![chain.bin_dir.clone()],
+            conf,
+            p.runtime.clone(),
+        );
+        if let Some(ip) = p.ip_arg {
+            a.env.args.push_str(&format!(";IP={ip}"));
+        }
+        let node = &ns[chain.node_ns];
+        let add = match a.add(node, &dir) {
+            Ok(res) => match res.pod_ipv4(&a.env.ifname) {
+                Some((ip, _)) => {
+                    let host_if = host_side(&ns[p.ns], node, &a.env.ifname);
+                    out.results.insert(p.key.clone(), res);
+                    PodAdd::Added { ip, host_if }
+                }
+                None => PodAdd::Failed {
+                    error: format!(
+                        "the result has no IPv4 address on {}: {}",
+                        a.env.ifname,
+                        res.summary()
+                    ),
+                },
+            },
+            Err(e) => PodAdd::Failed {
+                error: e.to_string(),
+            },
+        };
+        if let PodAdd::Failed { error } = &add {
+            for e in a.del(node, &dir) {
+                out.notes.push(format!(
+                    "{}: DEL after the failed ADD ({error}): {e}",
+                    p.key
+                ));
+            }
+        }
+        out.adds.insert(p.key.clone(), add);
+    }
+    Ok(out)
+}
+
+/// CHECK for every pod whose ADD succeeded; one line per pod.
+pub fn check_all(lab_id: &str, plan: &LabPlan, ns: &[NetNs]) -> Vec<(String, Result<(), String>)> {
+    let Some(rt) = &plan.cni_runtime else {
+        return Vec::new();
+    };
+    Attachment::load_all(&state_dir(lab_id))
+        .into_iter()
+        .map(|a| {
+            let node = rt
+                .chains
+                .iter()
+                .find(|c| names_match(&a.node_netns, c.node_ns, ns))
+                .map(|c| &ns[c.node_ns]);
+            let res = match node {
+                Some(n) => a.check(n).map_err(|e| e.to_string()),
+                None => Err("its node namespace is not in this lab".into()),
+            };
+            (a.pod, res)
+        })
+        .collect()
+}
+
+fn names_match(name: &str, i: usize, ns: &[NetNs]) -> bool {
+    ns.get(i).is_some_and(|n| n.name() == name)
+}
+
+/// The node-side interface the pod's `ifname` is linked to: its veth peer,
+/// or its macvlan/ipvlan parent (IFLA_LINK, an index in the node).
+fn host_side(pod: &NetNs, node: &NetNs, ifname: &str) -> Option<String> {
+    let peer = pod
+        .run(|| -> Option<u32> {
+            let mut nl = Netlink::open().ok()?;
+            nl.links()
+                .ok()?
+                .into_iter()
+                .find(|l| l.name == ifname)?
+                .link
+        })
+        .ok()??;
+    node.run(|| -> Option<String> {
+        let mut nl = Netlink::open().ok()?;
+        Some(nl.links().ok()?.into_iter().find(|l| l.index == peer)?.name)
+    })
+    .ok()?
+}
+
+/// Takes the lab from the plan before ADD (`a`) to the plan after (`b`):
+/// what changed is what depends on pod addresses — kube-proxy's and the
+/// SLB's rules and the pods' echo servers. Anything else differing is a
+/// planning bug and is refused, never half-applied.
+pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabError> {
+    let same = a.namespaces.len() == b.namespaces.len()
+        && a.veths == b.veths
+        && a.namespaces.iter().zip(&b.namespaces).all(|(x, y)| {
+            let strip = |n: &crate::plan::NsPlan| {
+                let mut n = n.clone();
+                n.nft = None;
+                n.servers.clear();
+                n.neighs.clear();
+                n
+            };
+            strip(x) == strip(y) && x.neighs.iter().all(|n| y.neighs.contains(n))
+        });
+    if !same {
+        let which: Vec<String> = a
+            .namespaces
+            .iter()
+            .zip(&b.namespaces)
+            .filter_map(|(x, y)| {
+                let mut f = Vec::new();
+                if x.links != y.links {
+                    f.push("links")
+                }
+                if x.addrs != y.addrs {
+                    f.push("addresses")
+                }
+                if x.routes != y.routes {
+                    f.push("routes")
+                }
+                if x.rules != y.rules {
+                    f.push("rules")
+                }
+                if x.neighs != y.neighs {
+                    f.push("neighbours")
+                }
+                if x.sysctls != y.sysctls {
+                    f.push("sysctls")
+                }
+                (!f.is_empty()).then(|| format!("{}: {}", x.key, f.join(" ")))
+            })
+            .collect();
+        return Err(LabError::Cni(format!(
+            "the plan after CNI ADD changes more than service rules (in {}): not applied",
+            which.join(", ")
+        )));
+    }
+    for (i, (x, y)) in a.namespaces.iter().zip(&b.namespaces).enumerate() {
+        // Neighbours pinned for the pods' addresses (the VPC router's
+        // on-link routes towards pod subnets).
+        let new: Vec<_> = y
+            .neighs
+            .iter()
+            .filter(|n| !x.neighs.contains(n))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            ns[i]
+                .run(|| -> Result<(), crate::kernel::KernelError> {
+                    let mut nl = Netlink::open()?;
+                    new.iter().try_for_each(|n| nl.add_neigh(n))
+                })
+                .and_then(|r| r)
+                .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
+        }
+        if x.nft == y.nft {
+            continue;
+        }
+        // One transaction: the old tables go, the new ones come.
+        let mut script = String::new();
+        for t in x.nft.as_deref().map(tables).unwrap_or_default() {
+            script.push_str(&format!("delete table {t}\n"));
+        }
+        script.push_str(y.nft.as_deref().unwrap_or_default());
+        nft::apply(&ns[i], &script).map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
+    }
+    Ok(())
+}
+
+/// `family name` of each `table` an nft script declares.
+fn tables(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("table "))
+        .map(|rest| rest.trim_end_matches('{').trim().to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_of_a_script() {
+        let s = "table ip cnlab_flannel {\n chain c {}\n}\ntable inet kube-proxy {\n}\n";
+        assert_eq!(
+            super::tables(s),
+            vec!["ip cnlab_flannel", "inet kube-proxy"]
+        );
+    }
+}
+
+/// Results of the pods' ADD, for `cnlab get pods`.
+pub fn results_path(lab_id: &str) -> PathBuf {
+    state_dir(lab_id).join("results.json")
+}
+
+pub fn save_results(lab_id: &str, results: &BTreeMap<String, CniResult>) -> Result<(), LabError> {
+    let path = results_path(lab_id);
+    let data = serde_json::to_vec_pretty(results).map_err(|e| LabError::Cni(e.to_string()))?;
+    std::fs::write(&path, data).map_err(|e| LabError::Cni(format!("{}: {e}", path.display())))
+}
+
+pub fn load_results(lab_id: &str) -> BTreeMap<String, CniResult> {
+    std::fs::read(results_path(lab_id))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default()
+}
+
+/// DEL for every attachment the lab recorded (its owner's teardown, or
+/// `gc`), then its CNI state goes with the namespaces (a failed DEL is
+/// returned; what it left is inside namespaces about to be deleted).
+pub fn del_all(lab_id: &str) -> Vec<String> {
+    let dir = state_dir(lab_id);
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let failures = crate::cni::runtime::del_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    failures
+}
