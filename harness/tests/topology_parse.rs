@@ -272,7 +272,7 @@ fn enum_errors_list_the_accepted_values() {
         &with("  cni: flannel\n", "  cni: calico\n"),
         "cluster.cni",
         "calico",
-        "unknown cni \"calico\" (accepted: flannel, flannel-vxlan, terway-vpc, terway-eni, terway-eniip, terway-eniip-ipvlan, terway-trunking)",
+        "unknown cni \"calico\" (accepted: flannel, flannel-vxlan, terway-vpc, terway-eni, terway-eniip, terway-eniip-ipvlan, terway-trunking, plugins)",
     );
     only(
         &with("  proxy: ipvs\n", "  proxy: nft\n"),

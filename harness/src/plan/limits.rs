@@ -81,6 +81,7 @@ mod tests {
             instance_type: t.map(str::to_string),
             labels: Default::default(),
             ports: vec![],
+            cni_plugins: None,
         }
     }
 

@@ -43,6 +43,7 @@ pub struct Cluster {
 
 /// A CNI plugin chain: where the binaries are and the network config list.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct CniPlugins {
     /// `CNI_PATH`.
     pub bin_dir: std::path::PathBuf,
