@@ -173,7 +173,8 @@ fn host_side(pod: &NetNs, node: &NetNs, ifname: &str) -> Option<String> {
 
 /// Takes the lab from the plan before ADD (`a`) to the plan after (`b`):
 /// what changed is what depends on pod addresses — kube-proxy's and the
-/// SLB's rules and the pods' echo servers. Anything else differing is a
+/// SLB's rules (nft, IPVS), neighbours pinned for pod addresses, and the
+/// pods' echo servers (started afterwards from `b`). Anything else differing is a
 /// planning bug and is refused, never half-applied.
 pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabError> {
     let same = a.namespaces.len() == b.namespaces.len()
@@ -182,6 +183,7 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
             let strip = |n: &crate::plan::NsPlan| {
                 let mut n = n.clone();
                 n.nft = None;
+                n.ipvs.clear();
                 n.servers.clear();
                 n.neighs.clear();
                 n
@@ -235,6 +237,17 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
                 .run(|| -> Result<(), crate::kernel::KernelError> {
                     let mut nl = Netlink::open()?;
                     new.iter().try_for_each(|n| nl.add_neigh(n))
+                })
+                .and_then(|r| r)
+                .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
+        }
+        if x.ipvs != y.ipvs {
+            // Native IPVS: the virtual servers again, now with real servers.
+            ns[i]
+                .run(|| -> Result<(), crate::kernel::KernelError> {
+                    let mut ipvs = crate::kernel::ipvs::Ipvs::open()?;
+                    ipvs.flush()?;
+                    ipvs.program(&y.ipvs)
                 })
                 .and_then(|r| r)
                 .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
