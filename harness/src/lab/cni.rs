@@ -244,11 +244,12 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
         if x.ipvs != y.ipvs {
             // Native IPVS: the virtual servers again, now with real servers.
             ns[i]
-                .run(|| -> Result<(), crate::kernel::KernelError> {
-                    let mut ipvs = crate::kernel::ipvs::Ipvs::open()?;
-                    ipvs.flush()?;
-                    ipvs.program(&y.ipvs)
+                .run(|| -> Result<(), String> {
+                    let mut ipvs = crate::kernel::ipvs::Ipvs::open().map_err(|e| e.to_string())?;
+                    ipvs.flush().map_err(|e| e.to_string())?;
+                    ipvs.program(&y.ipvs).map_err(|e| e.to_string())
                 })
+                .map_err(|e| e.to_string())
                 .and_then(|r| r)
                 .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
         }
