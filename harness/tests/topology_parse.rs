@@ -1452,3 +1452,85 @@ fn pending_expectations_name_a_pod_and_ask_nothing_of_a_probe() {
         "belongs to result: pending",
     );
 }
+
+// ---------------------------------------------------------------- schema and reference
+
+/// Where a key of each section is written, `zzz` standing for the key.
+const SECTION_AT: &[(&str, &str)] = &[
+    ("topology", "zzz: 1\n"),
+    ("cluster", "cluster: {zzz: 1}\n"),
+    ("vpc", "vpc: {zzz: 1}\n"),
+    ("vswitch", "vpc: {vswitches: [{zzz: 1}]}\n"),
+    ("route_entry", "vpc: {route_entries: [{zzz: 1}]}\n"),
+    ("security_group", "vpc: {security_groups: [{zzz: 1}]}\n"),
+    ("sg_rule", "vpc: {security_groups: [{rules: [{zzz: 1}]}]}\n"),
+    ("eni_limits", "nodes: [{enis: {zzz: 1}}]\n"),
+    ("node", "nodes: [{zzz: 1}]\n"),
+    ("external", "externals: [{zzz: 1}]\n"),
+    ("load_balancer", "load_balancers: [{zzz: 1}]\n"),
+    ("listener", "load_balancers: [{listeners: [{zzz: 1}]}]\n"),
+    (
+        "lb_backend",
+        "load_balancers: [{listeners: [{backends: [{zzz: 1}]}]}]\n",
+    ),
+    ("expectation", "expect: [{zzz: 1}]\n"),
+    ("when", "expect: [{when: {zzz: 1}}]\n"),
+];
+
+#[test]
+fn the_schema_names_exactly_the_keys_the_parser_reads() {
+    use cnlab::topology::schema::{section, SECTIONS};
+    assert_eq!(
+        SECTION_AT.len(),
+        SECTIONS.len(),
+        "a section without a probe here"
+    );
+    for (name, text) in SECTION_AT {
+        let r = report(text);
+        let known = r
+            .errors
+            .iter()
+            .find_map(|p| p.message.strip_prefix("unknown key `zzz` (known here: "))
+            .unwrap_or_else(|| panic!("{name}: no unknown-key error\n{r}"))
+            .trim_end_matches(')');
+        let parser: Vec<&str> = known.split(", ").collect();
+        let schema: Vec<&str> = section(name).unwrap().keys.iter().map(|k| k.name).collect();
+        assert_eq!(
+            parser, schema,
+            "section {name}: the parser's keys differ from topology/schema.rs (document the new key there)"
+        );
+    }
+}
+
+#[test]
+fn docs_topology_md_is_the_schema_reference() {
+    let doc = include_str!("../../docs/topology.md");
+    let start = "<!-- reference: cnlab schema --markdown -->\n";
+    let end = "<!-- end of reference -->";
+    let a = doc
+        .find(start)
+        .expect("docs/topology.md has the reference marker")
+        + start.len();
+    let b = doc.find(end).expect("docs/topology.md has the end marker");
+    assert!(
+        doc[a..b] == cnlab::topology::schema::markdown(),
+        "docs/topology.md is out of date: replace its reference with `cnlab schema --markdown`"
+    );
+    // The JSON Schema says the same as the tables.
+    let schema = cnlab::topology::schema::json_schema();
+    for s in cnlab::topology::schema::SECTIONS {
+        let props = if s.name == "topology" {
+            &schema["properties"]
+        } else {
+            &schema["$defs"][s.name]["properties"]
+        };
+        for k in s.keys {
+            assert!(
+                props[k.name]["description"].is_string(),
+                "{}.{}",
+                s.name,
+                k.name
+            );
+        }
+    }
+}

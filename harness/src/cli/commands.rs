@@ -36,6 +36,17 @@ pub fn run(cmd: Command) -> i32 {
             explain,
         } => check(&paths, json, junit.as_deref(), backend, parallel, &explain),
         Command::Validate { paths } => validate(&paths),
+        Command::Schema { markdown } => {
+            let text = if markdown {
+                crate::topology::schema::markdown()
+            } else {
+                serde_json::to_string_pretty(&crate::topology::schema::json_schema())
+                    .unwrap_or_default()
+                    + "\n"
+            };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(EXIT_OK)
+        }
         Command::Plan {
             file,
             backend,

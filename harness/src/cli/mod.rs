@@ -121,6 +121,11 @@ pub enum Command {
         #[command(flatten)]
         explain: CheckExplain,
     },
+    /// Print the topology's JSON Schema (for editors), or with --markdown the key reference of docs/topology.md.
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Check a topology file without building anything: every problem with its YAML path and line.
     Validate {
         #[arg(required = true, value_name = "FILE|DIR")]

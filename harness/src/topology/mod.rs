@@ -6,6 +6,7 @@ pub mod k8s;
 pub mod lines;
 pub mod model;
 pub mod parse;
+pub mod schema;
 pub mod validate;
 
 pub use model::Topology;

@@ -677,35 +677,35 @@ pub(crate) const CNIS: &[(&str, Cni)] = &[
     ("terway-trunking", Cni::TerwayTrunking),
     ("plugins", Cni::Plugins),
 ];
-const PROXIES: &[(&str, ProxyMode)] = &[
+pub(crate) const PROXIES: &[(&str, ProxyMode)] = &[
     ("ipvs", ProxyMode::Ipvs),
     ("iptables", ProxyMode::Iptables),
     ("nftables", ProxyMode::Nftables),
 ];
-const DIRECTIONS: &[(&str, Direction)] = &[
+pub(crate) const DIRECTIONS: &[(&str, Direction)] = &[
     ("ingress", Direction::Ingress),
     ("egress", Direction::Egress),
 ];
-const ACTIONS: &[(&str, Action)] = &[("accept", Action::Accept), ("drop", Action::Drop)];
-const RULE_PROTOS: &[(&str, Proto)] = &[
+pub(crate) const ACTIONS: &[(&str, Action)] = &[("accept", Action::Accept), ("drop", Action::Drop)];
+pub(crate) const RULE_PROTOS: &[(&str, Proto)] = &[
     ("tcp", Proto::Tcp),
     ("udp", Proto::Udp),
     ("icmp", Proto::Icmp),
     ("all", Proto::All),
 ];
-const PROBE_PROTOS: &[(&str, Proto)] = &[
+pub(crate) const PROBE_PROTOS: &[(&str, Proto)] = &[
     ("tcp", Proto::Tcp),
     ("udp", Proto::Udp),
     ("icmp", Proto::Icmp),
 ];
-const LISTENER_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
-const VERDICTS: &[(&str, Verdict)] = &[
+pub(crate) const LISTENER_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
+pub(crate) const VERDICTS: &[(&str, Verdict)] = &[
     ("connected", Verdict::Connected),
     ("refused", Verdict::Refused),
     ("timeout", Verdict::Timeout),
     ("pending", Verdict::Pending),
 ];
-const ROUTE_ACTIONS: &[(&str, RouteAction)] = &[
+pub(crate) const ROUTE_ACTIONS: &[(&str, RouteAction)] = &[
     ("add", RouteAction::Add),
     ("replace", RouteAction::Replace),
     ("remove", RouteAction::Remove),
