@@ -1459,6 +1459,10 @@ fn pending_expectations_name_a_pod_and_ask_nothing_of_a_probe() {
 const SECTION_AT: &[(&str, &str)] = &[
     ("topology", "zzz: 1\n"),
     ("cluster", "cluster: {zzz: 1}\n"),
+    (
+        "cni_plugins",
+        "cluster: {cni_plugins: {bin_dir: /, zzz: 1}}\n",
+    ),
     ("vpc", "vpc: {zzz: 1}\n"),
     ("vswitch", "vpc: {vswitches: [{zzz: 1}]}\n"),
     ("route_entry", "vpc: {route_entries: [{zzz: 1}]}\n"),

@@ -35,6 +35,8 @@ pub enum Ty {
     KubeObject,
     /// This or a list of it.
     OneOrList(&'static Ty),
+    /// A CNI conflist: a file name or an inline mapping.
+    ConfList,
 }
 
 /// One key of a section.
@@ -118,6 +120,15 @@ pub const SECTIONS: &[Section] = &[
             key("service_cidr", Ty::Cidr, "Service cluster IP range; required when there are Services."),
             key("pod_cidr", Ty::Cidr, "Cluster pod CIDR, sliced per node (flannel, terway-vpc)."),
             key("node_cidr_prefix", Ty::Uint(1, Some(32)), "Prefix length of each node's pod CIDR slice. Default 24."),
+            key("cni_plugins", Ty::Section("cni_plugins"), "With `cni: plugins`: the CNI plugin chain every node runs; with flannel and no conflist, cnlab plays flanneld and the real plugins plumb the pods."),
+        ],
+    },
+    Section {
+        name: "cni_plugins",
+        doc: "A CNI plugin chain: where the binaries are and the network configuration list.",
+        keys: &[
+            req("bin_dir", TEXT, "`CNI_PATH`: the directory of the plugin binaries (`/usr/lib/cni`)."),
+            key("conflist", Ty::ConfList, "The network configuration list: a file (relative to the topology) or an inline mapping; absent, the flannel variant derives it from the node's subnet.env."),
         ],
     },
     Section {
@@ -190,6 +201,7 @@ pub const SECTIONS: &[Section] = &[
             key("instance_type", TEXT, "ECS instance type (`ecs.g7.xlarge`), for ENI limits."),
             key("labels", Ty::Labels, "Node labels."),
             key("ports", Ty::List(&PORT), "Ports an echo server answers on in the node's own stack."),
+            key("cni_plugins", Ty::Section("cni_plugins"), "This node's CNI plugin chain, in place of `cluster.cni_plugins`."),
         ],
     },
     Section {
@@ -290,6 +302,7 @@ fn ty_schema(t: &Ty) -> Value {
         Ty::OneOrList(inner) => {
             json!({"oneOf": [ty_schema(inner), {"type": "array", "items": ty_schema(inner)}]})
         }
+        Ty::ConfList => json!({"type": ["string", "object"]}),
     }
 }
 
@@ -347,6 +360,7 @@ pub fn ty_text(t: &Ty) -> String {
         Ty::Labels => "text → text".into(),
         Ty::KubeObject => "Kubernetes object".into(),
         Ty::OneOrList(inner) => format!("{} or a list", ty_text(inner)),
+        Ty::ConfList => "file or mapping".into(),
     }
 }
 
