@@ -6,6 +6,7 @@ pub mod file;
 pub mod input;
 pub mod observe;
 pub mod report;
+pub mod runner;
 
 use std::time::{Duration, Instant};
 

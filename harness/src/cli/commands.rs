@@ -2,12 +2,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{running, BackendArg, Command};
 use crate::check::file::{check_keeping, check_loaded, expand_paths, FileOutcome};
 use crate::check::input::load_planned as load_file;
 use crate::check::report::{self, FileResults};
+use crate::check::runner;
 use crate::kernel::caps::{self, BackendChoice};
 use crate::lab::registry::{self, LabRecord};
 use crate::lab::{self, gc, is_root, Lab, UpOptions};
@@ -34,7 +36,17 @@ pub fn run(cmd: Command) -> i32 {
             backend,
             parallel,
             explain,
-        } => check(&paths, json, junit.as_deref(), backend, parallel, &explain),
+            jobs,
+            shard,
+        } => check(
+            &paths,
+            json,
+            junit.as_deref(),
+            backend,
+            parallel,
+            &explain,
+            (jobs, shard),
+        ),
         Command::Validate { paths } => validate(&paths),
         Command::Schema { markdown } => {
             let text = if markdown {
@@ -104,11 +116,18 @@ fn check(
     backend: BackendArg,
     parallel: usize,
     explain: &super::CheckExplain,
+    (jobs, shard): (Option<usize>, Option<runner::Shard>),
 ) -> Result<i32, i32> {
-    let files = expand_paths(paths).map_err(|e| {
+    let mut files = expand_paths(paths).map_err(|e| {
         eprintln!("cnlab check: {e}");
         EXIT_FAIL
     })?;
+    if let Some(sh) = shard {
+        files.retain(|f| sh.owns(f));
+        if !json {
+            eprintln!("cnlab check: shard {sh}: {} file(s)", files.len());
+        }
+    }
     // Validate everything first: a bad file is reported before any lab is
     // built, and the others still run.
     let loaded: Vec<_> = files
@@ -136,30 +155,48 @@ fn check(
     } else {
         true
     };
-    let mut outcomes: Vec<FileOutcome> = Vec::new();
-    let mut keep: Vec<Lab> = Vec::new();
-    let mut environment: Option<String> = (!root)
-        .then(|| "needs root to create and enter network namespaces; run it with sudo".to_string());
-    for (f, l) in files.iter().zip(loaded) {
+    let environment: Mutex<Option<String>> = Mutex::new((!root).then(|| {
+        "needs root to create and enter network namespaces; run it with sudo".to_string()
+    }));
+    let items: Vec<(&PathBuf, Mutex<Option<_>>)> = files
+        .iter()
+        .zip(loaded)
         // `--only`: a file without that expectation has nothing to run.
-        if explain.only.is_some() && l.as_ref().is_ok_and(|l| l.resolved.topo.expect.is_empty()) {
-            continue;
-        }
-        if l.is_err() {
-            outcomes.push(check_loaded(f, l, &opts, parallel));
-            continue;
-        }
-        // The environment cannot run a lab: every other file says so too.
-        if let Some(why) = &environment {
-            outcomes.push(FileOutcome::failed(f, why.clone(), true));
-            continue;
-        }
-        if !json {
-            eprint!("{} … ", f.display());
-        }
-        let (o, kept) = check_keeping(f, l, &opts, parallel, explain.keep);
-        keep.extend(kept);
-        if !json {
+        .filter(|(_, l)| {
+            explain.only.is_none() || !l.as_ref().is_ok_and(|l| l.resolved.topo.expect.is_empty())
+        })
+        .map(|(f, l)| (f, Mutex::new(Some(l))))
+        .collect();
+    let jobs = jobs.unwrap_or_else(runner::default_jobs);
+    // (outcome, the lab kept by --keep, whether a lab was tried: those get a
+    // progress line)
+    let ran: Vec<(FileOutcome, Option<Lab>, bool)> = runner::run_ordered(
+        &items,
+        jobs,
+        |_, (f, l)| {
+            let Some(l) = l.lock().ok().and_then(|mut l| l.take()) else {
+                let o = FileOutcome::failed(f, "internal: file taken twice".into(), false);
+                return (o, None, false);
+            };
+            if l.is_err() {
+                return (check_loaded(f, l, &opts, parallel), None, false);
+            }
+            // The environment cannot run a lab: every later file says so too.
+            if let Some(why) = environment.lock().ok().and_then(|e| e.clone()) {
+                return (FileOutcome::failed(f, why, true), None, false);
+            }
+            let (o, kept) = check_keeping(f, l, &opts, parallel, explain.keep);
+            if o.environment {
+                if let Ok(mut e) = environment.lock() {
+                    e.get_or_insert_with(|| o.error.clone().unwrap_or_default());
+                }
+            }
+            (o, kept, true)
+        },
+        |_, (o, _, tried)| {
+            if json || !tried {
+                return;
+            }
             let na = o.results.iter().filter(|r| r.is_na()).count();
             let passed = o
                 .results
@@ -167,7 +204,8 @@ fn check(
                 .filter(|r| r.passed() && !r.is_na())
                 .count();
             eprintln!(
-                "{}/{} hold{} (up {} ms, probes {} ms, down {} ms)",
+                "{} … {}/{} hold{} (up {} ms, probes {} ms, down {} ms)",
+                o.file,
                 passed,
                 o.results.len() - na,
                 if na > 0 {
@@ -179,11 +217,13 @@ fn check(
                 o.check_time.as_millis(),
                 o.down_time.as_millis()
             );
-        }
-        if o.environment {
-            environment = o.error.clone();
-        }
+        },
+    );
+    let mut outcomes: Vec<FileOutcome> = Vec::new();
+    let mut keep: Vec<Lab> = Vec::new();
+    for (o, kept, _) in ran {
         outcomes.push(o);
+        keep.extend(kept);
     }
     let views: Vec<FileResults> = outcomes
         .iter()

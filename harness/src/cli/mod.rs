@@ -120,6 +120,13 @@ pub enum Command {
         parallel: usize,
         #[command(flatten)]
         explain: CheckExplain,
+        /// Labs (files) at once; output order stays that of -j 1. Default:
+        /// 4 per CPU, 4..16.
+        #[arg(short = 'j', long = "jobs", value_name = "N")]
+        jobs: Option<usize>,
+        /// Run only shard K of N (stable by file name), e.g. --shard 2/4.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<crate::check::runner::Shard>,
     },
     /// Print the topology's JSON Schema (for editors), or with --markdown the key reference of docs/topology.md.
     Schema {

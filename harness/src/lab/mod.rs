@@ -304,6 +304,19 @@ impl Lab {
     pub fn namespace_names(&self) -> &[String] {
         &self.names
     }
+    /// Kernel ids of the lab's trunk VLAN programs (none without trunks).
+    pub fn tc_program_ids(&self) -> Vec<u32> {
+        self.tc
+            .as_ref()
+            .map(|t| t.program_ids())
+            .unwrap_or_default()
+    }
+
+    /// How the lab's trunk VLAN programs are hooked, if it has any.
+    pub fn tc_attach(&self) -> Option<TcAttach> {
+        self.tc.as_ref().and_then(|t| t.mode())
+    }
+
     pub fn netns(&self, i: NsIdx) -> &NetNs {
         &self.ns[i]
     }
