@@ -10,6 +10,7 @@ pub mod ipvs;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod redirect;
 pub mod sysctl;
 pub mod tc;
 

@@ -213,7 +213,12 @@ impl Netlink {
     }
 
     /// A request that changes something: acked now, or queued in a batch.
-    fn change(&mut self, msg: RouteNetlinkMessage, flags: u16, what: String) -> Result<()> {
+    pub(super) fn change(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: String,
+    ) -> Result<()> {
         let seq = self.encode(msg, flags | NLM_F_ACK);
         if self.batching {
             self.pending.insert(seq, what);
@@ -342,7 +347,7 @@ impl Netlink {
         Ok(self.index.get(name).copied())
     }
 
-    fn require_index(&mut self, name: &str, what: &str) -> Result<u32> {
+    pub(super) fn require_index(&mut self, name: &str, what: &str) -> Result<u32> {
         self.link_index(name)?.ok_or_else(|| {
             self.last_errno = Some(libc::ENODEV);
             KernelError::new(format!("{what}: no link named {name}"))

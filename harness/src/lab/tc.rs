@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::kernel::netlink::Netlink;
 use crate::kernel::tc::{HvHandle, TcAttach, TrunkHandle, VlanPrograms};
 use crate::kernel::{KernelError, NetNs};
 use crate::plan::{LabPlan, TcPlan};
@@ -44,6 +45,8 @@ impl TcHandles {
 enum Handle {
     Trunk(TrunkHandle),
     Hv(HvHandle),
+    /// u32 filters live as long as the namespace: nothing to hold.
+    Filter,
 }
 
 /// Attaches every `TcPlan` of `plan` with `mode`; `ns[i]` is
@@ -54,7 +57,13 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHand
         let netns = ns
             .get(i)
             .ok_or_else(|| KernelError::new(format!("tc for {}: namespace not open", p.key)))?;
-        work.extend(p.tc.iter().map(|t| (p.key.as_str(), netns, t)));
+        for t in &p.tc {
+            match t {
+                TcPlan::RedirectToHost { link, cidrs, to } => redirect(netns, link, cidrs, to)
+                    .map_err(|e| e.context(format_args!("redirect on {link} of {}", p.key)))?,
+                _ => work.push((p.key.as_str(), netns, t)),
+            }
+        }
     }
     if work.is_empty() {
         return Ok(TcHandles::default());
@@ -73,6 +82,7 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHand
                 .attach_hv(netns, trunk_link, members)
                 .map(Handle::Hv)
                 .map_err(|e| e.context(format_args!("hypervisor {key}"))),
+            TcPlan::RedirectToHost { .. } => Ok(Handle::Filter),
         }
     };
     let workers = std::thread::available_parallelism()
@@ -101,10 +111,28 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHand
         match r? {
             Handle::Trunk(t) => h.trunks.push(t),
             Handle::Hv(v) => h.hvs.push(v),
+            Handle::Filter => {}
         }
     }
     check_unique_indexes(&h)?;
     Ok(h)
+}
+
+/// Terway IPVLAN's u32 redirect filters (no eBPF: nothing is loaded).
+fn redirect(
+    netns: &NetNs,
+    link: &str,
+    cidrs: &[ipnet::Ipv4Net],
+    to: &str,
+) -> Result<(), KernelError> {
+    netns
+        .run(|| {
+            let mut nl = Netlink::open()?;
+            cidrs
+                .iter()
+                .try_for_each(|c| nl.add_ingress_redirect(link, *c, to))
+        })
+        .and_then(|r| r)
 }
 
 /// The shared maps are keyed by interface index: two keyed links of the

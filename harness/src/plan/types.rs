@@ -516,6 +516,14 @@ pub enum TcPlan {
         trunk_link: String,
         members: Vec<(String, u16)>,
     },
+    /// Terway IPVLAN: clsact egress of `link` redirects IPv4 to any of
+    /// `cidrs` into the ingress of `to` (u32 + mirred, priority 40000), so
+    /// pods on `link`'s children reach the host stack for those ranges.
+    RedirectToHost {
+        link: String,
+        cidrs: Vec<ipnet::Ipv4Net>,
+        to: String,
+    },
 }
 
 /// A link planned in this namespace whose parent (`LinkKind::Ipvlan`,

@@ -22,6 +22,15 @@ use crate::topology::model::Cni;
 
 pub const POD_SERVICE_LINK: &str = "veth1";
 
+/// What `terway-cli policy` installs for exclusive ENI nodes
+/// (`policy/uninstall_policy.sh`, `masq_eni_only`): `POSTROUTING ! -o lo -j
+/// terway-masq`, `terway-masq -j MASQUERADE`. Whatever the host forwards
+/// leaves with the node's address, so the reply to a pod's service flow
+/// (sent out `veth1`, DNATed by the host) returns to the host, not to the
+/// pod's own ENI.
+pub const MASQ_ENI_ONLY: &str = "table ip cnlab_terway_masq {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    \
+     oifname != \"lo\" counter masquerade comment \"terway:masq-outgoing\"\n  }\n}\n";
+
 pub struct TerwayEni;
 
 impl CniMode for TerwayEni {
@@ -51,6 +60,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     let mut placement = Placement::default();
     let mut out = CniOutput::default();
     let service_cidr = ctx.topo().cluster.service_cidr;
+    for node in ctx.nodes {
+        crate::plan::proxy::append_nft(d, node.ns, MASQ_ENI_ONLY);
+    }
     for (i, pod) in ctx.r.pods.iter().enumerate() {
         let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;

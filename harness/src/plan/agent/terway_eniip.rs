@@ -253,6 +253,28 @@ pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32) {
     });
 }
 
+/// Stand-in for the Cilium Terway chains in IPVLAN mode (`terway-cli
+/// policy` runs cilium-agent for that datapath; its eBPF reverses service
+/// NAT for the pod). Without it a reply of a flow the host DNATed for an
+/// ipvlan pod leaves by the ENI straight to the pod (or from the pod to
+/// the client) and never meets the host's conntrack. The lab masquerades
+/// such flows to the node so their replies come back through the host:
+/// connectivity as with Cilium, but backends see the node's address.
+pub const IPVLAN_SERVICE_NAT: &str = "table ip cnlab_terway_ipvlan {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    \
+     iifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a pod's service flow answers through the host\"\n    \
+     oifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a flow DNATed to a pod answers through the host\"\n  }\n}\n";
+
+/// What Terway's IPVLAN filter sends to the host stack: the service CIDR
+/// (`host_stack_cidrs` would follow; the topology has no such field yet).
+pub fn host_stack_cidrs(topo: &crate::topology::model::Topology) -> Vec<ipnet::Ipv4Net> {
+    let service = topo.cluster.service_cidr.or_else(|| {
+        crate::plan::proxy::services::DEFAULT_SERVICE_CIDR
+            .parse()
+            .ok()
+    });
+    service.into_iter().collect()
+}
+
 /// Name of the host-side ipvlan child of `ethN`.
 pub fn ipvl_name(n: u32) -> String {
     format!("ipvl_{n}")
@@ -266,6 +288,7 @@ fn ipvlan_pod(
     host_child: &mut BTreeMap<String, [u8; 6]>,
     p: &PlacedPod,
     ip: Ipv4Addr,
+    host_stack: &[ipnet::Ipv4Net],
 ) -> PodWire {
     let native = d.plan.backends.ipvlan;
     let ipvl = ipvl_name(eni.n);
@@ -280,6 +303,16 @@ fn ipvlan_pod(
                 },
             );
             d.addr(node.ns, &ipvl, host_net(node.ip), Scope::Host);
+            // Terway's tc egress filter on the ENI: the service CIDR (and
+            // host_stack_cidrs) go to the host stack through ipvl_N.
+            d.ns(node.ns).tc.push(TcPlan::RedirectToHost {
+                link: eni.link.clone(),
+                cidrs: host_stack.to_vec(),
+                to: ipvl.clone(),
+            });
+            if host_child.is_empty() {
+                crate::plan::proxy::append_nft(d, node.ns, IPVLAN_SERVICE_NAT);
+            }
             host_child.insert(ipvl.clone(), m);
             m
         }
@@ -328,6 +361,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
     let mut placement = Placement::default();
     let mut out = CniOutput::default();
     let mut host_children: Vec<BTreeMap<String, [u8; 6]>> = vec![BTreeMap::new(); ctx.nodes.len()];
+    let host_stack = host_stack_cidrs(ctx.topo());
     for (i, pod) in ctx.r.pods.iter().enumerate() {
         let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;
@@ -340,7 +374,8 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
                 let wire = match dp {
                     Datapath::Veth => veth_pod(d, &node, &p, ip, eni_table(eni.n)),
                     Datapath::Ipvlan => {
-                        let w = ipvlan_pod(d, &node, &eni, &mut host_children[ni], &p, ip);
+                        let w =
+                            ipvlan_pod(d, &node, &eni, &mut host_children[ni], &p, ip, &host_stack);
                         pod_default_via_gw(d, ctx, w.ns, &eni);
                         w
                     }

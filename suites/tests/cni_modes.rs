@@ -1,0 +1,257 @@
+//! Each CNI mode's service matrix (F7, F8, M1b…M5b) rests on mechanisms the
+//! mode plumbs: a VPC route entry, a vxlan route, a host route to a veth,
+//! a policy rule, Terway's masquerade, the IPVLAN tc redirect. For each
+//! mode one expectation of its matrix is shown to hold in a live lab, the
+//! mechanism it depends on is removed from the running kernel, and the
+//! same expectation is probed again: it must no longer hold.
+//! Needs root (`sudo -E cargo test -p cnlab-suites --test cni_modes`).
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use cnlab::check::{self, CheckResult};
+use cnlab::kernel::netlink::Netlink;
+use cnlab::kernel::nft;
+use cnlab::lab::{Lab, UpOptions};
+use cnlab::plan::RoutePlan;
+use cnlab::topology::model::Verdict;
+use cnlab::topology::Resolved;
+
+const NODE_1: &str = "node/node-1";
+const NODE_2: &str = "node/node-2";
+
+fn up(file: &str) -> (Resolved, Lab) {
+    assert!(
+        cnlab::lab::is_root(),
+        "run as root (sudo -E cargo test -p cnlab-suites --test cni_modes)"
+    );
+    let r = cnlab_suites::topology(&format!("scenarios/{file}"));
+    let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+    (r, lab)
+}
+
+fn probe(lab: &Lab, r: &Resolved, name: &str) -> CheckResult {
+    let e = r
+        .topo
+        .expect
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("the scenario states {name:?}"));
+    check::check_one(lab, e)
+}
+
+/// `name` holds, `remove` takes its mechanism away, `name` fails, and the
+/// verdict (or, with `path_only`, the path) is what changed.
+fn flips(file: &str, name: &str, path_only: bool, remove: impl FnOnce(&Lab)) {
+    let (r, lab) = up(file);
+    let before = probe(&lab, &r, name);
+    assert!(
+        before.passed(),
+        "{name} must hold before the change: {:?}",
+        before.failures
+    );
+    remove(&lab);
+    let after = probe(&lab, &r, name);
+    assert!(
+        !after.passed(),
+        "{name} still holds with its mechanism removed: {}",
+        after.observed.outcome.detail
+    );
+    if path_only {
+        assert_eq!(
+            after.observed.outcome.verdict, before.observed.outcome.verdict,
+            "only the path was meant to change: {:?}",
+            after.failures
+        );
+    } else {
+        assert_ne!(
+            after.observed.outcome.verdict,
+            Verdict::Connected,
+            "verdict unchanged: {:?}",
+            after.failures
+        );
+    }
+    lab.down();
+}
+
+fn pod_ip(lab: &Lab, pod: &str) -> Ipv4Addr {
+    lab.plan()
+        .endpoint(pod)
+        .unwrap_or_else(|| panic!("{pod} has an address"))
+        .ip
+}
+
+/// Deletes, in namespace `key`, the planned route `pick` chooses.
+fn del_route(lab: &Lab, key: &str, pick: impl Fn(&RoutePlan) -> bool) {
+    let plan = lab.plan();
+    let i = plan
+        .ns_index(key)
+        .unwrap_or_else(|| panic!("{key} planned"));
+    let route = plan.namespaces[i]
+        .routes
+        .iter()
+        .find(|r| pick(r))
+        .unwrap_or_else(|| panic!("{key}: no such planned route"))
+        .clone();
+    lab.netns(i)
+        .run(|| Netlink::open()?.del_route(&route))
+        .and_then(|r| r)
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+}
+
+/// Runs `ip`/`tc` inside namespace `key` of the lab.
+fn run_in(lab: &Lab, key: &str, argv: &[&str]) {
+    let ns = lab
+        .netns_by_key(key)
+        .unwrap_or_else(|| panic!("{key} planned"));
+    let out = Command::new(argv[0])
+        .arg("-n")
+        .arg(ns.name())
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", argv[0]));
+    assert!(
+        out.status.success(),
+        "{argv:?} in {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn delete_nft_table(lab: &Lab, key: &str, table: &str) {
+    let ns = lab
+        .netns_by_key(key)
+        .unwrap_or_else(|| panic!("{key} planned"));
+    nft::apply(ns, &format!("delete table ip {table}\n")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// flannel: node-1's pod subnet is a VPC route entry; without it a pod on
+/// node-2 cannot reach web.
+#[test]
+fn flannel_pod_to_pod_needs_the_vpc_route_entry() {
+    flips(
+        "f7-flannel-matrix.yaml",
+        "F7 pod other node -> pod IP",
+        false,
+        |lab| {
+            let web = pod_ip(lab, "pod/default/web");
+            del_route(lab, "vpc", |r| {
+                r.dst.prefix_len() == 24 && r.dst.contains(&std::net::IpAddr::V4(web))
+            });
+        },
+    );
+}
+
+/// flannel-vxlan: node-2 reaches node-1's subnet only through flannel.1.
+#[test]
+fn flannel_vxlan_pod_to_pod_needs_the_vtep_route() {
+    flips(
+        "f8-flannel-vxlan-matrix.yaml",
+        "F8 pod other node -> pod IP",
+        false,
+        |lab| {
+            let web = pod_ip(lab, "pod/default/web");
+            del_route(lab, NODE_2, |r| {
+                r.dev.as_deref() == Some("flannel.1") && r.dst.contains(&std::net::IpAddr::V4(web))
+            });
+        },
+    );
+}
+
+/// terway-vpc: the host reaches a pod only by its `podIP/32 dev cali…`.
+#[test]
+fn terway_vpc_pod_needs_its_host_route() {
+    flips(
+        "m1b-terway-vpc-matrix.yaml",
+        "M1b pod other node -> pod IP",
+        false,
+        |lab| {
+            let web = pod_ip(lab, "pod/default/web");
+            del_route(lab, NODE_1, |r| {
+                r.dst.to_string() == format!("{web}/32") && r.via.is_none()
+            });
+        },
+    );
+}
+
+/// terway-eni: without terway-masq the reply of a pod's service flow goes
+/// straight to the pod's own ENI and misses the host's conntrack.
+#[test]
+fn terway_eni_service_reply_needs_terway_masq() {
+    flips(
+        "m2b-terway-eni-matrix.yaml",
+        "M2b pod same node -> ClusterIP, backend on node-2",
+        false,
+        |lab| delete_nft_table(lab, NODE_1, "cnlab_terway_masq"),
+    );
+}
+
+/// terway-eniip: pod traffic leaves by its own ENI because of
+/// `2048: from podIP lookup <ENI table>`; without it, by eth0.
+#[test]
+fn terway_eniip_pod_traffic_needs_its_source_rule() {
+    flips(
+        "m3b-terway-eniip-matrix.yaml",
+        "M3b pod other node -> pod IP",
+        true,
+        |lab| {
+            let client = pod_ip(lab, "pod/default/client-b");
+            run_in(
+                lab,
+                NODE_2,
+                &[
+                    "ip",
+                    "rule",
+                    "del",
+                    "priority",
+                    "2048",
+                    "from",
+                    &client.to_string(),
+                ],
+            );
+        },
+    );
+}
+
+/// terway-eniip-ipvlan: the service CIDR reaches the host only through
+/// Terway's tc redirect on eth1.
+#[test]
+fn terway_ipvlan_service_needs_the_tc_redirect() {
+    flips(
+        "m4b-terway-eniip-ipvlan-matrix.yaml",
+        "M4b pod same node -> ClusterIP, backend on node-2",
+        false,
+        |lab| {
+            run_in(
+                lab,
+                NODE_1,
+                &["tc", "filter", "del", "dev", "eth1", "egress"],
+            )
+        },
+    );
+}
+
+/// terway-eniip-ipvlan: the reply of a flow DNATed to an ipvlan pod comes
+/// back through the host only with the Cilium stand-in's masquerade.
+#[test]
+fn terway_ipvlan_local_nodeport_reply_needs_the_host_nat() {
+    flips(
+        "m4b-terway-eniip-ipvlan-matrix.yaml",
+        "M4b ECS outside -> NodePort of the Local LB on node-1 (local endpoint)",
+        false,
+        |lab| delete_nft_table(lab, NODE_1, "cnlab_terway_ipvlan"),
+    );
+}
+
+/// terway-trunking: the VPC reaches a trunk pod through its member ENI.
+#[test]
+fn terway_trunking_pod_needs_its_member_eni_route() {
+    flips(
+        "m5b-terway-trunking-matrix.yaml",
+        "M5b pod other node -> pod IP",
+        false,
+        |lab| {
+            let web = pod_ip(lab, "pod/default/web");
+            del_route(lab, "vpc", |r| r.dst.to_string() == format!("{web}/32"));
+        },
+    );
+}
