@@ -12,6 +12,11 @@ use super::PlanError;
 use crate::topology::k8s::Service;
 use crate::topology::model::{Cni, Topology};
 
+/// ACK's CCM: only nodes carrying every one of these labels (`k=v,k2=v2`)
+/// become `ecs` backends.
+pub const BACKEND_LABEL_ANNOTATION: &str =
+    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-backend-label";
+
 /// First ct mark / routing table handed to SLBs on the VPC router.
 pub const SLB_MARK_BASE: u32 = 0x100;
 pub const SLB_TABLE_BASE: u32 = 200;
@@ -93,7 +98,8 @@ pub fn plan_slbs(
             Some("ecs") => BackendType::Ecs,
             _ => default_backend_type(topo.cluster.cni),
         };
-        let listeners = service_listeners(s, backend_type, nodes);
+        let labelled = backend_nodes(topo, k8s, nodes);
+        let listeners = service_listeners(s, backend_type, &labelled);
         match slbs.iter_mut().find(|l| &l.id == id) {
             Some(existing) => {
                 for l in listeners {
@@ -120,6 +126,32 @@ pub fn plan_slbs(
         }
     }
     Ok(slbs)
+}
+
+/// The nodes the CCM may attach: those matching the backend-label
+/// annotation, every node without one.
+fn backend_nodes(topo: &Topology, k8s: Option<&Service>, nodes: &[NodeCtx]) -> Vec<NodeCtx> {
+    let want: Vec<(&str, &str)> = k8s
+        .and_then(|k| k.metadata.annotations.get(BACKEND_LABEL_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes
+        .iter()
+        .filter(|n| {
+            let labels = topo
+                .nodes
+                .iter()
+                .find(|t| t.name == n.name)
+                .map(|t| &t.labels);
+            want.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(*k)).map(|x| x.as_str()) == Some(*v))
+        })
+        .cloned()
+        .collect()
 }
 
 fn new_slb(k: usize, id: &str, ip: std::net::Ipv4Addr, listeners: Vec<SlbListener>) -> SlbPlan {
