@@ -409,3 +409,40 @@ fn malformed_when_is_reported_with_its_line() {
     assert!(err.contains("expect[0].when.cni"), "{err}");
     assert!(err.contains("line"), "{err}");
 }
+
+/// Pod status decides endpoint conditions; only ready endpoints become
+/// real servers; a pasted EndpointSlice is taken as it is.
+#[test]
+fn pod_status_and_endpoint_slices_decide_endpoints() {
+    let p = plan(
+        &load_file("examples/service-endpoints.yaml"),
+        Backends::PORTABLE,
+    )
+    .unwrap();
+    let web = p.service("shop", "web").unwrap();
+    let cond = |pod: &str| {
+        let e = web.endpoints.iter().find(|e| e.pod == pod).unwrap();
+        (e.ready, e.serving, e.terminating)
+    };
+    assert_eq!(cond("pod/shop/web-1"), (true, true, false));
+    assert_eq!(cond("pod/shop/web-unready"), (false, false, false));
+    assert_eq!(cond("pod/shop/web-leaving"), (false, true, true));
+    let vs = |svc: &str| {
+        p.proxy_nodes[0]
+            .virtual_servers
+            .iter()
+            .find(|v| v.service == svc)
+            .unwrap()
+            .real_servers
+            .iter()
+            .map(|r| r.pod.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(vs("shop/web"), ["pod/shop/web-1", "pod/shop/web-2"]);
+    let stale = p.service("shop", "stale").unwrap();
+    assert_eq!(stale.endpoints.len(), 1);
+    assert_eq!(stale.endpoints[0].ip.to_string(), "172.16.1.99");
+    assert_eq!(stale.endpoints[0].target_ports, [Some(8080)]);
+    assert_eq!(stale.endpoints[0].node, "node-b");
+    assert!(p.notes.iter().any(|n| n.contains("EndpointSlice")));
+}

@@ -15,7 +15,7 @@ use cnlab::plan::ServerPlan;
 use cnlab::probe::{
     hops, probe, send_raw_frame, Capture, EchoServers, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps,
 };
-use cnlab::topology::model::{Proto, Verdict};
+use cnlab::topology::model::{Proto, RefusedBy, Verdict};
 
 fn require_root() {
     if unsafe { libc::geteuid() } != 0 {
@@ -203,9 +203,19 @@ fn tcp_and_udp_connect_refuse_and_time_out() {
         expect(&out, Verdict::Connected, "without a source port");
         assert_eq!(out.seen_peer, out.local);
 
-        // Closed port: TCP answers RST, UDP ICMP port-unreachable.
+        // Closed port: TCP answers RST, UDP ICMP port-unreachable, and the
+        // outcome says which (the error queue holds the ICMP one).
         let out = probe(lab.ns("a"), &spec("closed", proto, B, 8081, None, 2000));
         expect(&out, Verdict::Refused, "closed port");
+        let want = if proto == Proto::Tcp {
+            RefusedBy::Rst
+        } else {
+            RefusedBy::Icmp
+        };
+        assert_eq!(out.refused_by, Some(want), "{out:?}");
+        if proto == Proto::Udp {
+            assert!(out.detail.contains(&format!("from {B}")), "{out:?}");
+        }
         // Well before the 2 s deadline (a loaded CI machine is slow, not 4× slow).
         assert!(
             out.elapsed < Duration::from_millis(1500),
@@ -298,6 +308,10 @@ fn router_rules_refuse_drop_and_masquerade() {
     for proto in [Proto::Tcp, Proto::Udp] {
         let out = probe(lab.ns("a"), &spec("rej", proto, B, 9090, None, 2000));
         expect(&out, Verdict::Refused, "nft reject on the router");
+        // TCP too: ICMP port-unreachable, as IPVS sends it, not a RST; the
+        // router sent it.
+        assert_eq!(out.refused_by, Some(RefusedBy::Icmp), "{out:?}");
+        assert!(out.detail.contains("type 3 code 3"), "{out:?}");
 
         let out = probe(lab.ns("a"), &spec("drop", proto, B, 9191, None, 300));
         expect(&out, Verdict::Timeout, "nft drop on the router");

@@ -1538,3 +1538,45 @@ fn docs_topology_md_is_the_schema_reference() {
         }
     }
 }
+
+#[test]
+fn served_by_lists_repeat_and_refused_by() {
+    let list = with(
+        "    served_by: pod/demo/nginx\n",
+        "    served_by: [pod/demo/nginx, pod/demo/ghost]\n    repeat: 4\n",
+    );
+    only(
+        &list,
+        "expect[1].served_by[1]",
+        "ghost",
+        "unknown pod \"demo/ghost\"",
+    );
+    let r = loads(&with(
+        "    served_by: pod/demo/nginx\n",
+        "    served_by: [pod/demo/nginx]\n    sticky: true\n",
+    ));
+    let r = &r.resolved;
+    assert_eq!(
+        r.topo.expect[1].served_by,
+        Some(vec!["pod/demo/nginx".to_string()])
+    );
+    assert_eq!(r.topo.expect[1].sticky, Some(true));
+    only(
+        &with(
+            "    served_by: pod/demo/nginx\n",
+            "    served_by: pod/demo/nginx\n    refused_by: icmp\n",
+        ),
+        "expect[1].refused_by",
+        "icmp",
+        "applies only to result: refused",
+    );
+    only(
+        &with(
+            "    served_by: pod/demo/nginx\n",
+            "    served_by: pod/demo/nginx\n    refused_by: fin\n",
+        ),
+        "expect[1].refused_by",
+        "fin",
+        "rst",
+    );
+}

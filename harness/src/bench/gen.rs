@@ -129,6 +129,9 @@ fn tcp_expect(from: &str, to: &str) -> Expectation {
         // Pod to pod on one bridge: no NAT, the server sees the client.
         source: Some("client".into()),
         served_by: None,
+        repeat: None,
+        sticky: None,
+        refused_by: None,
         path: None,
         avoids: None,
         timeout_ms: None,

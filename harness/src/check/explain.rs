@@ -213,6 +213,7 @@ impl Explanation {
                 local: None,
                 seen_peer: None,
                 served_by: None,
+                refused_by: None,
                 detail: String::new(),
                 elapsed: Duration::ZERO,
             },
@@ -221,6 +222,7 @@ impl Explanation {
             reply: self.reply.clone(),
             error: None,
             display: self.display.clone(),
+            repeats: vec![],
         };
         out.push(format!("packets: {}", show_journey(&o)));
         if let Some(l) = &self.last_seen {

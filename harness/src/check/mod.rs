@@ -5,6 +5,7 @@ pub mod explain;
 pub mod file;
 pub mod input;
 pub mod observe;
+pub mod repeat;
 pub mod report;
 pub mod runner;
 
@@ -108,7 +109,17 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
     }
     let deadline = deadline(e);
     let wants_path = e.path.is_some() || e.avoids.is_some();
-    let observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
+    let mut observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
+    if observed.error.is_none() {
+        for _ in 1..repeat::probes_for(e) {
+            let again = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, false);
+            if let Some(err) = again.error {
+                observed.error = Some(err);
+                break;
+            }
+            observed.repeats.push(again.outcome);
+        }
+    }
     let failures = compare(lab.plan(), e, &observed);
     CheckResult {
         expect: e.clone(),
@@ -128,6 +139,7 @@ fn no_probe(verdict: Verdict, detail: String) -> Observation {
             local: None,
             seen_peer: None,
             served_by: None,
+            refused_by: None,
             detail,
             elapsed: Duration::ZERO,
         },
@@ -136,6 +148,7 @@ fn no_probe(verdict: Verdict, detail: String) -> Observation {
         reply: vec![],
         error: None,
         display: Default::default(),
+        repeats: vec![],
     }
 }
 
@@ -216,7 +229,7 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                 f.push(msg);
             }
         }
-        if let Some(want) = &e.served_by {
+        if let (Some([want]), true) = (e.served_by.as_deref(), o.repeats.is_empty()) {
             match &o.outcome.served_by {
                 Some(by) if by == want => {}
                 Some(by) => f.push(format!("expected served by {want}, answered by {by}")),
@@ -225,6 +238,24 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                 )),
             }
         }
+    }
+    if got == Verdict::Refused {
+        if let Some(want) = e.refused_by {
+            if o.outcome.refused_by != Some(want) {
+                f.push(format!(
+                    "expected refused by {}, refused by {} ({})",
+                    want.as_str(),
+                    o.outcome.refused_by.map_or("unknown", |r| r.as_str()),
+                    o.outcome.detail
+                ));
+            }
+        }
+    }
+    if !o.repeats.is_empty()
+        || e.served_by.as_ref().is_some_and(|l| l.len() > 1)
+        || e.sticky == Some(true)
+    {
+        f.extend(repeat::compare(e, o));
     }
     let journey: Vec<&crate::probe::Hop> = o.request.iter().chain(o.reply.iter()).collect();
     if let Some(path) = &e.path {

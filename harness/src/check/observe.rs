@@ -26,6 +26,17 @@ pub struct Observation {
     /// How to show a hop id to a person: `eni/primary:<node>` reads better
     /// than `eni/eni-1a2b3c4d5e`.
     pub display: std::collections::BTreeMap<String, String>,
+    /// The outcomes of the probes after the first when the expectation
+    /// repeats (`repeat`, a `served_by` list, `sticky`); each from its own
+    /// source port, without taps.
+    pub repeats: Vec<ProbeOutcome>,
+}
+
+impl Observation {
+    /// Every probe's outcome, the first one first.
+    pub fn outcomes(&self) -> impl Iterator<Item = &ProbeOutcome> {
+        std::iter::once(&self.outcome).chain(self.repeats.iter())
+    }
 }
 
 impl Observation {
@@ -160,6 +171,7 @@ pub fn observe_captured(
             local: None,
             seen_peer: None,
             served_by: None,
+            refused_by: None,
             detail: e.clone(),
             elapsed: Duration::ZERO,
         },
@@ -168,6 +180,7 @@ pub fn observe_captured(
         reply: vec![],
         error: Some(e),
         display: Default::default(),
+        repeats: vec![],
     };
     let client_ns = match resolve_origin(plan, from) {
         Ok(i) => i,
@@ -223,6 +236,7 @@ pub fn observe_captured(
         reply,
         error: None,
         display,
+        repeats: vec![],
     };
     (o, frames)
 }

@@ -75,14 +75,23 @@ pub fn table(files: &[FileResults]) -> String {
                     if r.is_na() {
                         "—".into()
                     } else {
-                        observed_word(r).into()
+                        match r.observed.outcome.refused_by {
+                            Some(by) if r.observed.error.is_none() => {
+                                format!("{} ({})", observed_word(r), by.as_str())
+                            }
+                            _ => observed_word(r).into(),
+                        }
                     },
                     observed_source(r),
-                    r.observed
-                        .outcome
-                        .served_by
-                        .clone()
-                        .unwrap_or_else(|| "—".into()),
+                    if r.observed.repeats.is_empty() {
+                        r.observed
+                            .outcome
+                            .served_by
+                            .clone()
+                            .unwrap_or_else(|| "—".into())
+                    } else {
+                        super::repeat::show_answered(&super::repeat::answered_by(&r.observed))
+                    },
                     format!("{} ms", r.elapsed.as_millis()),
                 ]
             })
@@ -183,6 +192,9 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                     "client": r.observed.outcome.local.map(|a| a.to_string()),
                     "source_seen": r.observed.outcome.seen_peer.map(|a| a.to_string()),
                     "served_by": r.observed.outcome.served_by,
+                    "refused_by": r.observed.outcome.refused_by.map(|b| b.as_str()),
+                    "probes": r.observed.repeats.len() + 1,
+                    "answered_by": super::repeat::answered_by(&r.observed),
                     "request_path": r.observed.request.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
                     "reply_path": r.observed.reply.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
                     "passed": r.passed() && !r.is_na(),

@@ -91,8 +91,14 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
                     .iter()
                     .flat_map(|e| {
                         e.target_ports.iter().flatten().map(move |p| {
+                            let cond = match (e.ready, e.serving, e.terminating) {
+                                (true, _, _) => "",
+                                (false, true, true) => ", terminating (serving)",
+                                (false, false, true) => ", terminating",
+                                _ => ", not ready",
+                            };
                             format!(
-                                "{}:{p} ({} on {}{})",
+                                "{}:{p} ({} on {}{}{cond})",
                                 e.ip,
                                 e.pod,
                                 e.node,

@@ -55,9 +55,12 @@ pub fn trace(args: &ProbeArgs, explain: bool) -> Result<i32, i32> {
 fn print_observation(from: &str, to: &str, proto: Proto, o: &Observation) {
     let out = &o.outcome;
     println!(
-        "{from} → {to} ({}): {}",
+        "{from} → {to} ({}): {}{}",
         proto_word(proto),
-        out.verdict.as_str()
+        out.verdict.as_str(),
+        out.refused_by
+            .map(|b| format!(" by {}", b.as_str()))
+            .unwrap_or_default()
     );
     if !out.detail.is_empty() {
         println!("  detail:    {}", out.detail);

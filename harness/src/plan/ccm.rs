@@ -176,9 +176,11 @@ pub fn service_listeners(
         .enumerate()
         .map(|(i, p)| {
             let backends = match backend {
+                // The cloud controller attaches ready endpoints only.
                 BackendType::Eni => s
                     .endpoints
                     .iter()
+                    .filter(|e| e.ready)
                     .filter_map(|e| {
                         e.target_ports
                             .get(i)
@@ -195,7 +197,7 @@ pub fn service_listeners(
                     .iter()
                     .filter(|n| {
                         s.external_policy == TrafficPolicy::Cluster
-                            || s.endpoints.iter().any(|e| e.node == n.name)
+                            || s.endpoints.iter().any(|e| e.ready && e.node == n.name)
                     })
                     .filter_map(|n| {
                         p.node_port.map(|np| SlbBackend {

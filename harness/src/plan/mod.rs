@@ -441,6 +441,7 @@ fn program_services(
     d.plan.services = proxy::services::resolve(
         &r.services,
         &r.pods,
+        &r.endpoint_slices,
         placement,
         nodes,
         service_cidr,

@@ -575,7 +575,8 @@ pub struct ServicePlan {
     pub lb_hostname: bool,
     pub external_policy: TrafficPolicy,
     pub internal_policy: TrafficPolicy,
-    /// Ready pods matching the selector (pending pods excluded).
+    /// Endpoints of the pods matching the selector (or of pasted
+    /// EndpointSlices), each with its conditions; pending pods excluded.
     pub endpoints: Vec<SvcEndpoint>,
 }
 
@@ -606,6 +607,20 @@ pub struct SvcEndpoint {
     /// The target port per service port (same order as `ServicePlan::ports`);
     /// `None` where a named targetPort does not exist on this pod.
     pub target_ports: Vec<Option<u16>>,
+    /// EndpointSlice conditions (discovery.k8s.io/v1): ready = serving and
+    /// not terminating; serving = the pod's Ready condition; terminating =
+    /// deletionTimestamp set. kube-proxy uses ready endpoints, and serving
+    /// terminating ones only as the version's fallback allows.
+    #[serde(default = "yes")]
+    pub ready: bool,
+    #[serde(default = "yes")]
+    pub serving: bool,
+    #[serde(default)]
+    pub terminating: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a virtual server's address comes from.

@@ -3,7 +3,9 @@
 //!
 //! - `connected`: TCP handshake (UDP: a reply) and a well-formed echo reply;
 //! - `refused`: ECONNREFUSED (a RST, or ICMP port-unreachable — Linux reports
-//!   both as ECONNREFUSED to a connecting TCP or a connected UDP socket);
+//!   both as ECONNREFUSED to a connecting TCP or a connected UDP socket;
+//!   with IP_RECVERR the ICMP error is also queued on the socket's error
+//!   queue, which tells the two apart: `refused_by`);
 //! - `timeout`: anything else, with the reason in `detail`.
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::echo::{EchoReply, REQUEST_PREFIX};
 use super::icmp;
 use crate::kernel::NetNs;
-use crate::topology::model::{Proto, Verdict};
+use crate::topology::model::{Proto, RefusedBy, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
@@ -40,6 +42,8 @@ pub struct ProbeOutcome {
     /// The peer address the echo server reported.
     pub seen_peer: Option<SocketAddrV4>,
     pub served_by: Option<String>,
+    /// `refused` only: a TCP RST or an ICMP port-unreachable.
+    pub refused_by: Option<RefusedBy>,
     pub detail: String,
     pub elapsed: Duration,
 }
@@ -51,14 +55,31 @@ impl ProbeOutcome {
             local: None,
             seen_peer: None,
             served_by: None,
+            refused_by: None,
             detail: detail.into(),
             elapsed: Duration::ZERO,
         }
     }
-    pub(crate) fn refused(detail: impl Into<String>) -> Self {
+    pub(crate) fn refused(by: RefusedBy, detail: impl Into<String>) -> Self {
         ProbeOutcome {
             verdict: Verdict::Refused,
+            refused_by: Some(by),
             ..Self::timeout(detail)
+        }
+    }
+
+    /// A refusal as the socket's error queue tells it: an ICMP
+    /// port-unreachable queued there (IP_RECVERR), or else a RST.
+    fn refused_on(fd: std::os::fd::RawFd) -> Self {
+        match super::sys::take_icmp_error(fd) {
+            Some(e) => Self::refused(
+                RefusedBy::Icmp,
+                format!(
+                    "ICMP destination unreachable (type {} code {}) from {}",
+                    e.icmp_type, e.code, e.from
+                ),
+            ),
+            None => Self::refused(RefusedBy::Rst, "connection refused by a TCP RST"),
         }
     }
 }
@@ -156,6 +177,7 @@ fn judge_reply(
         local,
         seen_peer,
         served_by: Some(reply.served_by),
+        refused_by: None,
         detail,
         elapsed: Duration::ZERO,
     })
@@ -172,11 +194,14 @@ fn probe_tcp(spec: &ProbeSpec, deadline: Instant) -> ProbeOutcome {
             ))
         }
     };
+    // Queue ICMP errors on the socket so a refusal says whether it was a
+    // RST or ICMP port-unreachable.
+    if let Err(e) = super::sys::enable_recverr(sock.as_raw_fd()) {
+        return ProbeOutcome::timeout(format!("could not enable IP_RECVERR: {e}"));
+    }
     if let Err(e) = sock.connect_timeout(&dst, remaining(deadline)) {
         return match e.raw_os_error() {
-            Some(libc::ECONNREFUSED) => {
-                ProbeOutcome::refused("connection refused (RST or ICMP port-unreachable)")
-            }
+            Some(libc::ECONNREFUSED) => ProbeOutcome::refused_on(sock.as_raw_fd()),
             _ if e.kind() == io::ErrorKind::TimedOut => ProbeOutcome::timeout(format!(
                 "no answer to the handshake within {} ms",
                 ms(spec.deadline)
@@ -270,7 +295,7 @@ fn probe_udp(spec: &ProbeSpec, deadline: Instant) -> ProbeOutcome {
     let with_local = |o: ProbeOutcome| ProbeOutcome { local, ..o };
     if let Err(e) = sock.send(request_line(spec).as_bytes()) {
         return with_local(match e.raw_os_error() {
-            Some(libc::ECONNREFUSED) => ProbeOutcome::refused("port unreachable"),
+            Some(libc::ECONNREFUSED) => ProbeOutcome::refused_on(sock.as_raw_fd()),
             _ => ProbeOutcome::timeout(format!("sending the request failed: {}", describe(&e))),
         });
     }
@@ -300,7 +325,7 @@ fn probe_udp(spec: &ProbeSpec, deadline: Instant) -> ProbeOutcome {
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                return with_local(ProbeOutcome::refused("ICMP port unreachable"))
+                return with_local(ProbeOutcome::refused_on(sock.as_raw_fd()))
             }
             Err(e)
                 if matches!(

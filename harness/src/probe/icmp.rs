@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use super::client::{describe, ProbeOutcome, ProbeSpec};
-use crate::topology::model::Verdict;
+use crate::topology::model::{RefusedBy, Verdict};
 
 const ECHO_REPLY: u8 = 0;
 const DEST_UNREACH: u8 = 3;
@@ -104,12 +104,14 @@ fn judge(packet: &[u8], dst: Ipv4Addr, ident: u16, seq: u16) -> Option<ProbeOutc
                 return None;
             }
             Some(match (kind, code) {
-                (DEST_UNREACH, CODE_PORT_UNREACH) => {
-                    ProbeOutcome::refused(format!("ICMP port unreachable from {src}"))
-                }
-                (DEST_UNREACH, CODE_PROTO_UNREACH) => {
-                    ProbeOutcome::refused(format!("ICMP protocol unreachable from {src}"))
-                }
+                (DEST_UNREACH, CODE_PORT_UNREACH) => ProbeOutcome::refused(
+                    RefusedBy::Icmp,
+                    format!("ICMP port unreachable from {src}"),
+                ),
+                (DEST_UNREACH, CODE_PROTO_UNREACH) => ProbeOutcome::refused(
+                    RefusedBy::Icmp,
+                    format!("ICMP protocol unreachable from {src}"),
+                ),
                 (DEST_UNREACH, c) => ProbeOutcome::timeout(format!(
                     "ICMP destination unreachable (code {c}) from {src}"
                 )),

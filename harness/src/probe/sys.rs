@@ -75,6 +75,20 @@ const SO_EE_ORIGIN_ICMP: u8 = 2;
 /// Reads one entry of the socket's error queue; the address of the host
 /// that sent the ICMP error, if it was one.
 pub(crate) fn take_icmp_error_origin(fd: RawFd) -> Option<Ipv4Addr> {
+    take_icmp_error(fd).map(|e| e.from)
+}
+
+/// An ICMP error queued on a socket with IP_RECVERR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IcmpError {
+    /// Who sent it (SO_EE_OFFENDER).
+    pub from: Ipv4Addr,
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+/// Reads one entry of the socket's error queue: the ICMP error, if it was one.
+pub(crate) fn take_icmp_error(fd: RawFd) -> Option<IcmpError> {
     // SAFETY: as in `recv_with_pktinfo`; the offender address follows the
     // extended error inside the same cmsg (SO_EE_OFFENDER).
     unsafe {
@@ -103,7 +117,11 @@ pub(crate) fn take_icmp_error_origin(fd: RawFd) -> Option<Ipv4Addr> {
                 if ee.ee_origin == SO_EE_ORIGIN_ICMP {
                     let from: libc::sockaddr_in =
                         std::ptr::read_unaligned(p.add(size_of::<SockExtendedErr>()).cast());
-                    return Some(*sockaddr_v4(&from).ip());
+                    return Some(IcmpError {
+                        from: *sockaddr_v4(&from).ip(),
+                        icmp_type: ee.ee_type,
+                        code: ee.ee_code,
+                    });
                 }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);

@@ -13,6 +13,8 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Set while a pod is being deleted: its endpoints are terminating.
+    pub deletion_timestamp: Option<String>,
 }
 
 impl ObjectMeta {
@@ -28,6 +30,7 @@ pub enum KubeObject {
     Pod(Pod),
     Service(Service),
     PodNetworking(PodNetworking),
+    EndpointSlice(EndpointSlice),
 }
 
 // ---------------------------------------------------------------- Pod
@@ -66,12 +69,47 @@ pub struct ContainerPort {
 }
 
 /// `status.podIP` pins the pod's address (a customer's `kubectl get pod -o
-/// yaml` carries it); absent, the CNI's IPAM allocates one.
+/// yaml` carries it); absent, the CNI's IPAM allocates one. `phase` and the
+/// `Ready` condition decide whether its endpoints are ready (absent: a
+/// running, ready pod; authors rarely paste status).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(rename = "podIP")]
     pub pod_ip: Option<Ipv4Addr>,
+    pub phase: Option<String>,
+    pub conditions: Vec<PodCondition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True" | "False" | "Unknown"
+    pub status: String,
+}
+
+impl Pod {
+    /// `podutil.IsPodReady`: the Ready condition is True. Without pasted
+    /// conditions a pod is ready unless its phase says it is not running.
+    pub fn is_ready(&self) -> bool {
+        match self.status.conditions.iter().find(|c| c.type_ == "Ready") {
+            Some(c) => c.status == "True",
+            None => matches!(self.status.phase.as_deref(), None | Some("Running")),
+        }
+    }
+
+    /// `metadata.deletionTimestamp` is set.
+    pub fn is_terminating(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
+    /// Succeeded and Failed pods never back a Service
+    /// (`endpointutil.ShouldPodBeInEndpoints`).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
 }
 
 // ---------------------------------------------------------------- Service
@@ -128,6 +166,68 @@ pub struct LoadBalancerStatus {
 pub struct LoadBalancerIngress {
     pub ip: Option<Ipv4Addr>,
     pub hostname: Option<String>,
+}
+
+// ---------------------------------------------------------------- EndpointSlice
+
+/// The label naming the Service an EndpointSlice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A pasted `discovery.k8s.io/v1` EndpointSlice: used as it is (stale
+/// addresses and conditions included) instead of the Service's selector.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EndpointSlice {
+    pub metadata: ObjectMeta,
+    /// `IPv4` (the lab models IPv4 only).
+    pub address_type: Option<String>,
+    pub endpoints: Vec<SliceEndpoint>,
+    pub ports: Vec<SlicePort>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SliceEndpoint {
+    pub addresses: Vec<Ipv4Addr>,
+    pub conditions: SliceConditions,
+    pub node_name: Option<String>,
+    pub target_ref: Option<ObjectRef>,
+}
+
+/// discovery.k8s.io/v1 EndpointConditions: a nil `ready` means ready, a
+/// nil `serving` means the value of `ready`, a nil `terminating` false.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SliceConditions {
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SlicePort {
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+}
+
+impl EndpointSlice {
+    /// `<ns>/<service>` it belongs to.
+    pub fn service(&self) -> Option<(String, &str)> {
+        self.metadata
+            .labels
+            .get(SERVICE_NAME_LABEL)
+            .map(|s| (self.metadata.ns().to_string(), s.as_str()))
+    }
 }
 
 // ---------------------------------------------------------------- PodNetworking

@@ -12,7 +12,7 @@ pub mod validate;
 pub use model::Topology;
 pub use parse::{load_file, load_str, Loaded, Problem, Report};
 
-use k8s::{Pod, PodNetworking, Service};
+use k8s::{EndpointSlice, Pod, PodNetworking, Service};
 
 /// A parsed and validated topology with its Kubernetes objects typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,4 +21,6 @@ pub struct Resolved {
     pub pods: Vec<Pod>,
     pub services: Vec<Service>,
     pub podnetworkings: Vec<PodNetworking>,
+    /// Pasted EndpointSlices (discovery.k8s.io/v1).
+    pub endpoint_slices: Vec<EndpointSlice>,
 }

@@ -346,6 +346,42 @@ impl Verdict {
     }
 }
 
+/// How a refused connection was refused, as the client's kernel saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RefusedBy {
+    /// A TCP reset (a local stack with no listener).
+    Rst,
+    /// ICMP destination-unreachable/port-unreachable.
+    Icmp,
+}
+
+impl RefusedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedBy::Rst => "rst",
+            RefusedBy::Icmp => "icmp",
+        }
+    }
+}
+
+/// `served_by: pod/a/x` or `served_by: [pod/a/x, pod/a/y]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+/// Probes an expectation sends when it asserts spreading or affinity.
+pub const DEFAULT_REPEAT: u32 = 8;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Expectation {
     pub name: String,
@@ -360,8 +396,21 @@ pub struct Expectation {
     /// `client` | `node/<name>` | `ip/<addr>`
     #[serde(default)]
     pub source: Option<String>,
+    /// Who must answer: one identity, or a list that repeated probes must
+    /// reach every one of, and nothing else.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub served_by: Option<Vec<String>>,
+    /// How many probes to send (default 1; with a `served_by` list or
+    /// `sticky`, `DEFAULT_REPEAT`).
     #[serde(default)]
-    pub served_by: Option<String>,
+    pub repeat: Option<u32>,
+    /// Every repeated probe answered by the same backend (session affinity).
+    #[serde(default)]
+    pub sticky: Option<bool>,
+    /// `refused` only: how the client was refused (a TCP RST, or ICMP
+    /// port-unreachable as IPVS sends for a virtual server without real servers).
+    #[serde(default)]
+    pub refused_by: Option<RefusedBy>,
     #[serde(default)]
     pub path: Option<Vec<String>>,
     #[serde(default)]

@@ -699,6 +699,8 @@ pub(crate) const PROBE_PROTOS: &[(&str, Proto)] = &[
     ("icmp", Proto::Icmp),
 ];
 pub(crate) const LISTENER_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
+pub(crate) const REFUSED_BY: &[(&str, RefusedBy)] =
+    &[("rst", RefusedBy::Rst), ("icmp", RefusedBy::Icmp)];
 pub(crate) const VERDICTS: &[(&str, Verdict)] = &[
     ("connected", Verdict::Connected),
     ("refused", Verdict::Refused),
@@ -752,6 +754,7 @@ fn resolve(cx: &mut Cx, root: &Value) -> Resolved {
         pods: Vec::new(),
         services: Vec::new(),
         podnetworkings: Vec::new(),
+        endpoint_slices: Vec::new(),
         topo,
     };
     for (i, v) in resolved.topo.kubernetes.iter().enumerate() {
@@ -781,9 +784,23 @@ fn resolve(cx: &mut Cx, root: &Value) -> Resolved {
                     check_api(cx, &path, api, "network.alibabacloud.com/v1beta1");
                     resolved.podnetworkings.push(kube_object::<PodNetworking>(cx, v, &path));
                 }
+                "EndpointSlice" => {
+                    check_api(cx, &path, api, "discovery.k8s.io/v1");
+                    let es: super::k8s::EndpointSlice = kube_object(cx, v, &path);
+                    if es.service().is_none() {
+                        cx.error(
+                            &join_key(&join_key(&path, "metadata"), "labels"),
+                            format!(
+                                "an EndpointSlice needs the label {} naming its Service",
+                                super::k8s::SERVICE_NAME_LABEL
+                            ),
+                        );
+                    }
+                    resolved.endpoint_slices.push(es);
+                }
                 other => cx.warn(
                     &join_key(&path, "kind"),
-                    format!("kind {other:?} is not modelled and is skipped (modelled: Pod, Service, PodNetworking)"),
+                    format!("kind {other:?} is not modelled and is skipped (modelled: Pod, Service, EndpointSlice, PodNetworking)"),
                 ),
             },
             Some(other) => cx.error(
@@ -1114,7 +1131,14 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
             .unwrap_or(Proto::Tcp),
         result,
         source: o.opt(cx, "source", text),
-        served_by: o.opt(cx, "served_by", text),
+        served_by: match o.raw("served_by") {
+            Some(Value::Sequence(_)) => o.leaves(cx, "served_by", text),
+            Some(_) => o.opt(cx, "served_by", text).map(|s| vec![s]),
+            None => None,
+        },
+        repeat: o.opt(cx, "repeat", uint::<u32>),
+        sticky: o.opt(cx, "sticky", boolean),
+        refused_by: o.opt(cx, "refused_by", choice("refused_by", REFUSED_BY)),
         path: o.leaves(cx, "path", text),
         avoids: o.leaves(cx, "avoids", text),
         timeout_ms: o.opt(cx, "timeout_ms", uint::<u64>),
@@ -1131,6 +1155,9 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
             "result",
             "source",
             "served_by",
+            "repeat",
+            "sticky",
+            "refused_by",
             "path",
             "avoids",
             "timeout_ms",

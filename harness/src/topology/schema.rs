@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::parse::{
-    ACTIONS, CNIS, DIRECTIONS, LISTENER_PROTOS, PROBE_PROTOS, PROXIES, ROUTE_ACTIONS, RULE_PROTOS,
-    VERDICTS,
+    ACTIONS, CNIS, DIRECTIONS, LISTENER_PROTOS, PROBE_PROTOS, PROXIES, REFUSED_BY, ROUTE_ACTIONS,
+    RULE_PROTOS, VERDICTS,
 };
 
 /// What a key holds.
@@ -254,7 +254,10 @@ pub const SECTIONS: &[Section] = &[
             key("proto", Ty::Enum(words!(PROBE_PROTOS)), "Probe protocol. Default tcp."),
             req("result", Ty::Enum(words!(VERDICTS)), "What must happen: the handshake completes, is refused (RST / ICMP port unreachable), times out; or `pending`: the pod in `from` cannot start."),
             key("source", TEXT, "The source address the server must see: `client` (not NATed), `node/<name>` or `ip/<addr>`."),
-            key("served_by", TEXT, "The endpoint that must answer (`pod/<ns>/<name>`)."),
+            key("served_by", Ty::OneOrList(&TEXT), "The endpoint that must answer (`pod/<ns>/<name>`); a list: repeated probes must reach every one of them and nothing else."),
+            key("repeat", Ty::Uint(1, None), "Probes to send. Default 1; with a `served_by` list, enough that a random scheduler misses a listed backend with probability below 1e-4 (15 for two); with `sticky`, 8."),
+            key("sticky", Ty::Bool, "Every repeated probe answered by the same backend (session affinity)."),
+            key("refused_by", Ty::Enum(words!(REFUSED_BY)), "With `result: refused`: how — a TCP RST, or ICMP port-unreachable (IPVS without real servers)."),
             key("path", Ty::List(&TEXT), "Observation points the request and reply must cross, in order (`trunk/<node>@vlan=1027` also checks the VLAN)."),
             key("avoids", Ty::List(&TEXT), "Observation points they must not cross (`eni/*` matches every ENI)."),
             key("timeout_ms", Ty::Uint(1, None), "Probe deadline. Default 1500."),

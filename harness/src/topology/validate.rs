@@ -1181,8 +1181,23 @@ impl<'a> V<'a> {
                     }
                 }
             }
-            if let Some(s) = &e.served_by {
-                self.point(&at("served_by"), s);
+            match e.served_by.as_deref() {
+                Some([one]) => self.point(&at("served_by"), one),
+                Some(list) => {
+                    for (j, id) in list.iter().enumerate() {
+                        self.point(&join_index(&at("served_by"), j), id);
+                    }
+                }
+                None => {}
+            }
+            if e.repeat == Some(0) {
+                self.err(&at("repeat"), "repeat must be at least 1");
+            }
+            if e.refused_by.is_some() && e.result != Verdict::Refused {
+                self.err(
+                    &at("refused_by"),
+                    "refused_by applies only to result: refused",
+                );
             }
             for (key, ids) in [("path", &e.path), ("avoids", &e.avoids)] {
                 for (j, id) in ids.iter().flatten().enumerate() {

@@ -3,13 +3,14 @@
 #![allow(dead_code)]
 
 use cnlab::plan::{plan, Backends, LabPlan};
-use cnlab::topology::k8s::{Pod, PodNetworking, Service};
+use cnlab::topology::k8s::{EndpointSlice, Pod, PodNetworking, Service};
 use cnlab::topology::{Resolved, Topology};
 use std::path::PathBuf;
 
 pub fn load(text: &str) -> Resolved {
     let topo: Topology = serde_yaml_ng::from_str(text).expect("topology parses");
     let (mut pods, mut services, mut podnetworkings) = (vec![], vec![], vec![]);
+    let mut endpoint_slices = vec![];
     for (i, v) in topo.kubernetes.iter().enumerate() {
         match v.get("kind").and_then(|k| k.as_str()) {
             Some("Pod") => pods.push(serde_yaml_ng::from_value::<Pod>(v.clone()).expect("pod")),
@@ -19,6 +20,9 @@ pub fn load(text: &str) -> Resolved {
             Some("PodNetworking") => podnetworkings.push(
                 serde_yaml_ng::from_value::<PodNetworking>(v.clone()).expect("podnetworking"),
             ),
+            Some("EndpointSlice") => endpoint_slices.push(
+                serde_yaml_ng::from_value::<EndpointSlice>(v.clone()).expect("endpointslice"),
+            ),
             other => panic!("kubernetes[{i}]: unexpected kind {other:?}"),
         }
     }
@@ -27,6 +31,7 @@ pub fn load(text: &str) -> Resolved {
         pods,
         services,
         podnetworkings,
+        endpoint_slices,
     }
 }
 

@@ -117,9 +117,10 @@ pub fn virtual_servers(
                     })
                     .collect()
             };
-            let all: Vec<&SvcEndpoint> = s.endpoints.iter().collect();
-            let local: Vec<&SvcEndpoint> =
-                s.endpoints.iter().filter(|e| e.node == node.name).collect();
+            // Only ready endpoints (terminating fallback: see `version`).
+            let ready = || s.endpoints.iter().filter(|e| e.ready);
+            let all: Vec<&SvcEndpoint> = ready().collect();
+            let local: Vec<&SvcEndpoint> = ready().filter(|e| e.node == node.name).collect();
             let (all, local) = (rs_of(&all), rs_of(&local));
             let external = v.external_real_servers(s.external_policy, &all, &local);
             let ext_masq = match s.external_policy {

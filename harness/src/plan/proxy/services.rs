@@ -11,7 +11,7 @@ use crate::plan::ipam::Placement;
 use crate::plan::names::sha1_hex;
 use crate::plan::types::*;
 use crate::plan::PlanError;
-use crate::topology::k8s::{Pod, Service};
+use crate::topology::k8s::{EndpointSlice, Pod, Service};
 use crate::topology::model::{LoadBalancer, Proto};
 use crate::topology::validate::LB_ID_ANNOTATION;
 
@@ -28,9 +28,11 @@ pub const LB_POOL: &str = "198.51.100.0/24";
 
 /// Turns every Service into a `ServicePlan`. Deterministic: allocations
 /// derive from sha1 of the Service's key, collisions probe forward.
+#[allow(clippy::too_many_arguments)]
 pub fn resolve(
     services: &[Service],
     pods: &[Pod],
+    slices: &[EndpointSlice],
     placement: &Placement,
     nodes: &[NodeCtx],
     service_cidr: Ipv4Net,
@@ -128,8 +130,23 @@ pub fn resolve(
             Some("Local") => TrafficPolicy::Local,
             _ => TrafficPolicy::Cluster,
         };
-        let endpoints = endpoints_of(s, &ports, pods, placement, nodes);
-        if s.spec.selector.is_none() {
+        let own: Vec<&EndpointSlice> = slices
+            .iter()
+            .filter(|es| {
+                es.service()
+                    .is_some_and(|(ns, name)| ns == s.metadata.ns() && name == s.metadata.name)
+            })
+            .collect();
+        let endpoints = if own.is_empty() {
+            endpoints_of(s, &ports, pods, placement, nodes)
+        } else {
+            notes.push(format!(
+                "service {key}: endpoints taken from {} pasted EndpointSlice(s) as they are, not from its selector",
+                own.len()
+            ));
+            endpoints_of_slices(&own, &ports, placement, nodes)
+        };
+        if s.spec.selector.is_none() && own.is_empty() {
             notes.push(format!(
                 "service {key}: no selector; manual Endpoints are not modelled, it has none"
             ));
@@ -203,7 +220,11 @@ fn allocate_lb_ip(key: &str, used: &mut BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> 
         .find(|ip| used.insert(*ip))
 }
 
-/// Ready pods of the Service's namespace whose labels carry the selector.
+/// Pods of the Service's namespace whose labels carry the selector, with the
+/// conditions the EndpointSlice controller gives them
+/// (pkg/controller/util/endpointslice `podToEndpoint`): serving = Ready,
+/// terminating = deletionTimestamp, ready = serving && !terminating.
+/// Succeeded and Failed pods are left out.
 fn endpoints_of(
     s: &Service,
     ports: &[ServicePortPlan],
@@ -217,7 +238,8 @@ fn endpoints_of(
     let mut out = Vec::new();
     for p in &placement.placed {
         let Some(pod) = pods.get(p.pod) else { continue };
-        if p.ns != s.metadata.ns() || !matches(selector, &pod.metadata.labels) {
+        if p.ns != s.metadata.ns() || !matches(selector, &pod.metadata.labels) || pod.is_finished()
+        {
             continue;
         }
         let Some(node) = nodes.get(p.node) else {
@@ -233,7 +255,76 @@ fn endpoints_of(
             node: node.name.clone(),
             host_network: p.ip.is_none(),
             target_ports,
+            ready: pod.is_ready() && !pod.is_terminating(),
+            serving: pod.is_ready(),
+            terminating: pod.is_terminating(),
         });
+    }
+    out
+}
+
+/// Endpoints exactly as pasted EndpointSlices list them: addresses, ports
+/// by name, conditions (nil ready = true, nil serving = ready, nil
+/// terminating = false). An address no pod has any more stays: probes to
+/// it find nobody, as with a stale slice in a real cluster.
+fn endpoints_of_slices(
+    slices: &[&EndpointSlice],
+    ports: &[ServicePortPlan],
+    placement: &Placement,
+    nodes: &[NodeCtx],
+) -> Vec<SvcEndpoint> {
+    let mut out = Vec::new();
+    for es in slices {
+        let target_ports: Vec<Option<u16>> = ports
+            .iter()
+            .map(|sp| {
+                es.ports
+                    .iter()
+                    .find(|p| p.name == sp.name || (es.ports.len() == 1 && ports.len() == 1))
+                    .and_then(|p| p.port)
+            })
+            .collect();
+        for ep in &es.endpoints {
+            let ready = ep.conditions.ready.unwrap_or(true);
+            let serving = ep.conditions.serving.unwrap_or(ready);
+            let terminating = ep.conditions.terminating.unwrap_or(false);
+            for ip in &ep.addresses {
+                let placed = placement.placed.iter().find(|p| p.ip == Some(*ip));
+                let pod = match (&ep.target_ref, placed) {
+                    (Some(r), _)
+                        if r.kind.as_deref().unwrap_or("Pod") == "Pod" && r.name.is_some() =>
+                    {
+                        format!(
+                            "pod/{}/{}",
+                            r.namespace.as_deref().unwrap_or(es.metadata.ns()),
+                            r.name.as_deref().unwrap_or_default()
+                        )
+                    }
+                    (_, Some(p)) => p.key(),
+                    _ => format!("ip/{ip}"),
+                };
+                let node = ep
+                    .node_name
+                    .clone()
+                    .or_else(|| {
+                        placed
+                            .and_then(|p| nodes.get(p.node))
+                            .map(|n| n.name.clone())
+                    })
+                    .or_else(|| nodes.iter().find(|n| n.ip == *ip).map(|n| n.name.clone()))
+                    .unwrap_or_default();
+                out.push(SvcEndpoint {
+                    pod,
+                    ip: *ip,
+                    host_network: nodes.iter().any(|n| n.ip == *ip),
+                    node,
+                    target_ports: target_ports.clone(),
+                    ready,
+                    serving,
+                    terminating,
+                });
+            }
+        }
     }
     out
 }
