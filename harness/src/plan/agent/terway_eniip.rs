@@ -312,6 +312,10 @@ fn ipvlan_pod(
             });
             if host_child.is_empty() {
                 crate::plan::proxy::append_nft(d, node.ns, IPVLAN_SERVICE_NAT);
+                d.plan.notes.push(format!(
+                    "{}: stand-in for Terway's Cilium: flows the host DNATs across ipvl_* are masqueraded to the node (table cnlab_terway_ipvlan), so backends see the node where Cilium keeps the client",
+                    node.name
+                ));
             }
             host_child.insert(ipvl.clone(), m);
             m
