@@ -144,6 +144,36 @@ pub fn tc_attach(requested: Option<TcAttach>) -> Result<TcAttach, LabError> {
     caps::choose_tc_attach(&capabilities()?, requested).map_err(LabError::Backend)
 }
 
+/// A lab holds a descriptor per namespace and a socket per echo server: a
+/// 10,000-pod lab needs far more than the usual soft RLIMIT_NOFILE (1,024).
+/// Raises this process's soft limit towards its hard one (a per-process
+/// limit, nothing host-wide); says so when even the hard limit is too low.
+pub fn ensure_fd_limit(need: u64) -> Result<(), LabError> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
+        return Ok(());
+    }
+    if lim.rlim_max < need {
+        return Err(LabError::Backend(format!(
+            "this lab needs about {need} open descriptors, the process may have {} (RLIMIT_NOFILE hard limit): raise it (ulimit -Hn)",
+            lim.rlim_max
+        )));
+    }
+    lim.rlim_cur = need.max(lim.rlim_cur).min(lim.rlim_max);
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(LabError::Backend(format!(
+            "raising RLIMIT_NOFILE to {need}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
     caps::choose(&capabilities()?, choice).map_err(LabError::Backend)
 }
@@ -215,6 +245,8 @@ impl Lab {
                 ..Default::default()
             },
         };
+        let servers: usize = lab.plan.namespaces.iter().map(|n| n.servers.len()).sum();
+        ensure_fd_limit((lab.plan.namespaces.len() + servers) as u64 * 2 + 256)?;
         // From here on, an early return drops `lab`, which tears it down.
         registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         let t = Instant::now();
