@@ -173,3 +173,67 @@ fn a_pending_pod_is_an_expectation_and_only_runs_one() {
         "{err}"
     );
 }
+
+#[test]
+fn pcap_files_are_read_by_tshark() {
+    assert!(
+        cnlab::lab::is_root(),
+        "this test builds a lab: run it as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo().join("topologies/examples/quickstart.yaml");
+    let (code, out, err) = run_check(&file, &["--pcap", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pcap = dir
+        .path()
+        .join("quickstart--pod_to_pod_across_nodes.pcapng");
+    let tshark = |args: &[&str]| {
+        let o = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(args)
+            .output()
+            .expect("tshark (scripts/setup installs it)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Each packet on the interface named by its observation point.
+    let rows = tshark(&[
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_name",
+        "-e",
+        "tcp.flags.syn",
+        "-e",
+        "tcp.flags.ack",
+    ]);
+    let syn_at = |point: &str| {
+        rows.lines()
+            .any(|l| l.starts_with(&format!("{point}\t1\t0")))
+    };
+    for point in [
+        "pod/default/client",
+        "vpc",
+        "eni/primary:node-2",
+        "pod/default/web",
+    ] {
+        assert!(syn_at(point), "no SYN at {point}:\n{rows}");
+    }
+    assert!(
+        rows.lines()
+            .any(|l| l.starts_with("pod/default/client\t1\t1")),
+        "no SYN-ACK back:\n{rows}"
+    );
+    // The expectation is in the capture comment.
+    let o = Command::new("capinfos")
+        .arg(&pcap)
+        .output()
+        .expect("capinfos (tshark's package)");
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        info.contains("cnlab expectation \"pod to pod across nodes\"")
+            && info.contains("observed connected"),
+        "{info}"
+    );
+}

@@ -64,7 +64,7 @@ pub fn check_loaded(
     opts: &UpOptions,
     parallel: usize,
 ) -> FileOutcome {
-    check_keeping(path, loaded, opts, parallel, false).0
+    check_keeping(path, loaded, opts, parallel, false, None).0
 }
 
 /// As `check_loaded`; with `keep_failed`, a lab whose expectations did not
@@ -76,6 +76,7 @@ pub fn check_keeping(
     opts: &UpOptions,
     parallel: usize,
     keep_failed: bool,
+    pcap: Option<&Path>,
 ) -> (FileOutcome, Option<Lab>) {
     let file = path.display().to_string();
     let mut out = FileOutcome::failed(path, String::new(), false);
@@ -112,7 +113,11 @@ pub fn check_keeping(
         .map(|p| format!("{}: {}", p.pod, p.reason))
         .collect();
     let t = Instant::now();
-    out.results = super::run(&lab, &resolved.topo.expect, parallel);
+    let run = super::RunOptions {
+        pcap: pcap.map(Path::to_path_buf),
+        topology: out.file.clone(),
+    };
+    out.results = super::run_with(&lab, &resolved.topo.expect, parallel, &run);
     out.check_time = t.elapsed();
     if keep_failed && !out.passed() {
         return (out, Some(lab));

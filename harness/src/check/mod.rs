@@ -5,6 +5,7 @@ pub mod explain;
 pub mod file;
 pub mod input;
 pub mod observe;
+pub mod pcap;
 pub mod repeat;
 pub mod report;
 pub mod runner;
@@ -58,10 +59,29 @@ pub fn not_applicable(plan: &LabPlan, e: &Expectation) -> Result<Option<String>,
     Ok((!w.matches(&cluster)?).then(|| format!("applies only when {}", w.describe())))
 }
 
+/// How `run_with` records what it saw.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write one pcapng per probe into this directory (`check --pcap`),
+    /// files named after `topology` and the expectation.
+    pub pcap: Option<std::path::PathBuf>,
+    pub topology: String,
+}
+
 /// Checks expectations against a live lab, `parallel` probes at a time.
 /// Probes never share a source port, so parallel probes (and their taps)
 /// cannot see each other's packets as their own.
 pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResult> {
+    run_with(lab, expects, parallel, &RunOptions::default())
+}
+
+/// As `run`, recording as `opts` says.
+pub fn run_with(
+    lab: &Lab,
+    expects: &[Expectation],
+    parallel: usize,
+    opts: &RunOptions,
+) -> Vec<CheckResult> {
     let parallel = parallel.max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<CheckResult>> = vec![None; expects.len()];
@@ -71,7 +91,7 @@ pub fn run(lab: &Lab, expects: &[Expectation], parallel: usize) -> Vec<CheckResu
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(e) = expects.get(i) else { break };
-                let r = check_one(lab, e);
+                let r = check_one_with(lab, e, opts);
                 if let Ok(mut slots) = slots.lock() {
                     slots[i] = Some(r);
                 }
@@ -98,6 +118,10 @@ fn deadline(e: &Expectation) -> Duration {
 }
 
 pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
+    check_one_with(lab, e, &RunOptions::default())
+}
+
+pub fn check_one_with(lab: &Lab, e: &Expectation, opts: &RunOptions) -> CheckResult {
     let t = Instant::now();
     match not_applicable(lab.plan(), e) {
         Ok(None) => {}
@@ -108,8 +132,9 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
         return pending(lab.plan(), e, t);
     }
     let deadline = deadline(e);
-    let wants_path = e.path.is_some() || e.avoids.is_some();
-    let mut observed = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
+    let wants_path = e.path.is_some() || e.avoids.is_some() || opts.pcap.is_some();
+    let (mut observed, frames) =
+        observe::observe_captured(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
     if observed.error.is_none() {
         for _ in 1..repeat::probes_for(e) {
             let again = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, false);
@@ -121,14 +146,22 @@ pub fn check_one(lab: &Lab, e: &Expectation) -> CheckResult {
         }
     }
     let failures = compare(lab.plan(), e, &observed);
-    CheckResult {
+    let mut r = CheckResult {
         expect: e.clone(),
         observed,
         failures,
         elapsed: t.elapsed(),
         not_applicable: None,
         explanation: None,
+    };
+    if let Some(dir) = &opts.pcap {
+        let path = pcap::file_for(dir, &opts.topology, &e.name);
+        if let Err(err) = pcap::write(&path, lab.plan(), &r, &frames) {
+            r.failures
+                .push(format!("pcap: writing {}: {err}", path.display()));
+        }
     }
+    r
 }
 
 /// What an expectation that sent no probe observed.

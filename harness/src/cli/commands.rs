@@ -141,6 +141,12 @@ fn check(
             l
         })
         .collect();
+    if let Some(dir) = &explain.pcap {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            eprintln!("cnlab check: --pcap {}: {e}", dir.display());
+            EXIT_FAIL
+        })?;
+    }
     let loaded = match &explain.only {
         Some(name) => only(loaded, name)?,
         None => loaded,
@@ -185,7 +191,8 @@ fn check(
             if let Some(why) = environment.lock().ok().and_then(|e| e.clone()) {
                 return (FileOutcome::failed(f, why, true), None, false);
             }
-            let (o, kept) = check_keeping(f, l, &opts, parallel, explain.keep);
+            let (o, kept) =
+                check_keeping(f, l, &opts, parallel, explain.keep, explain.pcap.as_deref());
             if o.environment {
                 if let Ok(mut e) = environment.lock() {
                     e.get_or_insert_with(|| o.error.clone().unwrap_or_default());

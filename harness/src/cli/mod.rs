@@ -93,6 +93,10 @@ pub struct CheckExplain {
     /// Leave the lab up when an expectation fails, and print how to look inside.
     #[arg(long)]
     pub keep: bool,
+    /// Write one pcapng file per probe into this directory (every
+    /// observation point an interface, named by its id).
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

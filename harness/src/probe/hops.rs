@@ -139,6 +139,7 @@ mod tests {
             tcp_flags: Some(flags),
             icmp_type: None,
             ip_id,
+            frame: vec![],
         }
     }
 

@@ -47,6 +47,9 @@ pub struct Capture {
     pub encap: Option<String>,
     pub tcp_flags: Option<u8>,
     pub icmp_type: Option<u8>,
+    /// The Ethernet frame as the interface carried it (an 802.1Q tag the
+    /// kernel moved to metadata is put back), for pcap files.
+    pub frame: Vec<u8>,
     /// IPv4 identification (ties one packet's captures together).
     pub ip_id: u16,
 }
@@ -225,12 +228,13 @@ fn drain(tap: &mut NsTap, out: &mut Vec<Capture>, limit: usize) {
                     frame.outgoing,
                     frame.ts_ns,
                     frame.vlan_tci,
+                    with_tag(bytes, frame.vlan_tci),
                 )
             })
         }) {
             return;
         }
-        let Some((d, ifindex, outgoing, ts_ns, vlan_tci)) = seen else {
+        let Some((d, ifindex, outgoing, ts_ns, vlan_tci, bytes)) = seen else {
             continue;
         };
         let Some((point, ifname)) = tap.point_of(ifindex) else {
@@ -254,6 +258,23 @@ fn drain(tap: &mut NsTap, out: &mut Vec<Capture>, limit: usize) {
             tcp_flags: d.tcp_flags,
             icmp_type: d.icmp_type,
             ip_id: d.ip_id,
+            frame: bytes,
         });
+    }
+}
+
+/// The frame with the VLAN tag the kernel stripped into metadata put back
+/// after the MAC addresses, as it was on the wire.
+fn with_tag(bytes: &[u8], tci: Option<u16>) -> Vec<u8> {
+    match tci {
+        Some(tci) if bytes.len() >= 12 => {
+            let mut f = Vec::with_capacity(bytes.len() + 4);
+            f.extend_from_slice(&bytes[..12]);
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&tci.to_be_bytes());
+            f.extend_from_slice(&bytes[12..]);
+            f
+        }
+        _ => bytes.to_vec(),
     }
 }
