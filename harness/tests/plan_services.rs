@@ -391,7 +391,7 @@ fn when_conditions_select_by_version_cni_and_proxy() {
     assert!(by_cni.matches(&cluster("1.24", Cni::TerwayVpc)).unwrap());
     assert!(!by_cni.matches(&cluster("1.24", Cni::Flannel)).unwrap());
     let by_proxy = When {
-        proxy: Some(ProxyMode::Iptables),
+        proxy: vec![ProxyMode::Iptables],
         ..Default::default()
     };
     assert!(!by_proxy.matches(&cluster("1.24", Cni::Flannel)).unwrap());

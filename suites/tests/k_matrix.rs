@@ -1,7 +1,8 @@
-//! The K scenarios as a matrix: one topology file, run for every Kubernetes
-//! version × CNI column below. The file's `expect[].when` conditions say
-//! which outcomes apply; nothing here knows the expected answers. Adding a
-//! version or a CNI is one line in `VERSIONS` / `COLUMNS`.
+//! The K scenarios as a matrix: one topology file, run for every proxy mode
+//! × Kubernetes version × CNI column below. The file's `expect[].when`
+//! conditions say which outcomes apply; nothing here knows the expected
+//! answers. Adding a version, a mode or a CNI is one line in `RUNS` /
+//! `COLUMNS`.
 //! Needs root (`sudo -E cargo test -p cnlab-suites --test k_matrix`).
 
 use std::collections::BTreeMap;
@@ -10,11 +11,17 @@ use std::path::Path;
 use cnlab::check::{self, CheckResult};
 use cnlab::lab::{Lab, UpOptions};
 use cnlab::topology::load_file;
-use cnlab::topology::model::Cni;
+use cnlab::topology::model::{Cni, ProxyMode};
 
 const FILE: &str = "scenarios/k-local-traffic-policy.yaml";
 
-const VERSIONS: &[&str] = &["1.21", "1.22", "1.24", "1.30"];
+/// (proxy mode, the Kubernetes versions it runs at): nftables mode exists
+/// from 1.29 only.
+const RUNS: &[(ProxyMode, &[&str])] = &[
+    (ProxyMode::Ipvs, &["1.21", "1.22", "1.23", "1.24", "1.30"]),
+    (ProxyMode::Iptables, &["1.23", "1.30"]),
+    (ProxyMode::Nftables, &["1.30"]),
+];
 
 /// (column name, CNI, backend pods on the host network).
 const COLUMNS: &[(&str, Cni, bool)] = &[
@@ -60,34 +67,37 @@ fn k_matrix_versions_by_cni() {
     let mut table: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut columns = Vec::new();
     let mut failures = Vec::new();
-    for version in VERSIONS {
-        for (col, cni, host_network) in COLUMNS {
-            let mut r = base.clone();
-            r.topo.cluster.kubernetes = version.to_string();
-            r.topo.cluster.cni = *cni;
-            for p in &mut r.pods {
-                p.spec.host_network = *host_network;
-            }
-            let column = format!("{version} {col}");
-            let lab =
-                Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{column}: {e}"));
-            let results = check::run(&lab, &r.topo.expect, 8);
-            lab.down();
-            assert_eq!(
-                results.len(),
-                r.topo.expect.len(),
-                "{column}: every expectation reported"
-            );
-            for res in &results {
-                table
-                    .entry(res.expect.name.clone())
-                    .or_default()
-                    .insert(column.clone(), cell(res));
-                if !res.passed() {
-                    failures.push(format!("{column}: {}: {:?}", res.expect.name, res.failures));
+    for (mode, versions) in RUNS {
+        for version in *versions {
+            for (col, cni, host_network) in COLUMNS {
+                let mut r = base.clone();
+                r.topo.cluster.proxy = *mode;
+                r.topo.cluster.kubernetes = version.to_string();
+                r.topo.cluster.cni = *cni;
+                for p in &mut r.pods {
+                    p.spec.host_network = *host_network;
                 }
+                let column = format!("{} {version} {col}", mode.as_str());
+                let lab =
+                    Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{column}: {e}"));
+                let results = check::run(&lab, &r.topo.expect, 8);
+                lab.down();
+                assert_eq!(
+                    results.len(),
+                    r.topo.expect.len(),
+                    "{column}: every expectation reported"
+                );
+                for res in &results {
+                    table
+                        .entry(res.expect.name.clone())
+                        .or_default()
+                        .insert(column.clone(), cell(res));
+                    if !res.passed() {
+                        failures.push(format!("{column}: {}: {:?}", res.expect.name, res.failures));
+                    }
+                }
+                columns.push(column);
             }
-            columns.push(column);
         }
     }
     let mut out = String::from("case");

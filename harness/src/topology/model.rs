@@ -428,7 +428,7 @@ pub struct Expectation {
 
 // ---------------------------------------------------------------- expect[].when
 
-/// `when: {kubernetes: ">=1.24", cni: [flannel, terway-eniip], proxy: ipvs}`:
+/// `when: {kubernetes: ">=1.24", cni: [flannel, terway-eniip], proxy: [iptables, nftables]}`:
 /// an expectation that holds only for some clusters; the others report it
 /// as not applicable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -438,7 +438,8 @@ pub struct When {
     pub kubernetes: Option<String>,
     /// Any of these CNIs (empty: any).
     pub cni: Vec<Cni>,
-    pub proxy: Option<ProxyMode>,
+    /// Any of these proxy modes (empty: any).
+    pub proxy: Vec<ProxyMode>,
 }
 
 impl When {
@@ -447,7 +448,7 @@ impl When {
         if !self.cni.is_empty() && !self.cni.contains(&cluster.cni) {
             return Ok(false);
         }
-        if self.proxy.is_some_and(|p| p != cluster.proxy) {
+        if !self.proxy.is_empty() && !self.proxy.contains(&cluster.proxy) {
             return Ok(false);
         }
         match &self.kubernetes {
@@ -470,8 +471,9 @@ impl When {
             let c: Vec<&str> = self.cni.iter().map(|c| c.as_str()).collect();
             parts.push(format!("cni {}", c.join("|")));
         }
-        if let Some(p) = self.proxy {
-            parts.push(format!("proxy {}", p.as_str()));
+        if !self.proxy.is_empty() {
+            let p: Vec<&str> = self.proxy.iter().map(|p| p.as_str()).collect();
+            parts.push(format!("proxy {}", p.join("|")));
         }
         parts.join(", ")
     }

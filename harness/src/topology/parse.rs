@@ -1168,7 +1168,7 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
     e
 }
 
-/// `expect[].when`: `{kubernetes: ">=1.24", cni: flannel | [flannel, …], proxy: ipvs}`.
+/// `expect[].when`: `{kubernetes: ">=1.24", cni: flannel | [flannel, …], proxy: ipvs | [iptables, …]}`.
 fn when(cx: &mut Cx, v: &Value, path: &str) -> crate::topology::model::When {
     let o = Obj::new(cx, v, path, "a condition {kubernetes, cni, proxy}");
     let cni = match o.raw("cni") {
@@ -1176,10 +1176,20 @@ fn when(cx: &mut Cx, v: &Value, path: &str) -> crate::topology::model::When {
         Some(_) => o.opt(cx, "cni", choice("cni", CNIS)).into_iter().collect(),
         None => Vec::new(),
     };
+    let proxy = match o.raw("proxy") {
+        Some(Value::Sequence(_)) => o
+            .leaves(cx, "proxy", choice("proxy", PROXIES))
+            .unwrap_or_default(),
+        Some(_) => o
+            .opt(cx, "proxy", choice("proxy", PROXIES))
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
     let w = crate::topology::model::When {
         kubernetes: o.opt(cx, "kubernetes", kube_version_text),
         cni,
-        proxy: o.opt(cx, "proxy", choice("proxy", PROXIES)),
+        proxy,
     };
     o.finish(cx, &["kubernetes", "cni", "proxy"]);
     w

@@ -228,9 +228,34 @@ pub(crate) fn validate_with(r: &Resolved, lines: &LineMap, broken: &[String]) ->
 /// customer's broken cluster may be exactly that, so they do not stop a run):
 /// a Service whose selector matches no pod, and a named `targetPort` that no
 /// selected container defines (kube-proxy then has no endpoint for it).
+/// What kube-proxy of this version logs at start in this mode (the IPVS
+/// deprecation from 1.35, the nftables feature gate before 1.31), at
+/// `cluster.proxy`.
+fn proxy_warnings(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
+    let c = &r.topo.cluster;
+    let Ok(v) = KubeVersion::parse(&c.kubernetes) else {
+        return Vec::new();
+    };
+    crate::plan::proxy::driver(c.proxy)
+        .warnings(crate::plan::proxy::version::ProxyVersion(v))
+        .into_iter()
+        .map(|w| {
+            Problem::at(
+                lines,
+                "cluster.proxy",
+                format!(
+                    "kube-proxy {} in {} mode: {w}",
+                    c.kubernetes,
+                    c.proxy.as_str()
+                ),
+            )
+        })
+        .collect()
+}
+
 pub fn advise(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
     let kix = KubeIndex::of(&r.topo);
-    let mut out = Vec::new();
+    let mut out = proxy_warnings(r, lines);
     for (i, svc) in r.services.iter().enumerate() {
         let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;

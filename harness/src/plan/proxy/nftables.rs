@@ -45,7 +45,7 @@ impl ProxyDriver for Nftables {
     }
 
     fn warnings(&self, v: ProxyVersion) -> Vec<String> {
-        if v.0 < super::version::NFTABLES_DEFAULT_ON_SINCE {
+        if v.has_nftables_mode() && v.0 < super::version::NFTABLES_DEFAULT_ON_SINCE {
             vec!["nftables mode is alpha before 1.31: kube-proxy needs --feature-gates=NFTablesProxyMode=true".into()]
         } else {
             Vec::new()

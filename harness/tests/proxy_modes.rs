@@ -1,0 +1,116 @@
+//! kube-proxy modes as plans, without root: each mode renders its own
+//! upstream objects (iptables chains, the nftables table, kube-ipvs0), the
+//! version gates refuse or warn at `cluster.proxy` with its line, and no
+//! mode carries another mode's mechanism.
+
+mod plan_support;
+
+use cnlab::plan::{plan, Backends, LabPlan};
+use cnlab::topology::load_str;
+use cnlab::topology::model::{Cni, ProxyMode};
+use plan_support::{load_file, ns};
+
+const K: &str = "scenarios/k-local-traffic-policy.yaml";
+
+fn k_plan(version: &str, cni: Cni, proxy: ProxyMode) -> LabPlan {
+    let mut r = load_file(K);
+    r.topo.cluster.kubernetes = version.into();
+    r.topo.cluster.cni = cni;
+    r.topo.cluster.proxy = proxy;
+    plan(&r, Backends::PORTABLE).unwrap()
+}
+
+fn k_text(version: &str, proxy: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies")
+        .join(K);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .replace(
+            "kubernetes: \"1.24\"",
+            &format!("kubernetes: \"{version}\""),
+        )
+        .replace("proxy: ipvs", &format!("proxy: {proxy}"))
+}
+
+#[test]
+fn nftables_mode_is_refused_before_1_29_at_cluster_proxy() {
+    let r = load_str(&k_text("1.28", "nftables"), "k.yaml").unwrap_err();
+    let text = r.to_string();
+    assert!(text.contains("cluster.proxy"), "{text}");
+    assert!(text.contains("1.29"), "{text}");
+    assert!(text.contains("(line 16)"), "{text}");
+    assert!(load_str(&k_text("1.29", "nftables"), "k.yaml").is_ok());
+}
+
+#[test]
+fn ipvs_deprecation_is_warned_from_1_35() {
+    let warned = |v: &str| {
+        load_str(&k_text(v, "ipvs"), "k.yaml")
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.path == "cluster.proxy" && w.to_string().contains("deprecated"))
+    };
+    assert!(!warned("1.34"));
+    assert!(warned("1.35"));
+}
+
+#[test]
+fn iptables_mode_writes_upstream_chains_and_binds_nothing() {
+    let p = k_plan("1.24", Cni::Flannel, ProxyMode::Iptables);
+    let c = ns(&p, "node/node-c");
+    let ipt = c.iptables.as_deref().unwrap();
+    for want in [
+        "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+        "-A KUBE-MARK-MASQ -j MARK --or-mark 0x00004000",
+        // node-c has no local nginx endpoint: external traffic is dropped…
+        "\"demo/nginx has no local endpoints\" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30745 -j DROP",
+        // …while pods (flannel's pod CIDR) and the node short-circuit to every endpoint.
+        "\"pod traffic for demo/nginx external destinations\" -s 172.16.0.0/16 -j KUBE-SVC-",
+        "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+        "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+    ] {
+        assert!(ipt.contains(want), "missing {want:?} in\n{ipt}");
+    }
+    assert!(
+        !ipt.contains("KUBE-SVL-"),
+        "no local endpoint chain on node-c"
+    );
+    assert!(c
+        .sysctls
+        .iter()
+        .any(|(k, v)| k == "net/ipv4/conf/all/route_localnet" && v == "1"));
+    assert!(c.links.iter().all(|l| l.name != "kube-ipvs0"));
+    assert!(c.rules.iter().all(|r| r.priority != 1024));
+    assert!(!c.nft.as_deref().unwrap_or("").contains("cnlab_kube_proxy"));
+    // Terway ENIIP: pods take VPC addresses, kube-proxy has no local detector.
+    let p = k_plan("1.24", Cni::TerwayEniip, ProxyMode::Iptables);
+    let ipt = ns(&p, "node/node-c").iptables.clone().unwrap();
+    assert!(!ipt.contains("pod traffic for"), "{ipt}");
+}
+
+#[test]
+fn nftables_mode_writes_table_kube_proxy_on_the_primary_address_only() {
+    let p = k_plan("1.31", Cni::TerwayEniip, ProxyMode::Nftables);
+    let c = ns(&p, "node/node-c");
+    let nft = c.nft.as_deref().unwrap();
+    for want in [
+        "table ip kube-proxy {",
+        "map service-ips {",
+        "map service-nodeports {",
+        "map no-endpoint-nodeports {",
+        "set cluster-ips {",
+        "elements = { 10.0.4.168 }",
+        "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+        "tcp . 30745 comment \"demo/nginx\" : drop",
+        "masquerade fully-random",
+    ] {
+        assert!(nft.contains(want), "missing {want:?} in\n{nft}");
+    }
+    assert!(c.iptables.is_none());
+    assert!(c.sysctls.iter().all(|(k, _)| !k.contains("route_localnet")));
+    assert!(c.links.iter().all(|l| l.name != "kube-ipvs0"));
+    assert!(c.rules.iter().all(|r| r.priority != 1024));
+    assert!(!nft.contains("cnlab_kube_proxy"));
+}
