@@ -401,7 +401,7 @@ fn when_conditions_select_by_version_cni_and_proxy() {
 fn malformed_when_is_reported_with_its_line() {
     let text = std::fs::read_to_string(plan_support::topologies_dir().join(K))
         .unwrap()
-        .replace("when: {kubernetes: \"<1.24\"}\n    from: external/x\n    to: nodeport/node-a", "when: {kubernetes: \"<=one\", cni: [calico]}\n    from: external/x\n    to: nodeport/node-a");
+        .replace("when: {kubernetes: \"<1.24\", proxy: ipvs}\n    from: external/x\n    to: nodeport/node-a", "when: {kubernetes: \"<=one\", cni: [calico]}\n    from: external/x\n    to: nodeport/node-a");
     let err = cnlab::topology::load_str(&text, "k.yaml")
         .unwrap_err()
         .to_string();

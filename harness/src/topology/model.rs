@@ -438,8 +438,27 @@ pub struct When {
     pub kubernetes: Option<String>,
     /// Any of these CNIs (empty: any).
     pub cni: Vec<Cni>,
-    /// Any of these proxy modes (empty: any).
+    /// Any of these proxy modes (empty: any); one mode or a list.
+    #[serde(deserialize_with = "one_mode_or_many")]
     pub proxy: Vec<ProxyMode>,
+}
+
+/// `ipvs` or `[iptables, nftables]`.
+fn one_mode_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(t) => vec![t],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl When {

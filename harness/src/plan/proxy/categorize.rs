@@ -81,29 +81,35 @@ impl PortView {
     }
 }
 
+/// The ready endpoints of port `i` of `s` (only those on `node`, when
+/// given) that have that port: a named targetPort a pod lacks is no
+/// endpoint. Serving-but-terminating endpoints are not used (the
+/// ProxyTerminatingEndpoints fallback is not modelled yet: `version`).
+pub fn real_servers(s: &ServicePlan, i: usize, node: Option<&str>) -> Vec<RealServer> {
+    s.endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .filter(|e| node.is_none_or(|n| e.node == n))
+        .filter_map(|e| {
+            e.target_ports
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|p| RealServer {
+                    ip: e.ip,
+                    port: p,
+                    pod: e.pod.clone(),
+                })
+        })
+        .collect()
+}
+
 /// Every port of every Service, as `node` sees it.
 pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<PortView> {
     let mut out = Vec::new();
     for s in services.iter().filter(|s| s.cluster_ip.is_some()) {
         for (i, port) in s.ports.iter().enumerate() {
-            let rs = |on_node: bool| -> Vec<RealServer> {
-                s.endpoints
-                    .iter()
-                    .filter(|e| !on_node || e.node == node.name)
-                    .filter_map(|e| {
-                        e.target_ports
-                            .get(i)
-                            .copied()
-                            .flatten()
-                            .map(|p| RealServer {
-                                ip: e.ip,
-                                port: p,
-                                pod: e.pod.clone(),
-                            })
-                    })
-                    .collect()
-            };
-            let cluster = rs(false);
+            let cluster = real_servers(s, i, None);
             let lb_ips = match (s.type_, s.lb_ip, s.lb_hostname) {
                 (ServiceType::LoadBalancer, Some(ip), false) => vec![ip],
                 _ => Vec::new(),
@@ -120,7 +126,7 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
                 external_ips: s.external_ips.clone(),
                 lb_ips,
                 has_endpoints: !cluster.is_empty(),
-                local: rs(true),
+                local: real_servers(s, i, Some(&node.name)),
                 cluster,
                 internal_local: s.internal_policy == TrafficPolicy::Local
                     && v.honours_internal_policy(),

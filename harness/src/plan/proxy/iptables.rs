@@ -224,34 +224,24 @@ pub fn render(
                 );
             }
         }
-        for ip in &p.external_ips {
-            let d = dest(p, ip, p.port);
-            if p.has_endpoints {
-                nat.rule(
-                    "KUBE-SERVICES",
-                    format!("-m comment --comment \"{name} external IP\" {d} -j {ext_chain}"),
-                );
-            }
-            if !has_ext {
-                filter.rule(
-                    "KUBE-EXTERNAL-SERVICES",
-                    format!("-m comment --comment {ext_comment} {d} -j {ext_target}"),
-                );
-            }
-        }
-        for ip in &p.lb_ips {
-            let d = dest(p, ip, p.port);
-            if p.has_endpoints {
-                nat.rule(
-                    "KUBE-SERVICES",
-                    format!("-m comment --comment \"{name} loadbalancer IP\" {d} -j {ext_chain}"),
-                );
-            }
-            if !has_ext {
-                filter.rule(
-                    "KUBE-EXTERNAL-SERVICES",
-                    format!("-m comment --comment {ext_comment} {d} -j {ext_target}"),
-                );
+        for (ips, what) in [
+            (&p.external_ips, "external IP"),
+            (&p.lb_ips, "loadbalancer IP"),
+        ] {
+            for ip in ips {
+                let d = dest(p, ip, p.port);
+                if p.has_endpoints {
+                    nat.rule(
+                        "KUBE-SERVICES",
+                        format!("-m comment --comment \"{name} {what}\" {d} -j {ext_chain}"),
+                    );
+                }
+                if !has_ext {
+                    filter.rule(
+                        "KUBE-EXTERNAL-SERVICES",
+                        format!("-m comment --comment {ext_comment} {d} -j {ext_target}"),
+                    );
+                }
             }
         }
         if let Some(np) = p.node_port {

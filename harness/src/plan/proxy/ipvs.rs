@@ -57,7 +57,14 @@ impl ProxyDriver for Ipvs {
         if n.backends.ipvs {
             ipvs_native::program_node(d, n.node, &vss);
         } else {
-            append_nft(d, n.node.ns, &ipvs_emulation::render(&vss));
+            let local: Vec<Ipv4Addr> = n
+                .services
+                .iter()
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| e.node == n.node.name)
+                .map(|e| e.ip)
+                .collect();
+            append_nft(d, n.node.ns, &ipvs_emulation::render(&vss, &local));
         }
         ProxyNodePlan {
             node: n.node.name.clone(),

@@ -41,6 +41,30 @@ fn comment(vs: &VirtualServer) -> String {
     format!("{} {kind}", vs.service)
 }
 
+/// kube-proxy's KUBE-LOOP-BACK ipset (`ep ip, proto:port, ep ip` for every
+/// endpoint on this node) and its KUBE-POSTROUTING rule `-m set
+/// --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE`: a pod reaching
+/// itself through a virtual server is masqueraded, else its own reply
+/// would never leave it (hairpin).
+fn loop_back(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
+    let mut seen: Vec<(std::net::Ipv4Addr, &'static str, u16)> = Vec::new();
+    for vs in vss {
+        for rs in vs.real_servers.iter().filter(|r| local.contains(&r.ip)) {
+            let e = (rs.ip, l4(vs.proto), rs.port);
+            if !seen.contains(&e) {
+                seen.push(e);
+            }
+        }
+    }
+    seen.iter()
+        .map(|(ip, p, port)| {
+            format!(
+                "    ip daddr {ip} {p} dport {port} ip saddr {ip} counter masquerade comment \"KUBE-LOOP-BACK\"\n"
+            )
+        })
+        .collect()
+}
+
 fn dnat_rule(vs: &VirtualServer, origin: Origin) -> String {
     let masq = match (vs.masquerade, origin) {
         (Masquerade::Always, _) | (Masquerade::NodeOrigin, Origin::Node) => {
@@ -72,8 +96,9 @@ fn dnat_rule(vs: &VirtualServer, origin: Origin) -> String {
     )
 }
 
-/// The whole table for one node's virtual servers.
-pub fn render(vss: &[VirtualServer]) -> String {
+/// The whole table for one node's virtual servers; `local` are the
+/// addresses of the endpoints running on this node (KUBE-LOOP-BACK).
+pub fn render(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
     let mut s = format!("table ip {TABLE} {{\n");
     for (chain, origin) in [
         ("services_fwd", Origin::Forwarded),
@@ -100,7 +125,8 @@ pub fn render(vss: &[VirtualServer]) -> String {
     s += "  chain output {\n    type nat hook output priority -100; policy accept;\n    jump services_node\n  }\n";
     s += &format!(
         "  chain postrouting {{\n    type nat hook postrouting priority srcnat - 5; policy accept;\n    \
-         meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} counter masquerade comment \"kube-proxy: masquerade\"\n  }}\n"
+         meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} counter masquerade comment \"kube-proxy: masquerade\"\n{}  }}\n",
+        loop_back(vss, local)
     );
     s += &format!(
         "  chain reroute {{\n    type filter hook prerouting priority dstnat + 10; policy accept;\n    \

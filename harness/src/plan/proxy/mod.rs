@@ -102,26 +102,8 @@ pub fn virtual_servers(
     let mut out = Vec::new();
     for s in services {
         for (i, port) in s.ports.iter().enumerate() {
-            let rs_of = |eps: &[&SvcEndpoint]| -> Vec<RealServer> {
-                eps.iter()
-                    .filter_map(|e| {
-                        e.target_ports
-                            .get(i)
-                            .copied()
-                            .flatten()
-                            .map(|p| RealServer {
-                                ip: e.ip,
-                                port: p,
-                                pod: e.pod.clone(),
-                            })
-                    })
-                    .collect()
-            };
-            // Only ready endpoints (terminating fallback: see `version`).
-            let ready = || s.endpoints.iter().filter(|e| e.ready);
-            let all: Vec<&SvcEndpoint> = ready().collect();
-            let local: Vec<&SvcEndpoint> = ready().filter(|e| e.node == node.name).collect();
-            let (all, local) = (rs_of(&all), rs_of(&local));
+            let all = categorize::real_servers(s, i, None);
+            let local = categorize::real_servers(s, i, Some(&node.name));
             let external = v.external_real_servers(s.external_policy, &all, &local);
             let ext_masq = match s.external_policy {
                 TrafficPolicy::Cluster => Masquerade::Always,

@@ -12,58 +12,39 @@
 use crate::plan::types::TrafficPolicy;
 use crate::topology::validate::KubeVersion;
 
+/// `1.<minor>.0`.
+const fn v1(minor: u32) -> KubeVersion {
+    KubeVersion {
+        major: 1,
+        minor,
+        patch: 0,
+    }
+}
+
 /// First version whose Local services fall back to all endpoints.
-pub const LOCAL_FALLBACK_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 24,
-    patch: 0,
-};
+pub const LOCAL_FALLBACK_SINCE: KubeVersion = v1(24);
 /// First version that honours `internalTrafficPolicy`.
-pub const INTERNAL_POLICY_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 22,
-    patch: 0,
-};
+pub const INTERNAL_POLICY_SINCE: KubeVersion = v1(22);
 
 /// `proxy: nftables` exists from 1.29 (KEP-3866: alpha 1.29 behind the
 /// NFTablesProxyMode gate, beta and on by default 1.31, GA 1.33).
-pub const NFTABLES_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 29,
-    patch: 0,
-};
+pub const NFTABLES_SINCE: KubeVersion = v1(29);
 /// The nftables mode is on without a feature gate from 1.31 (KEP-3866 beta).
-pub const NFTABLES_DEFAULT_ON_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 31,
-    patch: 0,
-};
+pub const NFTABLES_DEFAULT_ON_SINCE: KubeVersion = v1(31);
 /// kube-proxy warns that IPVS mode is deprecated from 1.35 (KEP-5495,
 /// kubernetes PR 134539).
-pub const IPVS_DEPRECATED_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 35,
-    patch: 0,
-};
+pub const IPVS_DEPRECATED_SINCE: KubeVersion = v1(35);
 /// The text kube-proxy logs (and records as an `IPVSDeprecation` event).
 pub const IPVS_DEPRECATION: &str =
     "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead.";
 /// Terminating endpoints serve when a node has no ready one (KEP-1669
 /// ProxyTerminatingEndpoints: beta and on by default 1.26, GA 1.28). Not
 /// applied yet: the plan's endpoints carry no terminating state.
-pub const TERMINATING_FALLBACK_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 26,
-    patch: 0,
-};
+pub const TERMINATING_FALLBACK_SINCE: KubeVersion = v1(26);
 /// `status.loadBalancer.ingress[].ipMode: Proxy` stops kube-proxy from
 /// short-circuiting the LB IP (KEP-1860 LoadBalancerIPMode: beta and on by
 /// default 1.30, GA 1.32). Not applied yet: the plan carries no ipMode.
-pub const LB_IP_MODE_SINCE: KubeVersion = KubeVersion {
-    major: 1,
-    minor: 30,
-    patch: 0,
-};
+pub const LB_IP_MODE_SINCE: KubeVersion = v1(30);
 
 /// kube-proxy of one Kubernetes version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
