@@ -271,7 +271,7 @@ pub const SECTIONS: &[Section] = &[
         keys: &[
             key("kubernetes", Ty::Version, "Version condition: \">=1.24\", \"<1.24\", \"1.22\"."),
             key("cni", Ty::OneOrList(&Ty::Enum(words!(CNIS))), "A CNI or a list of CNIs."),
-            key("proxy", Ty::Enum(words!(PROXIES)), "A kube-proxy mode."),
+            key("proxy", Ty::OneOrList(&Ty::Enum(words!(PROXIES))), "A kube-proxy mode or a list of modes."),
         ],
     },
 ];
