@@ -11,3 +11,4 @@ pub mod lab;
 pub mod plan;
 pub mod probe;
 pub mod topology;
+pub mod vm;

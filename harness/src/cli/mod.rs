@@ -6,6 +6,7 @@ pub mod get;
 mod running;
 pub mod services;
 mod trace;
+mod vm;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -232,6 +233,11 @@ pub enum Command {
     /// largest shipped scenario), scale (20 nodes × 50 pods, 1,000 random
     /// probes, peak RSS). Prints medians and ratios; --json keeps every sample.
     Bench(bench::BenchArgs),
+    /// Boot a stock kernel (Debian/Ubuntu package) in qemu with this machine's root
+    /// shared read-only and run a command inside; exits with the command's status.
+    ///
+    /// `cnlab vm --kernel 6.12 -- ./target/debug/cnlab check --backend native topologies/scenarios`
+    Vm(vm::VmArgs),
 }
 
 pub fn main() -> i32 {
@@ -244,7 +250,7 @@ pub fn main() -> i32 {
     // default (EPIPE): they must live to tear their lab down.
     if !matches!(
         cli.command,
-        Command::Check { .. } | Command::Up { .. } | Command::Bench(_)
+        Command::Check { .. } | Command::Up { .. } | Command::Bench(_) | Command::Vm(_)
     ) {
         // SAFETY: restoring a default signal disposition before any output.
         unsafe {
