@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use super::netlink::Netlink;
 use super::{iptables, ipvs, netns, nft, sysctl, KernelError, NetNs};
-use crate::plan::types::{Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
+use crate::plan::types::{AdoptedLink, Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,12 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
         })
         .collect();
     for_each_ns(&parents, ns, plan, |j, nl| create_adopted(plan, ns, j, nl))?;
+    let adopters: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|i| !plan.namespaces[*i].adopted_links.is_empty())
+        .collect();
+    for_each_ns(&adopters, ns, plan, |i, nl| rename_adopted(plan, i, nl))?;
     for_each_ns(&all, ns, plan, |i, nl| {
         build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
     })?;
@@ -96,7 +102,13 @@ fn wait_until_active(nl: &mut Netlink) -> Result<()> {
                     l.kind.as_deref(),
                     Some("veth" | "macvlan" | "ipvlan" | "vlan")
                 );
-                l.qdisc.as_deref() == Some("noop") || (follows_carrier && !l.oper_up)
+                // An ipvlan child created on a parent that already has
+                // carrier (a restarted pod's eth0) gets its carrier before
+                // it is registered, so no linkwatch event ever sets its
+                // operstate: it stays `unknown`, which the kernel treats
+                // as up (netif_oper_up), and it carries packets.
+                let settled = l.oper_up || (l.kind.as_deref() == Some("ipvlan") && l.oper_unknown);
+                l.qdisc.as_deref() == Some("noop") || (follows_carrier && !settled)
             })
             .map(|l| l.name)
             .collect();
@@ -178,16 +190,15 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
     };
     for_each_ns(&parents, ns, plan, |j, nl| {
         batch(nl, |nl| {
-            for a in plan.namespaces[i]
-                .adopted_links
-                .iter()
-                .filter(|a| a.parent_ns == j)
-            {
-                nl.add_link_into(&a.link, &plan.backends, Some(&ns[i]))?;
+            for (_, a, temp) in adopted(plan).filter(|(t, a, _)| *t == i && a.parent_ns == j) {
+                adopt(nl, a, &temp, &ns[i], &plan.backends)?;
             }
             Ok(())
         })
     })?;
+    if !plan.namespaces[i].adopted_links.is_empty() {
+        for_each_ns(&[i], ns, plan, |i, nl| rename_adopted(plan, i, nl))?;
+    }
     for_each_ns(&[i], ns, plan, |i, nl| {
         build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
     })?;
@@ -340,12 +351,52 @@ fn create_veths(plan: &LabPlan, ns: &[NetNs], i: usize, nl: &mut Netlink) -> Res
     })
 }
 
+/// Every adopted link of the plan with its namespace and its temporary
+/// name (see `adopt`).
+fn adopted(plan: &LabPlan) -> impl Iterator<Item = (usize, &AdoptedLink, String)> {
+    plan.namespaces
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.adopted_links.iter().map(move |a| (i, a)))
+        .enumerate()
+        .map(|(k, (i, a))| (i, a, format!("cnladopt{k}")))
+}
+
+/// Creates adopted link `a` from its parent's namespace into `target`
+/// under `temp`. Kernels before 6.14 look a new link's name up in the
+/// namespace that asks, not the one it goes to: `ip link add link eth1
+/// name eth0 netns pod type ipvlan` fails with "File exists" on a node that
+/// has an eth0 of its own. So the link travels under a name no namespace
+/// of the lab uses and `rename_adopted` gives it its own there.
+fn adopt(
+    nl: &mut Netlink,
+    a: &AdoptedLink,
+    temp: &str,
+    target: &NetNs,
+    b: &Backends,
+) -> Result<()> {
+    let l = LinkPlan {
+        name: temp.to_string(),
+        ..a.link.clone()
+    };
+    nl.add_link_into(&l, b, Some(target))
+        .map_err(|e| KernelError::new(format!("{e} (link {} of {})", a.link.name, target.name())))
+}
+
+/// Gives namespace `i`'s adopted links their planned names.
+fn rename_adopted(plan: &LabPlan, i: usize, nl: &mut Netlink) -> Result<()> {
+    batch(nl, |nl| {
+        for (_, a, temp) in adopted(plan).filter(|(j, _, _)| *j == i) {
+            nl.rename_link(&temp, &a.link.name)?;
+        }
+        Ok(())
+    })
+}
+
 fn create_adopted(plan: &LabPlan, ns: &[NetNs], parent: usize, nl: &mut Netlink) -> Result<()> {
     batch(nl, |nl| {
-        for (i, n) in plan.namespaces.iter().enumerate() {
-            for a in n.adopted_links.iter().filter(|a| a.parent_ns == parent) {
-                nl.add_link_into(&a.link, &plan.backends, Some(&ns[i]))?;
-            }
+        for (i, a, temp) in adopted(plan).filter(|(_, a, _)| a.parent_ns == parent) {
+            adopt(nl, a, &temp, &ns[i], &plan.backends)?;
         }
         Ok(())
     })

@@ -42,6 +42,21 @@ pub enum BackendChoice {
     Portable,
 }
 
+impl BackendChoice {
+    /// `CNLAB_BACKEND` (auto, native, portable): how a test suite run in
+    /// `cnlab vm` picks the backend its labs use. Unset is `Auto`.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("CNLAB_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(BackendChoice::Auto),
+            Ok("native") => Ok(BackendChoice::Native),
+            Ok("portable") => Ok(BackendChoice::Portable),
+            Ok(other) => Err(format!(
+                "CNLAB_BACKEND={other}: expected auto, native or portable"
+            )),
+        }
+    }
+}
+
 static PROBES: AtomicU32 = AtomicU32::new(0);
 
 /// Deletes the scratch namespace however the probe ends.

@@ -75,6 +75,8 @@ pub struct LinkInfo {
     /// IFLA_LINK: a veth's peer index or a macvlan/ipvlan/vlan parent's
     /// (in the peer's namespace when that differs).
     pub link: Option<u32>,
+    /// Operational state `unknown`: never set by the kernel's linkwatch.
+    pub oper_unknown: bool,
 }
 
 /// A failed request: what it was, errno, kernel's extended-ack text.
@@ -377,6 +379,7 @@ impl Netlink {
                 qdisc: None,
                 oper_up: false,
                 link: None,
+                oper_unknown: false,
             };
             for attr in l.attributes {
                 match attr {
@@ -386,7 +389,8 @@ impl Netlink {
                     LinkAttribute::Link(p) => info.link = Some(p),
                     LinkAttribute::Qdisc(q) => info.qdisc = Some(q),
                     LinkAttribute::OperState(st) => {
-                        info.oper_up = st == netlink_packet_route::link::State::Up
+                        info.oper_up = st == netlink_packet_route::link::State::Up;
+                        info.oper_unknown = st == netlink_packet_route::link::State::Unknown;
                     }
                     LinkAttribute::LinkInfo(infos) => {
                         for i in infos {
@@ -591,6 +595,18 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
             what,
         )
+    }
+
+    /// Renames a link of this namespace (it must be down).
+    pub fn rename_link(&mut self, from: &str, to: &str) -> Result<()> {
+        let what = format!("renaming link {from} to {to}");
+        let mut msg = LinkMessage::default();
+        let index = self.require_index(from, &what)?;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(to.to_string()));
+        self.index.remove(from);
+        self.index.insert(to.to_string(), index);
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, what)
     }
 
     /// Applies master, mtu and up/down in one request.

@@ -50,9 +50,15 @@ pub struct UpOptions {
 }
 
 impl Default for UpOptions {
+    /// The backend `CNLAB_BACKEND` names (see `BackendChoice::from_env`),
+    /// `Auto` when unset; a bad value is reported and `Auto` used.
     fn default() -> Self {
+        let backend = BackendChoice::from_env().unwrap_or_else(|e| {
+            eprintln!("cnlab: {e}; using auto");
+            BackendChoice::Auto
+        });
         UpOptions {
-            backend: BackendChoice::Auto,
+            backend,
             file: None,
             tc_attach: None,
         }
