@@ -1,0 +1,119 @@
+//! Native backends carry the packets themselves: 802.1Q sub-interfaces tag
+//! the trunk, pods' eth0 are ipvlan children. These need a kernel with
+//! 8021q and ipvlan; `scripts/test` runs them on Debian kernels in
+//! `cnlab vm` (`--ignored`), the host kernel has neither.
+
+use cnlab::check;
+use cnlab::kernel::caps::BackendChoice;
+use cnlab::lab::{Lab, UpOptions};
+use cnlab::plan::podeni::podenis;
+use cnlab::topology::model::Proto;
+
+fn native_lab(rel: &str) -> (Lab, cnlab::topology::Resolved) {
+    let r = cnlab_suites::topology(&format!("scenarios/{rel}"));
+    let opts = UpOptions {
+        backend: BackendChoice::Native,
+        ..UpOptions::default()
+    };
+    let lab = Lab::up(&r, &opts).unwrap_or_else(|e| panic!("{rel} with --backend native: {e}"));
+    (lab, r)
+}
+
+/// `ip -d -j link` inside a lab namespace.
+fn links(ns: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-d", "-j", "link", "show"])
+        .output()
+        .unwrap_or_else(|e| panic!("ip -n {ns} -d -j link: {e}"));
+    assert!(
+        out.status.success(),
+        "ip -n {ns} -d link: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ip -j output: {e}"))
+}
+
+fn kind(l: &serde_json::Value) -> &str {
+    l["linkinfo"]["info_kind"].as_str().unwrap_or("")
+}
+
+/// The tag a capture on `trunk/<node>` decodes is the id of a real 802.1Q
+/// sub-interface in that node, and no eBPF program is involved.
+#[test]
+#[ignore = "needs 802.1Q sub-interfaces: scripts/test runs it on Debian kernels in cnlab vm"]
+fn trunk_tags_come_from_vlan_sub_interfaces() {
+    let (lab, _) = native_lab("t4-trunk-cross-node.yaml");
+    assert!(
+        lab.plan().backends.vlan_devices,
+        "native plan uses VLAN devices"
+    );
+    let records = podenis(lab.plan());
+    let client = records
+        .iter()
+        .find(|p| p.pod == "trunking/centos")
+        .expect("centos has a PodENI");
+    let server = records
+        .iter()
+        .find(|p| p.pod == "trunking/nginx-a")
+        .expect("nginx-a has a PodENI");
+    let o = check::observe(
+        &lab,
+        "native-vlan",
+        "pod/trunking/centos",
+        "pod/trunking/nginx-a:80",
+        Proto::Tcp,
+        check::DEFAULT_DEADLINE,
+        true,
+    );
+    for (rec, hops, dir) in [(client, &o.request, "request"), (server, &o.reply, "reply")] {
+        let point = format!("trunk/{}", rec.instance_id);
+        let tag = hops.iter().find(|h| h.point == point).and_then(|h| h.vlan);
+        assert_eq!(tag, Some(rec.vlan_id), "{dir} on {point}; hops {hops:?}");
+        let node = lab
+            .netns_by_key(&format!("node/{}", rec.instance_id))
+            .unwrap_or_else(|| panic!("no namespace for node {}", rec.instance_id));
+        let vlans: Vec<u64> = links(node.name())
+            .iter()
+            .filter(|l| kind(l) == "vlan")
+            .filter_map(|l| l["linkinfo"]["info_data"]["id"].as_u64())
+            .collect();
+        assert!(
+            vlans.contains(&u64::from(rec.vlan_id)),
+            "node {} has 802.1Q sub-interfaces {vlans:?}, none with id {}",
+            rec.instance_id,
+            rec.vlan_id
+        );
+    }
+    lab.down();
+}
+
+/// In ENIIP ipvlan mode every pod's eth0 is an ipvlan L2 child of its
+/// node's ENI, and the pods reach each other through them.
+#[test]
+#[ignore = "needs ipvlan: scripts/test runs it on Debian kernels in cnlab vm"]
+fn eniip_ipvlan_pods_are_ipvlan_children() {
+    let (lab, r) = native_lab("m4-terway-eniip-ipvlan.yaml");
+    let pods: Vec<String> = lab
+        .namespace_names()
+        .iter()
+        .filter(|n| n.contains("-p-"))
+        .cloned()
+        .collect();
+    assert!(!pods.is_empty(), "m4 has pods");
+    for ns in &pods {
+        let eth0 = links(ns)
+            .into_iter()
+            .find(|l| l["ifname"] == "eth0")
+            .unwrap_or_else(|| panic!("{ns} has no eth0"));
+        assert_eq!(kind(&eth0), "ipvlan", "{ns}: eth0 is {eth0}");
+        assert_eq!(
+            eth0["linkinfo"]["info_data"]["mode"].as_str(),
+            Some("l2"),
+            "{ns}: {eth0}"
+        );
+    }
+    for res in check::run(&lab, &r.topo.expect, 4) {
+        assert!(res.passed(), "{}: {:?}", res.expect.name, res.failures);
+    }
+    lab.down();
+}
