@@ -1,7 +1,8 @@
 //! Native backends carry the packets themselves: 802.1Q sub-interfaces tag
-//! the trunk, pods' eth0 are ipvlan children. These need a kernel with
-//! 8021q and ipvlan; `scripts/test` runs them on Debian kernels in
-//! `cnlab vm` (`--ignored`), the host kernel has neither.
+//! the trunk, pods' eth0 are ipvlan children, kube-proxy's Services are
+//! IPVS virtual servers. These need a kernel with 8021q, ipvlan, dummy and
+//! IPVS; `scripts/test` runs them on Debian kernels in `cnlab vm`
+//! (`--include-ignored`), the development host has none of them.
 
 use cnlab::check;
 use cnlab::kernel::caps::BackendChoice;
@@ -114,6 +115,56 @@ fn eniip_ipvlan_pods_are_ipvlan_children() {
     }
     for res in check::run(&lab, &r.topo.expect, 4) {
         assert!(res.passed(), "{}: {:?}", res.expect.name, res.failures);
+    }
+    lab.down();
+}
+
+/// With kube-proxy in IPVS mode every node's kernel holds a virtual server
+/// for each Service port (`ipvsadm -Ln` inside the node), and kube-ipvs0
+/// is a real dummy device.
+#[test]
+#[ignore = "needs IPVS and dummy: scripts/test runs it on Debian kernels in cnlab vm"]
+fn ipvsadm_lists_the_services_on_every_node() {
+    let (lab, _) = native_lab("c1-c4-clb-bound-to-kube-ipvs0.yaml");
+    assert!(lab.plan().backends.ipvs, "native plan uses IPVS");
+    let nodes: Vec<String> = lab
+        .plan()
+        .proxy_nodes
+        .iter()
+        .map(|p| p.node.clone())
+        .collect();
+    assert!(!nodes.is_empty(), "c1-c4 has nodes running kube-proxy");
+    for node in &nodes {
+        let ns = lab
+            .netns_by_key(&format!("node/{node}"))
+            .unwrap_or_else(|| panic!("no namespace for node {node}"));
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns.name(), "ipvsadm", "-Ln"])
+            .output()
+            .unwrap_or_else(|e| panic!("ipvsadm in {node}: {e}"));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ipvsadm -Ln in {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for svc in &lab.plan().services {
+            let Some(ip) = svc.cluster_ip else { continue };
+            for p in svc.ports.iter().filter(|p| p.protocol == Proto::Tcp) {
+                let want = format!("TCP  {ip}:{} ", p.port);
+                assert!(
+                    table.contains(&want),
+                    "node {node}: no virtual server {want}for {}/{} in\n{table}",
+                    svc.ns,
+                    svc.name
+                );
+            }
+        }
+        let ipvs0 = links(ns.name())
+            .into_iter()
+            .find(|l| l["ifname"] == "kube-ipvs0")
+            .unwrap_or_else(|| panic!("{node} has no kube-ipvs0"));
+        assert_eq!(kind(&ipvs0), "dummy", "{node}: kube-ipvs0 is {ipvs0}");
     }
     lab.down();
 }

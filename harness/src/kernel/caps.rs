@@ -394,10 +394,22 @@ fn yes(b: bool) -> &'static str {
 
 /// The doctor's word on a way of hooking tc programs: whether trunk ENIs
 /// use it (`CNLAB_TC_ATTACH` or the automatic choice).
-fn tc_row(c: &Capabilities, mode: TcAttach) -> &'static str {
+fn tc_row(c: &Capabilities, mode: TcAttach, vlan_devices: bool) -> &'static str {
     let chosen = TcAttach::from_env()
         .ok()
         .and_then(|req| choose_tc_attach(c, req).ok());
+    let has = match mode {
+        TcAttach::Netlink => c.cls_bpf,
+        TcAttach::Tcx => c.tcx,
+    };
+    // 802.1Q sub-interfaces carry the VLANs: no program is attached at all.
+    if vlan_devices {
+        return if has {
+            "available; not used (802.1Q sub-interfaces carry the VLANs)"
+        } else {
+            "unavailable; not needed (802.1Q sub-interfaces carry the VLANs)"
+        };
+    }
     match (chosen == Some(mode), mode) {
         (true, TcAttach::Netlink) => {
             "trunk VLAN programs attach here: cls_bpf filters on clsact (netlink)"
@@ -414,14 +426,17 @@ fn tc_row(c: &Capabilities, mode: TcAttach) -> &'static str {
 pub fn render(c: &Capabilities, b: &Backends) -> String {
     let need = |ok: bool, name: &'static str| if ok { name } else { "MISSING (required)" };
     let optional = |ok: bool, name: &'static str| if ok { name } else { "unavailable" };
+    let vlan_attach = TcAttach::from_env()
+        .ok()
+        .and_then(|req| choose_tc_attach(c, req).ok());
     let rows: Vec<(&str, bool, &str)> = vec![
         (
             "802.1Q VLAN",
             c.vlan,
-            if b.vlan_devices {
-                "802.1Q sub-interfaces"
-            } else {
-                "eBPF tc push/pop (cls_bpf)"
+            match (b.vlan_devices, vlan_attach) {
+                (true, _) => "802.1Q sub-interfaces",
+                (false, Some(TcAttach::Tcx)) => "eBPF tc push/pop (TCX links)",
+                (false, _) => "eBPF tc push/pop (cls_bpf filters)",
             },
         ),
         (
@@ -458,8 +473,12 @@ pub fn render(c: &Capabilities, b: &Backends) -> String {
         ("nftables", c.nft, need(c.nft, "nftables")),
         ("nftables NAT", c.nft_nat, need(c.nft_nat, "nftables")),
         ("conntrack", c.conntrack, need(c.conntrack, "conntrack")),
-        ("cls_bpf", c.cls_bpf, tc_row(c, TcAttach::Netlink)),
-        ("TCX", c.tcx, tc_row(c, TcAttach::Tcx)),
+        (
+            "cls_bpf",
+            c.cls_bpf,
+            tc_row(c, TcAttach::Netlink, b.vlan_devices),
+        ),
+        ("TCX", c.tcx, tc_row(c, TcAttach::Tcx, b.vlan_devices)),
         (
             "policy routing",
             c.policy_routing,
@@ -597,7 +616,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("feature"));
         assert!(lines[1].starts_with("802.1Q VLAN"));
-        assert!(lines[1].contains("eBPF tc push/pop (cls_bpf)"));
+        assert!(lines[1].contains("eBPF tc push/pop (cls_bpf filters)"));
         let col = lines[0].find("kernel").unwrap();
         for l in &lines[1..15] {
             assert!(
@@ -605,5 +624,23 @@ mod tests {
                 "{l}"
             );
         }
+    }
+
+    /// With 802.1Q sub-interfaces no program is attached: the tc rows must
+    /// not claim the VLAN programs attach there.
+    #[test]
+    fn native_vlans_attach_no_program() {
+        let c = Capabilities {
+            vlan: true,
+            ipvlan: true,
+            dummy: true,
+            ipvs: true,
+            ..this_machine()
+        };
+        let t = render(&c, &Backends::NATIVE);
+        assert!(t.contains("802.1Q sub-interfaces"), "{t}");
+        assert!(!t.contains("programs attach here"), "{t}");
+        let row = t.lines().find(|l| l.starts_with("cls_bpf")).unwrap();
+        assert!(row.contains("not used"), "{row}");
     }
 }
