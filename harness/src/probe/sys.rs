@@ -299,7 +299,11 @@ const TP_STATUS_USER: u32 = 1;
 /// need headers, VXLAN inner ones included).
 const RING_FRAME: usize = 1024;
 const RING_BLOCK: usize = 1 << 16;
-const RING_BLOCKS: usize = 4;
+// A tap sees every frame of its namespace, not only its own probe's: with
+// parallel probes (and repeats) a busy node namespace filled a 256-frame ring
+// before the reader drained it, the kernel dropped the rest, and a path check
+// failed on hops that were really crossed (F8, ~1 run in 5). 2 MiB per ring.
+const RING_BLOCKS: usize = 32;
 const RING_FRAMES: usize = RING_BLOCK / RING_FRAME * RING_BLOCKS;
 /// TPACKET_ALIGN(sizeof(struct tpacket2_hdr)): where sockaddr_ll sits.
 const SLL_OFFSET: usize = (size_of::<Tpacket2Hdr>() + 15) & !15;
