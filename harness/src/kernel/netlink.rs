@@ -930,6 +930,18 @@ fn filter_info(prio: u16) -> u32 {
     (u32::from(prio) << 16) | u32::from((libc::ETH_P_ALL as u16).to_be())
 }
 
+/// The header and kind of a cls_bpf filter message: one place for add and del.
+fn bpf_filter_msg(ifindex: u32, hook: TcHook, prio: u16, handle: u32) -> TcMessage {
+    let mut msg = TcMessage::default();
+    msg.header.index = ifindex as i32;
+    msg.header.parent = hook.parent();
+    msg.header.handle = TcHandle::from(handle);
+    msg.header.info = filter_info(prio);
+    msg.attributes
+        .push(TcAttribute::Kind(TcFilterBpf::KIND.into()));
+    msg
+}
+
 impl Netlink {
     // ---- tc (cls_bpf on clsact) ------------------------------------------
 
@@ -968,13 +980,7 @@ impl Netlink {
             "adding cls_bpf filter {prog_name} on link {ifindex} ({})",
             hook.name()
         );
-        let mut msg = TcMessage::default();
-        msg.header.index = ifindex as i32;
-        msg.header.parent = hook.parent();
-        msg.header.handle = TcHandle::from(handle);
-        msg.header.info = filter_info(prio);
-        msg.attributes
-            .push(TcAttribute::Kind(TcFilterBpf::KIND.into()));
+        let mut msg = bpf_filter_msg(ifindex, hook, prio, handle);
         msg.attributes.push(TcAttribute::Options(vec![
             TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
             TcOption::Bpf(TcFilterBpfOption::ProgName(prog_name.into())),
@@ -999,13 +1005,7 @@ impl Netlink {
             "deleting cls_bpf filter prio {prio} on link {ifindex} ({})",
             hook.name()
         );
-        let mut msg = TcMessage::default();
-        msg.header.index = ifindex as i32;
-        msg.header.parent = hook.parent();
-        msg.header.handle = TcHandle::from(handle);
-        msg.header.info = filter_info(prio);
-        msg.attributes
-            .push(TcAttribute::Kind(TcFilterBpf::KIND.into()));
+        let msg = bpf_filter_msg(ifindex, hook, prio, handle);
         self.change(RouteNetlinkMessage::DelTrafficFilter(msg), 0, what)
     }
 
