@@ -793,8 +793,13 @@ fn doctor(backend: BackendArg) -> Result<i32, i32> {
 fn gc_cmd() -> Result<i32, i32> {
     need_root("gc")?;
     let r = gc::collect();
-    if r.labs.is_empty() {
+    if r.labs.is_empty() && r.namespaces == 0 {
         println!("nothing to collect");
+    } else if r.labs.is_empty() {
+        println!(
+            "removed {} scratch namespace(s) of processes that are gone",
+            r.namespaces
+        );
     } else {
         println!(
             "removed {} lab(s) ({} namespaces): {}",

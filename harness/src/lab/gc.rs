@@ -38,6 +38,18 @@ pub fn collect() -> GcReport {
             }
         }
     }
+    // Scratch namespaces named after their process (`cnl-t<pid>-…` from the
+    // test suites, `cnl-b<pid>…` from bench baselines, `cnl-doctor-<pid>-…`
+    // from capability probes): a SIGKILLed process cannot delete its own.
+    for name in netns::list(NS_PREFIX) {
+        if let Some(pid) = scratch_owner_of(&name) {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && netns::delete(&name).is_ok()
+            {
+                report.namespaces += 1;
+            }
+        }
+    }
     // Orphan plan/log files and BPF pin directories.
     if let Ok(dir) = std::fs::read_dir(registry::RUN_DIR) {
         for e in dir.flatten() {
@@ -72,4 +84,38 @@ pub fn lab_id_of(ns_name: &str) -> Option<&str> {
     let rest = ns_name.strip_prefix(NS_PREFIX)?;
     let id = rest.split('-').next()?;
     (id.len() == 6 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+}
+
+/// The process a scratch namespace belongs to: `cnl-t<pid>-…`,
+/// `cnl-b<pid>…` or `cnl-doctor-<pid>-…`.
+pub fn scratch_owner_of(ns_name: &str) -> Option<u32> {
+    // A lab's namespace (`cnl-<six hex>-…`, e.g. `cnl-b12345-node1`) is
+    // never a scratch one, whatever its id looks like.
+    if lab_id_of(ns_name).is_some() {
+        return None;
+    }
+    let rest = ns_name.strip_prefix(NS_PREFIX)?;
+    let digits = rest
+        .strip_prefix("doctor-")
+        .or_else(|| rest.strip_prefix('t'))
+        .or_else(|| rest.strip_prefix('b'))?;
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok().filter(|&pid: &u32| pid > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_namespaces_name_their_process_and_labs_do_not() {
+        assert_eq!(scratch_owner_of("cnl-t31796-bt-hv"), Some(31796));
+        assert_eq!(scratch_owner_of("cnl-b812mn-0"), Some(812));
+        assert_eq!(scratch_owner_of("cnl-doctor-77-0"), Some(77));
+        // A lab id is six hex digits: never read as a pid.
+        assert_eq!(scratch_owner_of("cnl-1a2b3c-node1"), None);
+        assert_eq!(scratch_owner_of("cnl-b0c1d2-pod3"), None);
+        assert_eq!(scratch_owner_of("cnl-b12345-node1"), None);
+        assert_eq!(scratch_owner_of("cnl-t"), None);
+    }
 }
