@@ -688,7 +688,6 @@ fn status(json: bool) -> Result<i32, i32> {
 }
 
 fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i32> {
-    use std::os::unix::process::CommandExt;
     need_root("shell")?;
     let rec = running::find(which).map_err(|e| {
         eprintln!("cnlab shell: {e}");
@@ -747,16 +746,9 @@ fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i
             plan.namespaces[idx].key
         );
     }
-    let fd = ns.fd().try_clone_to_owned().map_err(|_| EXIT_FAIL)?;
     let mut cmd = std::process::Command::new(&prog);
     cmd.args(&args).env("CNLAB_NS", &plan.namespaces[idx].key);
-    // SAFETY: setns is async-signal-safe; it only changes the child's namespace.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
-        });
-    }
+    ns.enter_in_child(&mut cmd);
     let status = cmd.status().map_err(|e| {
         eprintln!("cnlab shell: running {prog}: {e}");
         EXIT_FAIL

@@ -5,12 +5,8 @@
 
 use serde_json::Value;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-
-use nix::sched::{setns, CloneFlags};
 
 use super::result::ErrorObject;
 use super::{CniError, Command};
@@ -72,7 +68,6 @@ fn run(
     stdin: &Value,
     node: &NetNs,
 ) -> Result<Option<Value>, CniError> {
-    let fd = node.fd().as_raw_fd();
     let mut cmd = Process::new(bin);
     cmd.env_clear()
         // Plugins call iptables, ip6tables and the like.
@@ -89,14 +84,7 @@ fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec only setns(2), async-signal-safe; `fd`
-    // stays open in the child until exec (it is close-on-exec).
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
-        });
-    }
+    node.enter_in_child(&mut cmd);
     let spawn = |err| CniError::Spawn {
         plugin: plugin.into(),
         err,

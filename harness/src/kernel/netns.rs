@@ -24,6 +24,24 @@ pub struct NetNs {
 }
 
 impl NetNs {
+    /// Makes `cmd`'s child process enter this namespace before it execs, so a
+    /// program (nft, iptables, a CNI plugin, a shell) runs inside it without
+    /// `ip netns exec`.
+    pub fn enter_in_child(&self, cmd: &mut std::process::Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.fd().as_raw_fd();
+        // SAFETY: between fork and exec only setns(2), async-signal-safe;
+        // `fd` stays open in the child until exec (it is close-on-exec), and
+        // `self` outlives the spawn that uses it.
+        unsafe {
+            cmd.pre_exec(move || {
+                setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+
     pub fn path_of(name: &str) -> PathBuf {
         Path::new(NETNS_DIR).join(name)
     }

@@ -2,11 +2,7 @@
 //! namespace before exec, so a script applies atomically there.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-
-use nix::sched::{setns, CloneFlags};
 
 use super::{KernelError, NetNs};
 
@@ -54,7 +50,6 @@ pub(crate) fn run_in(
     what: &str,
 ) -> Result<String, KernelError> {
     let err = |m: String| KernelError::new(format!("{what} in {}: {m}", ns.name()));
-    let fd = ns.fd().as_raw_fd();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -64,14 +59,7 @@ pub(crate) fn run_in(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec only async-signal-safe calls: setns(2).
-    // `fd` stays open in the child until exec (it is close-on-exec).
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
-        });
-    }
+    ns.enter_in_child(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| err(format!("starting {program}: {e}")))?;
