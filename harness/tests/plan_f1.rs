@@ -215,7 +215,7 @@ fn pods_get_slice_addresses_and_hang_off_cni0() {
         .endpoints
         .iter()
         .filter(|e| e.kind == EndpointKind::Pod)
-        .map(|e| (e.id.clone(), e.ip))
+        .map(|e| (e.id.to_string(), e.ip))
         .collect();
     assert_eq!(
         ips,
@@ -279,7 +279,9 @@ fn observation_points_cover_the_f1_path() {
     assert_eq!(eni_pt.ifname, None);
     assert_eq!(find(&format!("eth0/{N1}")).ifname.as_deref(), Some("eth0"));
     assert!(
-        p.points.iter().all(|pt| !pt.id.starts_with("node/")),
+        p.points
+            .iter()
+            .all(|pt| !matches!(pt.id, cnlab::topology::PointId::Node(_))),
         "node/<n> is added by the check layer"
     );
 }

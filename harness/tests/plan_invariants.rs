@@ -241,9 +241,11 @@ fn expectations_name_planned_endpoints_and_points() {
             for id in e.path.iter().flatten().chain(e.avoids.iter().flatten()) {
                 let id = &cnlab::check::split_vlan(id).0.to_string();
                 // `eni/*`-style patterns must match at least one point.
-                let pattern_hits = id
-                    .strip_suffix('*')
-                    .is_some_and(|prefix| p.points.iter().any(|pt| pt.id.starts_with(prefix)));
+                let pattern_hits = id.strip_suffix('*').is_some_and(|prefix| {
+                    p.points
+                        .iter()
+                        .any(|pt| pt.id.to_string().starts_with(prefix))
+                });
                 assert!(
                     id.starts_with("node/") || point(id) || pattern_hits,
                     "{f}: {}: unknown observation point {id}",

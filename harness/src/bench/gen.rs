@@ -2,6 +2,7 @@
 //! file takes) and their expectations, generated as values (thousands of
 //! all-pairs expectations would only time the YAML parser).
 
+use crate::topology::PointId;
 use std::fmt::Write;
 
 use crate::topology::model::{Expectation, Proto, Verdict};
@@ -122,8 +123,8 @@ pub fn flat_yaml(n: usize) -> String {
 fn tcp_expect(from: &str, to: &str) -> Expectation {
     Expectation {
         name: format!("{from} -> {to}"),
-        from: format!("pod/{POD_NAMESPACE}/{from}"),
-        to: format!("pod/{POD_NAMESPACE}/{to}:{POD_PORT}"),
+        from: PointId::pod(POD_NAMESPACE, from).to_string(),
+        to: format!("{}:{POD_PORT}", PointId::pod(POD_NAMESPACE, to)),
         proto: Proto::Tcp,
         result: Verdict::Connected,
         // Pod to pod on one bridge: no NAT, the server sees the client.

@@ -10,6 +10,7 @@ pub mod repeat;
 pub mod report;
 pub mod runner;
 
+use crate::topology::PointId;
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
@@ -204,10 +205,11 @@ fn pending(plan: &LabPlan, e: &Expectation, t: Instant) -> CheckResult {
             no_probe(Verdict::Pending, p.reason.clone())
         }
         None => {
+            let id = PointId::parse_pod(key).ok();
             let running = plan
                 .namespaces
                 .iter()
-                .find(|n| n.key == format!("pod/{key}"))
+                .find(|n| id.as_ref().is_some_and(|id| *id == n.key))
                 .map(|n| format!(" (namespace {})", n.key))
                 .unwrap_or_default();
             failures.push(format!("expected pending, the pod is running{running}"));

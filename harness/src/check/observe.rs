@@ -1,13 +1,14 @@
 //! Turns one `from → to` question into packets and reports what happened:
 //! verdict, the source address the server saw, who served, and the hops.
 
+use crate::topology::PointId;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::plan::{EndpointKind, LabPlan, NsKind};
 use crate::probe::{self, Capture, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps};
-use crate::topology::expect::{parse_origin, parse_target, Origin, Target};
+use crate::topology::expect::{parse_origin, parse_target, Target};
 use crate::topology::model::Proto;
 
 /// What the packets said.
@@ -55,7 +56,7 @@ pub fn resolve_target(plan: &LabPlan, to: &str) -> Result<(Ipv4Addr, u16), Strin
     let target = parse_target(to)?;
     match target {
         Target::Pod { ns, name, port } => {
-            let id = format!("pod/{ns}/{name}");
+            let id = PointId::pod(ns, name);
             let ep = plan
                 .endpoint(&id)
                 .ok_or_else(|| pending_or_unknown(plan, &id))?;
@@ -119,7 +120,8 @@ fn resolve_service_target(
     }
 }
 
-fn pending_or_unknown(plan: &LabPlan, id: &str) -> String {
+fn pending_or_unknown(plan: &LabPlan, id: &PointId) -> String {
+    let id = id.to_string();
     let key = id.trim_start_matches("pod/");
     match plan.pending.iter().find(|p| p.pod == key) {
         Some(p) => format!("{id} is pending: {}", p.reason),
@@ -130,11 +132,7 @@ fn pending_or_unknown(plan: &LabPlan, id: &str) -> String {
 /// The namespace a probe starts from.
 pub fn resolve_origin(plan: &LabPlan, from: &str) -> Result<usize, String> {
     let origin = parse_origin(from)?;
-    let id = match &origin {
-        Origin::Pod { ns, name } => format!("pod/{ns}/{name}"),
-        Origin::Node(n) => format!("node/{n}"),
-        Origin::External(n) => format!("external/{n}"),
-    };
+    let id = PointId::from(&origin);
     plan.endpoint(&id)
         .map(|e| e.ns)
         .ok_or_else(|| pending_or_unknown(plan, &id))
@@ -249,7 +247,7 @@ pub fn display_point(plan: &LabPlan, id: &str) -> String {
         .find(|p| p.id == id)
         .and_then(|p| p.aliases.first())
     {
-        Some(alias) => alias.clone(),
+        Some(alias) => alias.to_string(),
         None => id.to_string(),
     }
 }
@@ -294,7 +292,7 @@ fn open_taps(lab: &Lab) -> Result<Option<Taps>, String> {
     let mut per_ns: Vec<Vec<TapPoint>> = (0..plan.namespaces.len()).map(|_| Vec::new()).collect();
     for p in &plan.points {
         per_ns[p.ns].push(TapPoint {
-            id: p.id.clone(),
+            id: p.id.to_string(),
             ifname: p.ifname.clone(),
         });
     }
@@ -312,7 +310,7 @@ pub fn canonical_point(plan: &LabPlan, id: &str) -> String {
     plan.points
         .iter()
         .find(|p| p.id == id || p.aliases.iter().any(|a| a == id))
-        .map(|p| p.id.clone())
+        .map(|p| p.id.to_string())
         .unwrap_or_else(|| id.to_string())
 }
 
@@ -320,6 +318,6 @@ pub fn canonical_point(plan: &LabPlan, id: &str) -> String {
 pub fn node_ip(plan: &LabPlan, node: &str) -> Option<Ipv4Addr> {
     plan.endpoints
         .iter()
-        .find(|e| e.kind == EndpointKind::Node && e.id == format!("node/{node}"))
+        .find(|e| e.kind == EndpointKind::Node && e.id == PointId::node(node))
         .map(|e| e.ip)
 }

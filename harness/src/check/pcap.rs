@@ -75,7 +75,7 @@ pub fn write(
     let file = std::fs::File::create(path)?;
     let mut w =
         PcapNgWriter::with_section_header(std::io::BufWriter::new(file), section).map_err(err)?;
-    let mut ids: Vec<&str> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     for p in &plan.points {
         let ns = &plan.namespaces[p.ns].key;
         let iface = p.ifname.as_deref().unwrap_or("any interface");
@@ -83,7 +83,10 @@ pub fn write(
             linktype: DataLink::ETHERNET,
             snaplen: 0,
             options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(display_point(plan, &p.id))),
+                InterfaceDescriptionOption::IfName(Cow::Owned(display_point(
+                    plan,
+                    &p.id.to_string(),
+                ))),
                 InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
                     "{} ({iface} in {ns})",
                     p.id
@@ -93,7 +96,7 @@ pub fn write(
             ],
         };
         w.write_pcapng_block(idb).map_err(err)?;
-        ids.push(&p.id);
+        ids.push(p.id.to_string());
     }
     for c in frames {
         let Some(id) = ids.iter().position(|p| *p == c.point) else {

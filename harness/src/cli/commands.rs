@@ -1,5 +1,6 @@
 //! What each `cnlab` command does.
 
+use crate::topology::PointId;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -478,11 +479,8 @@ pub(super) fn pod_restart(pod: &str, which: Option<&str>) -> Result<i32, i32> {
         eprintln!("cnlab pod restart: {e}");
         EXIT_FAIL
     })?;
-    let key = if pod.starts_with("pod/") {
-        pod.to_string()
-    } else {
-        format!("pod/{pod}")
-    };
+    // A name that does not parse is reported as not found, as written.
+    let key = PointId::parse_pod(pod).map_or_else(|_| pod.to_string(), |k| k.to_string());
     let _ = std::fs::remove_file(LabRecord::reply_path(&rec.id));
     registry::write_file(
         &LabRecord::request_path(&rec.id),

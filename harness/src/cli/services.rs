@@ -5,6 +5,7 @@
 use crate::lab::registry;
 use crate::plan::proxy::ipvsadm_listing;
 use crate::plan::{LabPlan, ServiceType, TrafficPolicy};
+use crate::topology::PointId;
 
 use super::running;
 
@@ -155,11 +156,7 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
 /// `cnlab rules NODE`: the node's nft ruleset, then its virtual servers.
 pub fn rules(node: &str, which: Option<&str>) -> Result<i32, i32> {
     let (id, plan) = load("rules", which)?;
-    let key = if node.starts_with("node/") {
-        node.to_string()
-    } else {
-        format!("node/{node}")
-    };
+    let key = PointId::parse_node(node).map_or_else(|_| node.to_string(), |k| k.to_string());
     let Some(idx) = plan.ns_index(&key) else {
         let nodes: Vec<&str> = plan.proxy_nodes.iter().map(|p| p.node.as_str()).collect();
         eprintln!(

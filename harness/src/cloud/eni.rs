@@ -7,6 +7,7 @@
 //! the instance, security groups as nft there, and every neighbour pinned
 //! (see `plan::neigh` for why).
 
+use crate::topology::PointId;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -72,7 +73,7 @@ impl<'a> MockCloud<'a> {
         plan.enis
             .iter()
             .map(|e| {
-                let eni_ns = plan.ns_index(&format!("eni/{}", e.id));
+                let eni_ns = plan.ns_index(&PointId::eni(&e.id));
                 let mut st = EniState {
                     record: e.clone(),
                     runtime: false,
@@ -124,7 +125,7 @@ impl<'a> MockCloud<'a> {
             Some(ns) => Ok(ns),
             None => self
                 .lab
-                .netns_by_key(&format!("eni/{}", st.record.id))
+                .netns_by_key(&PointId::eni(&st.record.id))
                 .ok_or_else(|| CloudError::EniNotFound(st.record.id.clone())),
         }
     }
@@ -197,7 +198,7 @@ impl<'a> MockCloud<'a> {
     /// The instance's limits: from the topology, or the model's defaults.
     fn limits(&self, instance: &str) -> Result<EniLimits, CloudError> {
         let plan = self.lab.plan();
-        if plan.endpoint(&format!("node/{instance}")).is_none() {
+        if plan.endpoint(&PointId::node(instance)).is_none() {
             return Err(CloudError::InstanceNotFound(instance.into()));
         }
         Ok(self
@@ -287,9 +288,9 @@ impl<'a> MockCloud<'a> {
                 self.check_free(&vsw, ip)?;
                 ip
             }
-            None => self.allocate(&vsw, 1, &format!("eni/{id}"))?[0],
+            None => self.allocate(&vsw, 1, &PointId::eni(&id).to_string())?[0],
         };
-        let key = format!("eni/{id}");
+        let key = PointId::eni(&id).to_string();
         let record = EniRecord {
             id: id.clone(),
             role: EniRole::Secondary,
@@ -417,7 +418,7 @@ impl<'a> MockCloud<'a> {
         }
         let node_ns = self
             .lab
-            .netns_by_key(&format!("node/{instance}"))
+            .netns_by_key(&PointId::node(instance))
             .ok_or_else(|| CloudError::InstanceNotFound(instance.into()))?;
         let ifname = Self::run_in(node_ns, |nl| {
             let taken: BTreeSet<String> = nl.links()?.into_iter().map(|l| l.name).collect();
@@ -441,7 +442,7 @@ impl<'a> MockCloud<'a> {
         })?;
         // The instance side, as plan::cloud plumbs it for a planned ENI.
         let mut p = NsPlan {
-            key: format!("eni/{eni}"),
+            key: PointId::eni(eni).to_string(),
             ..Default::default()
         };
         p.up(ENI_INSTANCE_SIDE);
@@ -548,7 +549,7 @@ impl<'a> MockCloud<'a> {
                 if self
                     .lab
                     .plan()
-                    .endpoint(&format!("node/{}", a.instance))
+                    .endpoint(&PointId::node(&a.instance))
                     .is_some() =>
             {
                 self.limits(&a.instance)?
@@ -556,7 +557,7 @@ impl<'a> MockCloud<'a> {
             _ => EniLimits::default(),
         };
         let new = match ips {
-            PrivateIps::Count(n) => self.allocate(&vsw, n, &format!("eni/{eni}"))?,
+            PrivateIps::Count(n) => self.allocate(&vsw, n, &PointId::eni(eni).to_string())?,
             PrivateIps::Explicit(list) => {
                 for (i, ip) in list.iter().enumerate() {
                     if list[..i].contains(ip) {

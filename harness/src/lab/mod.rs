@@ -7,6 +7,7 @@ pub mod live;
 pub mod registry;
 pub mod tc;
 
+use crate::topology::PointId;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -358,7 +359,8 @@ impl Lab {
     pub fn netns(&self, i: NsIdx) -> &NetNs {
         &self.ns[i]
     }
-    pub fn netns_by_key(&self, key: &str) -> Option<&NetNs> {
+    /// The namespace keyed `key` (a [`crate::topology::PointId`] or its text).
+    pub fn netns_by_key<K: std::fmt::Display + ?Sized>(&self, key: &K) -> Option<&NetNs> {
         self.plan.ns_index(key).map(|i| &self.ns[i])
     }
 
@@ -375,11 +377,8 @@ impl Lab {
     /// is the plan's: a pod keeps it across restarts, as a Fixed
     /// PodNetworking (StatefulSet) pod does under Terway.
     pub fn restart_pod(&mut self, pod: &str) -> Result<(), LabError> {
-        let key = if pod.starts_with("pod/") {
-            pod.to_string()
-        } else {
-            format!("pod/{pod}")
-        };
+        // A name that does not parse is reported as not found, as written.
+        let key = PointId::parse_pod(pod).map_or_else(|_| pod.to_string(), |k| k.to_string());
         let Some(i) = self.plan.ns_index(&key) else {
             return Err(LabError::Attach(
                 self.id.clone(),

@@ -11,6 +11,7 @@ use super::types::*;
 use super::PlanError;
 use crate::topology::k8s::Service;
 use crate::topology::model::{Cni, Topology};
+use crate::topology::PointId;
 
 /// ACK's CCM: only nodes carrying every one of these labels (`k=v,k2=v2`)
 /// become `ecs` backends.
@@ -48,10 +49,11 @@ pub fn plan_slbs(
             let mut backends = Vec::new();
             for b in &l.backends {
                 let who = match (&b.external, &b.node, &b.pod) {
-                    (Some(x), _, _) => format!("external/{x}"),
-                    (_, Some(n), _) => format!("node/{n}"),
-                    (_, _, Some(p)) if p.starts_with("pod/") => p.clone(),
-                    (_, _, Some(p)) => format!("pod/{p}"),
+                    (Some(x), _, _) => PointId::external(x).to_string(),
+                    (_, Some(n), _) => PointId::node(n).to_string(),
+                    (_, _, Some(p)) => {
+                        PointId::parse_pod(p).map_or_else(|_| p.clone(), |k| k.to_string())
+                    }
                     _ => continue,
                 };
                 let ip = endpoints
@@ -203,7 +205,7 @@ pub fn service_listeners(
                         p.node_port.map(|np| SlbBackend {
                             ip: n.ip,
                             port: np,
-                            who: format!("node/{}", n.name),
+                            who: PointId::node(&n.name).to_string(),
                         })
                     })
                     .collect(),

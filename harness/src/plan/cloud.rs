@@ -18,6 +18,7 @@ use super::draft::Draft;
 use super::types::*;
 use super::{names, PlanError};
 use crate::topology::model::{External, Node, Topology, VSwitch};
+use crate::topology::PointId;
 
 /// Policy table of an ENI namespace holding the route towards the instance.
 pub const ENI_TO_INSTANCE_TABLE: u32 = 100;
@@ -86,13 +87,13 @@ pub fn vswitch<'t>(topo: &'t Topology, id: &str, owner: &str) -> Result<&'t VSwi
 
 /// The `vpc` namespace: a router holding every vSwitch gateway on `lo`.
 pub fn add_vpc(d: &mut Draft, topo: &Topology) -> NsIdx {
-    let vpc = d.add_ns("vpc", NsKind::Vpc);
+    let vpc = d.add_ns(&PointId::Vpc, NsKind::Vpc);
     for vsw in &topo.vpc.vswitches {
         let gw = gateway(vsw.cidr);
         d.addr(vpc, "lo", host_net(gw), Scope::Global);
     }
     d.plan.points.push(ObsPoint {
-        id: "vpc".into(),
+        id: PointId::Vpc,
         aliases: vec![],
         ns: vpc,
         ifname: None,
@@ -127,7 +128,7 @@ pub struct EniSpec<'a> {
     /// Where the ENI shows up, and under which name.
     pub inst_ns: NsIdx,
     pub inst_ifname: &'a str,
-    pub aliases: Vec<String>,
+    pub aliases: Vec<PointId>,
 }
 
 /// Creates the ENI namespace, its two veths and its routing; records the ENI.
@@ -135,7 +136,7 @@ pub struct EniSpec<'a> {
 pub fn attach_eni(d: &mut Draft, vpc: NsIdx, spec: EniSpec<'_>) -> String {
     let id = names::eni_id(&d.plan.name, spec.owner_key, spec.index);
     let gw = gateway(spec.vswitch.cidr);
-    let eni = d.add_ns(&format!("eni/{id}"), NsKind::Eni);
+    let eni = d.add_ns(&PointId::eni(&id), NsKind::Eni);
     d.veth(vpc, &id, eni, ENI_VPC_SIDE);
     let (_, inst_mac) = d.veth(eni, ENI_INSTANCE_SIDE, spec.inst_ns, spec.inst_ifname);
 
@@ -145,7 +146,7 @@ pub fn attach_eni(d: &mut Draft, vpc: NsIdx, spec: EniSpec<'_>) -> String {
     d.route(vpc, RoutePlan::link(host_net(spec.ip), &id));
 
     d.plan.points.push(ObsPoint {
-        id: format!("eni/{id}"),
+        id: PointId::eni(&id),
         aliases: spec.aliases,
         ns: eni,
         ifname: None,
@@ -216,11 +217,11 @@ pub struct NodeCtx {
 pub fn claim_pinned(topo: &Topology, book: &mut AddressBook) -> Result<(), PlanError> {
     for n in &topo.nodes {
         if let Some(ip) = n.ip {
-            book.claim(ip, &format!("node/{}", n.name))?;
+            book.claim(ip, &PointId::node(&n.name).to_string())?;
         }
     }
     for x in &topo.externals {
-        book.claim(x.ip, &format!("external/{}", x.name))?;
+        book.claim(x.ip, &PointId::external(&x.name).to_string())?;
     }
     Ok(())
 }
@@ -233,14 +234,15 @@ pub fn add_node(
     book: &mut AddressBook,
     node: &Node,
 ) -> Result<NodeCtx, PlanError> {
-    let key = format!("node/{}", node.name);
+    let id = PointId::node(&node.name);
+    let key = id.to_string();
     let vsw = vswitch(topo, &node.vswitch, &key)?;
     let ip = match node.ip {
         Some(ip) => ip,
         None => book.allocate(vsw, &key)?,
     };
     check_sgs(topo, &node.security_groups, &key)?;
-    let ns = d.add_ns(&key, NsKind::Node);
+    let ns = d.add_ns(&id, NsKind::Node);
     let eni = attach_eni(
         d,
         vpc,
@@ -254,7 +256,7 @@ pub fn add_node(
             security_groups: node.security_groups.clone(),
             inst_ns: ns,
             inst_ifname: "eth0",
-            aliases: vec![format!("eni/primary:{}", node.name)],
+            aliases: vec![PointId::eni_primary(&node.name)],
         },
     );
     let gw = gateway(vsw.cidr);
@@ -262,13 +264,13 @@ pub fn add_node(
     d.addr(ns, "eth0", net(ip, prefix), Scope::Global);
     d.route(ns, RoutePlan::via(default_net(), gw, "eth0", false));
     d.plan.points.push(ObsPoint {
-        id: format!("eth0/{}", node.name),
+        id: PointId::eth0(&node.name),
         aliases: vec![],
         ns,
         ifname: Some("eth0".into()),
     });
     d.plan.endpoints.push(Endpoint {
-        id: key,
+        id,
         kind: EndpointKind::Node,
         ns,
         ip,
@@ -294,8 +296,9 @@ pub fn add_external(
     ext: &External,
     inet_index: &mut usize,
 ) -> Result<NsIdx, PlanError> {
-    let key = format!("external/{}", ext.name);
-    let ns = d.add_ns(&key, NsKind::External);
+    let id = PointId::external(&ext.name);
+    let key = id.to_string();
+    let ns = d.add_ns(&id, NsKind::External);
     match (&ext.vswitch, ext.internet) {
         (Some(vsw_id), false) => {
             let vsw = vswitch(topo, vsw_id, &key)?;
@@ -313,7 +316,7 @@ pub fn add_external(
                     security_groups: ext.security_groups.clone(),
                     inst_ns: ns,
                     inst_ifname: "eth0",
-                    aliases: vec![format!("eni/external:{}", ext.name)],
+                    aliases: vec![PointId::eni_external(&ext.name)],
                 },
             );
             d.addr(
@@ -345,13 +348,13 @@ pub fn add_external(
         }
     }
     d.plan.points.push(ObsPoint {
-        id: key.clone(),
+        id: id.clone(),
         aliases: vec![],
         ns,
         ifname: None,
     });
     d.plan.endpoints.push(Endpoint {
-        id: key,
+        id,
         kind: EndpointKind::External,
         ns,
         ip: ext.ip,

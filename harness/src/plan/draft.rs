@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::names::{self, ShortNames};
 use super::types::*;
+use crate::topology::PointId;
 
 pub struct Draft {
     pub plan: LabPlan,
@@ -22,9 +23,10 @@ impl Draft {
     }
 
     /// A new namespace; `lo` is brought up in every one.
-    pub fn add_ns(&mut self, key: &str, kind: NsKind) -> NsIdx {
-        let short = self.shorts.alloc(key);
-        self.plan.namespaces.push(NsPlan::new(key, &short, kind));
+    pub fn add_ns(&mut self, key: &PointId, kind: NsKind) -> NsIdx {
+        let key = key.to_string();
+        let short = self.shorts.alloc(&key);
+        self.plan.namespaces.push(NsPlan::new(&key, &short, kind));
         self.plan.namespaces.len() - 1
     }
 

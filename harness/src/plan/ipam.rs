@@ -10,6 +10,7 @@ use super::types::PendingPod;
 use super::PlanError;
 use crate::topology::k8s::Pod;
 use crate::topology::model::Node;
+use crate::topology::PointId;
 
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 24;
 
@@ -52,8 +53,8 @@ pub struct PlacedPod {
 
 impl PlacedPod {
     /// `pod/<ns>/<name>`
-    pub fn key(&self) -> String {
-        format!("pod/{}/{}", self.ns, self.name)
+    pub fn key(&self) -> PointId {
+        PointId::pod(&self.ns, &self.name)
     }
 }
 
@@ -70,12 +71,12 @@ pub fn assign(pods: &[Pod], nodes: &[Node], slices: &[Ipv4Net]) -> Result<Placem
     let mut pinned: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for p in pods.iter().filter(|p| !p.spec.host_network) {
         if let Some(ip) = p.status.pod_ip {
-            let who = format!("{}/{}", p.metadata.ns(), p.metadata.name);
+            let who = PointId::pod(p.metadata.ns(), &p.metadata.name).to_string();
             if let Some(other) = pinned.insert(ip, who.clone()) {
                 return Err(PlanError::AddressInUse {
                     ip,
-                    owner: format!("pod/{who}"),
-                    other: format!("pod/{other}"),
+                    owner: who,
+                    other,
                 });
             }
         }

@@ -26,7 +26,7 @@ use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
 use crate::topology::model::{Cni, RouteAction};
-use crate::topology::Resolved;
+use crate::topology::{PointId, Resolved};
 use draft::Draft;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -183,7 +183,7 @@ pub fn plan_cni(
     // Security groups, once every ENI address and route entry is known.
     for i in 0..d.plan.enis.len() {
         let eni = d.plan.enis[i].clone();
-        let Some(ns) = d.plan.ns_index(&format!("eni/{}", eni.id)) else {
+        let Some(ns) = d.plan.ns_index(&PointId::eni(&eni.id)) else {
             continue;
         };
         match sg::eni_nft(topo, &d.plan, &eni)? {
@@ -215,9 +215,8 @@ pub fn plan_cni(
             ns: w.ns,
             ifname: None,
         });
-        let hv = format!("host-veth/{}/{}", p.ns, p.name);
         d.plan.points.push(ObsPoint {
-            id: hv,
+            id: PointId::host_veth(&p.ns, &p.name),
             aliases: vec![],
             ns: node.ns,
             ifname: Some(w.host_veth.clone()),
@@ -375,11 +374,11 @@ fn add_servers(
     }
     for (n, ctx) in r.topo.nodes.iter().zip(nodes) {
         for port in &n.ports {
-            add_server(d, ctx.ns, &format!("node/{}", n.name), *port)?;
+            add_server(d, ctx.ns, &PointId::node(&n.name), *port)?;
         }
     }
     for x in &r.topo.externals {
-        let key = format!("external/{}", x.name);
+        let key = PointId::external(&x.name);
         let Some(ns) = d.plan.ns_index(&key) else {
             continue;
         };
@@ -391,7 +390,8 @@ fn add_servers(
 }
 
 /// Echo servers answer TCP and UDP; one identity per port and namespace.
-fn add_server(d: &mut Draft, ns: NsIdx, identity: &str, port: u16) -> Result<(), PlanError> {
+fn add_server(d: &mut Draft, ns: NsIdx, identity: &PointId, port: u16) -> Result<(), PlanError> {
+    let identity = identity.to_string();
     let key = d.key(ns).to_string();
     let servers = &mut d.ns(ns).servers;
     if let Some(s) = servers.iter().find(|s| s.port == port) {

@@ -81,7 +81,14 @@ pub fn render(p: &LabPlan) -> String {
             let aliases = if pt.aliases.is_empty() {
                 String::new()
             } else {
-                format!(" (also {})", pt.aliases.join(", "))
+                format!(
+                    " (also {})",
+                    pt.aliases
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             format!(
                 "{}{} = {} {}",

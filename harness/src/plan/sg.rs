@@ -4,6 +4,7 @@
 //! that enters through a different ENI than its request left from is a new
 //! flow there — exactly Alibaba's behaviour.
 
+use crate::topology::PointId;
 use ipnet::Ipv4Net;
 
 use super::types::{EniRecord, LabPlan};
@@ -57,7 +58,7 @@ pub fn eni_nft(
     for id in &eni.security_groups {
         let pos = topo.vpc.security_groups.iter().position(|s| &s.id == id);
         let pos = pos.ok_or_else(|| PlanError::UnknownSecurityGroup {
-            owner: format!("eni/{}", eni.id),
+            owner: PointId::eni(&eni.id).to_string(),
             sg: id.clone(),
         })?;
         groups.push((pos, &topo.vpc.security_groups[pos]));

@@ -13,6 +13,7 @@ use super::draft::Draft;
 use super::proxy::append_nft;
 use super::types::*;
 use crate::topology::model::{Proto, Topology};
+use crate::topology::PointId;
 
 pub const SLB_IFNAME: &str = "eth0";
 /// Priority of the VPC router's `fwmark → slb table` rules.
@@ -29,7 +30,7 @@ pub fn program(d: &mut Draft, topo: &Topology, vpc: NsIdx, slbs: &[SlbPlan]) {
         "table ip cnlab_slb_return {\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n",
     );
     for slb in slbs {
-        let ns = d.add_ns(&format!("slb/{}", slb.id), NsKind::Slb);
+        let ns = d.add_ns(&PointId::slb(&slb.id), NsKind::Slb);
         d.veth(vpc, &slb.vpc_link, ns, SLB_IFNAME);
         d.addr(ns, SLB_IFNAME, host_net(slb.ip), Scope::Global);
         d.route(ns, RoutePlan::via(default_net(), gw, SLB_IFNAME, true));
@@ -54,7 +55,7 @@ pub fn program(d: &mut Draft, topo: &Topology, vpc: NsIdx, slbs: &[SlbPlan]) {
         d.ns(ns).nft = Some(slb_nft(slb));
         d.router_sysctls(ns);
         d.plan.points.push(ObsPoint {
-            id: format!("slb/{}", slb.id),
+            id: PointId::slb(&slb.id),
             aliases: vec![],
             ns,
             ifname: None,

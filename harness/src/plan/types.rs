@@ -8,9 +8,11 @@
 
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use crate::topology::model::{Cni, ProxyMode};
+use crate::topology::PointId;
 
 /// Index into `LabPlan::namespaces`.
 pub type NsIdx = usize;
@@ -335,7 +337,7 @@ pub enum EndpointKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
     /// `pod/<ns>/<name>`, `node/<name>`, `external/<name>`.
-    pub id: String,
+    pub id: PointId,
     pub kind: EndpointKind,
     /// Namespace the endpoint's sockets live in (a hostNetwork pod: its node's).
     pub ns: NsIdx,
@@ -349,9 +351,9 @@ pub struct Endpoint {
 /// `ifname: None` means any interface of that namespace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ObsPoint {
-    pub id: String,
+    pub id: PointId,
     /// Other ids that name the same point (`eni/primary:<node>` for `eni/<id>`).
-    pub aliases: Vec<String>,
+    pub aliases: Vec<PointId>,
     pub ns: NsIdx,
     pub ifname: Option<String>,
 }
@@ -485,10 +487,14 @@ impl LabPlan {
         }
     }
 
-    pub fn ns_index(&self, key: &str) -> Option<NsIdx> {
+    /// The namespace keyed `key` (a [`PointId`] or its text).
+    pub fn ns_index<K: fmt::Display + ?Sized>(&self, key: &K) -> Option<NsIdx> {
+        let key = key.to_string();
         self.namespaces.iter().position(|n| n.key == key)
     }
-    pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+    /// The endpoint `id` (a [`PointId`] or its text).
+    pub fn endpoint<K: fmt::Display + ?Sized>(&self, id: &K) -> Option<&Endpoint> {
+        let id = id.to_string();
         self.endpoints.iter().find(|e| e.id == id)
     }
     pub fn eni(&self, id: &str) -> Option<&EniRecord> {

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use super::point::{name, ns_name, PointId};
+
 /// How a Service is addressed by an expectation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceVia {
@@ -72,66 +74,10 @@ pub enum SourceExpect {
     Ip(Ipv4Addr),
 }
 
-/// The aliases an `eni/…` observation point can use.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum EniRef {
-    /// `eni/<id>`
-    Id(String),
-    /// `eni/primary:<node>`
-    Primary(String),
-    /// `eni/member:<ns>/<pod>` (trunking member ENI)
-    Member { ns: String, name: String },
-    /// `eni/pod:<ns>/<pod>` (exclusive ENI)
-    Pod { ns: String, name: String },
-    /// `eni/external:<name>` (the ENI of an ECS outside the cluster)
-    External(String),
-    /// `eni/secondary:<node>/<link>` (a secondary ENI, e.g. `eth1`, of a node)
-    Secondary { node: String, link: String },
-}
-
-/// An observation point id (`path`, `avoids`, `served_by`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Point {
-    Pod { ns: String, name: String },
-    HostVeth { ns: String, name: String },
-    Node(String),
-    Eth0(String),
-    Trunk(String),
-    Eni(EniRef),
-    Vpc,
-    Slb(String),
-    External(String),
-}
-
 const TARGET_FORMS: &str = "pod/<ns>/<name>:<port>, service/<ns>/<name>:<port>[@external-ip|@lb], \
      nodeport/<node>/<ns>/<name> or ip/<addr>:<port>";
 const ORIGIN_FORMS: &str = "pod/<ns>/<name>, node/<name> or external/<name>";
 const SOURCE_FORMS: &str = "client, node/<name> or ip/<addr>";
-const POINT_FORMS: &str = "pod/, host-veth/, node/, eth0/, trunk/, eni/, vpc, slb/, external/";
-
-/// One name inside an id: non-empty, no separators or blanks.
-fn name(part: &str, what: &str, whole: &str) -> Result<String, String> {
-    if part.is_empty() {
-        return Err(format!("{whole:?}: the {what} is empty"));
-    }
-    if let Some(c) = part
-        .chars()
-        .find(|c| c.is_whitespace() || matches!(c, '/' | ':' | '@'))
-    {
-        return Err(format!("{whole:?}: the {what} {part:?} contains {c:?}"));
-    }
-    Ok(part.to_string())
-}
-
-/// `<ns>/<name>` with nothing else.
-fn ns_name(rest: &str, whole: &str) -> Result<(String, String), String> {
-    match rest.split_once('/') {
-        Some((ns, n)) => Ok((name(ns, "namespace", whole)?, name(n, "name", whole)?)),
-        None => Err(format!(
-            "{whole:?}: expected <namespace>/<name> after the prefix"
-        )),
-    }
-}
 
 fn port(text: &str, whole: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
@@ -241,55 +187,6 @@ pub fn parse_source(s: &str) -> Result<SourceExpect, String> {
     }
 }
 
-/// Parses an observation point id.
-pub fn parse_point(s: &str) -> Result<Point, String> {
-    if s == "vpc" {
-        return Ok(Point::Vpc);
-    }
-    let (kind, rest) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not an observation point (expected {POINT_FORMS})"))?;
-    match kind {
-        "pod" => ns_name(rest, s).map(|(ns, name)| Point::Pod { ns, name }),
-        "host-veth" => ns_name(rest, s).map(|(ns, name)| Point::HostVeth { ns, name }),
-        "node" => Ok(Point::Node(name(rest, "node", s)?)),
-        "eth0" => Ok(Point::Eth0(name(rest, "node", s)?)),
-        "trunk" => Ok(Point::Trunk(name(rest, "node", s)?)),
-        "external" => Ok(Point::External(name(rest, "external", s)?)),
-        "slb" => Ok(Point::Slb(name(rest, "load balancer id", s)?)),
-        "eni" => match rest.split_once(':') {
-            Some(("primary", n)) => Ok(Point::Eni(EniRef::Primary(name(n, "node", s)?))),
-            Some(("member", p)) => {
-                ns_name(p, s).map(|(ns, name)| Point::Eni(EniRef::Member { ns, name }))
-            }
-            Some(("pod", p)) => {
-                ns_name(p, s).map(|(ns, name)| Point::Eni(EniRef::Pod { ns, name }))
-            }
-            Some(("external", n)) => Ok(Point::Eni(EniRef::External(name(n, "external", s)?))),
-            Some(("secondary", p)) => match p.rsplit_once('/') {
-                Some((node, link)) if !node.is_empty() && !link.is_empty() => {
-                    Ok(Point::Eni(EniRef::Secondary {
-                        node: node.to_string(),
-                        link: link.to_string(),
-                    }))
-                }
-                _ => Err(format!(
-                    "{s:?}: expected eni/secondary:<node>/<link>, e.g. eni/secondary:n1/eth1"
-                )),
-            },
-            Some((alias, _)) => Err(format!(
-                "{s:?}: unknown ENI alias {alias:?} (expected eni/<id>, eni/primary:<node>, \
-                 eni/member:<ns>/<pod>, eni/pod:<ns>/<pod>, eni/external:<name> or \
-                 eni/secondary:<node>/<link>)"
-            )),
-            None => Ok(Point::Eni(EniRef::Id(name(rest, "ENI id", s)?))),
-        },
-        other => Err(format!(
-            "{s:?}: unknown observation point kind {other:?} (expected {POINT_FORMS})"
-        )),
-    }
-}
-
 fn opt_port(port: &Option<u16>) -> String {
     port.map(|p| format!(":{p}")).unwrap_or_default()
 }
@@ -317,6 +214,16 @@ impl fmt::Display for Target {
     }
 }
 
+impl From<&Origin> for PointId {
+    fn from(o: &Origin) -> PointId {
+        match o {
+            Origin::Pod { ns, name } => PointId::pod(ns, name),
+            Origin::Node(n) => PointId::node(n),
+            Origin::External(n) => PointId::external(n),
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -333,29 +240,6 @@ impl fmt::Display for SourceExpect {
             SourceExpect::Client => write!(f, "client"),
             SourceExpect::Node(n) => write!(f, "node/{n}"),
             SourceExpect::Ip(a) => write!(f, "ip/{a}"),
-        }
-    }
-}
-
-impl fmt::Display for Point {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Point::Pod { ns, name } => write!(f, "pod/{ns}/{name}"),
-            Point::HostVeth { ns, name } => write!(f, "host-veth/{ns}/{name}"),
-            Point::Node(n) => write!(f, "node/{n}"),
-            Point::Eth0(n) => write!(f, "eth0/{n}"),
-            Point::Trunk(n) => write!(f, "trunk/{n}"),
-            Point::Eni(EniRef::Id(id)) => write!(f, "eni/{id}"),
-            Point::Eni(EniRef::Primary(n)) => write!(f, "eni/primary:{n}"),
-            Point::Eni(EniRef::Member { ns, name }) => write!(f, "eni/member:{ns}/{name}"),
-            Point::Eni(EniRef::Pod { ns, name }) => write!(f, "eni/pod:{ns}/{name}"),
-            Point::Eni(EniRef::External(n)) => write!(f, "eni/external:{n}"),
-            Point::Eni(EniRef::Secondary { node, link }) => {
-                write!(f, "eni/secondary:{node}/{link}")
-            }
-            Point::Vpc => write!(f, "vpc"),
-            Point::Slb(id) => write!(f, "slb/{id}"),
-            Point::External(n) => write!(f, "external/{n}"),
         }
     }
 }
@@ -435,36 +319,5 @@ mod tests {
         assert!(parse_source("node n1")
             .unwrap_err()
             .contains("not a source"));
-    }
-
-    #[test]
-    fn points_parse_and_print_back() {
-        for s in [
-            "pod/ns/p",
-            "host-veth/ns/p",
-            "node/n",
-            "eth0/n",
-            "trunk/n",
-            "eni/eni-123",
-            "eni/primary:n",
-            "eni/member:ns/p",
-            "eni/pod:ns/p",
-            "eni/external:x",
-            "eni/secondary:n/eth1",
-            "vpc",
-            "slb/lb-1",
-            "external/x",
-        ] {
-            assert_eq!(parse_point(s).unwrap().to_string(), s);
-        }
-        assert!(parse_point("veth/x")
-            .unwrap_err()
-            .contains("unknown observation point kind"));
-        assert!(parse_point("eni/secondary:n")
-            .unwrap_err()
-            .contains("eni/secondary:<node>/<link>"));
-        assert!(parse_point("eni/tertiary:n")
-            .unwrap_err()
-            .contains("unknown ENI alias"));
     }
 }

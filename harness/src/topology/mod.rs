@@ -6,11 +6,13 @@ pub mod k8s;
 pub mod lines;
 pub mod model;
 pub mod parse;
+pub mod point;
 pub mod schema;
 pub mod validate;
 
 pub use model::Topology;
 pub use parse::{load_file, load_str, Loaded, Problem, Report};
+pub use point::{EniRef, PointId};
 
 use k8s::{EndpointSlice, Pod, PodNetworking, Service};
 

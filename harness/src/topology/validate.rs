@@ -3,13 +3,13 @@
 //! collected; nothing stops at the first one.
 
 use super::expect::{
-    parse_origin, parse_point, parse_source, parse_target, EniRef, Origin, Point, ServiceVia,
-    SourceExpect, Target,
+    parse_origin, parse_source, parse_target, Origin, ServiceVia, SourceExpect, Target,
 };
 use super::k8s::{Pod, Service};
 use super::lines::{is_within, join_index, join_key, split, LineMap, Seg};
 use super::model::*;
 use super::parse::{KubeIndex, Problem};
+use super::point::{EniRef, PointId};
 use super::Resolved;
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
@@ -1140,22 +1140,28 @@ impl<'a> V<'a> {
             }
             None => id,
         };
-        match parse_point(id) {
+        match id.parse::<PointId>() {
             Err(e) => self.err(path, e),
-            Ok(Point::Pod { ns, name })
-            | Ok(Point::HostVeth { ns, name })
-            | Ok(Point::Eni(EniRef::Member { ns, name }))
-            | Ok(Point::Eni(EniRef::Pod { ns, name })) => self.need_pod(path, &ns, &name),
-            Ok(Point::Node(n))
-            | Ok(Point::Eth0(n))
-            | Ok(Point::Trunk(n))
-            | Ok(Point::Eni(EniRef::Primary(n)))
-            | Ok(Point::Eni(EniRef::Secondary { node: n, .. })) => self.need_node(path, &n),
-            Ok(Point::External(n)) | Ok(Point::Eni(EniRef::External(n))) => {
+            Ok(PointId::Pod { ns, name })
+            | Ok(PointId::HostVeth { ns, name })
+            | Ok(PointId::Eni(EniRef::Member { ns, name }))
+            | Ok(PointId::Eni(EniRef::Pod { ns, name })) => self.need_pod(path, &ns, &name),
+            // A node's interface may be created at run time (by a CNI
+            // plugin): only the node is checked here.
+            Ok(
+                p @ (PointId::Node(_)
+                | PointId::NodeIf { .. }
+                | PointId::Eth0(_)
+                | PointId::Trunk(_)
+                | PointId::Hv(_)
+                | PointId::Eni(EniRef::Primary(_))
+                | PointId::Eni(EniRef::Secondary { .. })),
+            ) => self.need_node(path, p.node_name().unwrap_or_default()),
+            Ok(PointId::External(n)) | Ok(PointId::Eni(EniRef::External(n))) => {
                 self.need_external(path, &n)
             }
             // ENI and SLB ids may be allocated at run time: free-form.
-            Ok(Point::Eni(EniRef::Id(_))) | Ok(Point::Slb(_)) | Ok(Point::Vpc) => {}
+            Ok(PointId::Eni(EniRef::Id(_))) | Ok(PointId::Slb(_)) | Ok(PointId::Vpc) => {}
         }
     }
 

@@ -13,7 +13,7 @@ use crate::plan::types::*;
 use crate::plan::PlanError;
 use crate::topology::k8s::Pod;
 use crate::topology::model::{EniLimits, Topology};
-use crate::topology::Resolved;
+use crate::topology::{PointId, Resolved};
 
 use super::terway_eniip::SharedEni;
 
@@ -111,7 +111,7 @@ impl<'a> VpcIpCtx<'a> {
 
 /// `pod/<ns>/<name>`: the owner recorded in the address book.
 pub fn pod_owner(pod: &Pod) -> String {
-    format!("pod/{}/{}", pod.metadata.ns(), pod.metadata.name)
+    PointId::pod(pod.metadata.ns(), &pod.metadata.name).to_string()
 }
 
 /// Claims every pinned pod address before nodes and ENIs allocate any.

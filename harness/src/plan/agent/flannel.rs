@@ -70,7 +70,7 @@ pub fn program(
         let slice = ctx.slices[p.node];
         let ns = pod_ns(d, p);
         let key = p.key();
-        let host_veth = names::flannel_veth(&key);
+        let host_veth = names::flannel_veth(&key.to_string());
         d.veth(node.ns, &host_veth, ns, "eth0");
         let s = d.setting(node.ns, &host_veth);
         s.master = Some(BRIDGE.into());

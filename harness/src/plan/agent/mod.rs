@@ -19,6 +19,7 @@ use super::ipam::{PlacedPod, Placement};
 use super::types::{NsIdx, NsKind};
 use super::PlanError;
 use crate::topology::model::Cni;
+use crate::topology::PointId;
 
 // ---------------------------------------------------------------- the trait
 
@@ -125,7 +126,7 @@ pub struct CniCtx<'a> {
 #[derive(Debug, Clone)]
 pub struct PodWire {
     /// `pod/<ns>/<name>`
-    pub key: String,
+    pub key: PointId,
     pub ns: NsIdx,
     /// The node-side veth (`cali…`, `veth…`).
     pub host_veth: String,

@@ -189,10 +189,10 @@ pub fn program(
         let key = placed.key();
         let pod_ns_idx = pod_ns(d, &placed);
         rt.pods.push(CniPodPlan {
-            key: key.clone(),
+            key: key.to_string(),
             namespace: ns.clone(),
             name: name.clone(),
-            uid: crate::plan::names::sha1_hex(&key)[..32].to_string(),
+            uid: crate::plan::names::sha1_hex(&key.to_string())[..32].to_string(),
             chain: node,
             ns: pod_ns_idx,
             runtime: runtime_args(p),
@@ -203,7 +203,7 @@ pub fn program(
             node: node_name.clone(),
             reason,
         };
-        match adds.get(&key) {
+        match adds.get(&key.to_string()) {
             Some(PodAdd::Added { ip, host_if }) => {
                 placed.ip = Some(*ip);
                 out.pods.push(PodWire {

@@ -19,6 +19,7 @@ use crate::plan::names;
 use crate::plan::types::*;
 use crate::plan::PlanError;
 use crate::topology::model::Cni;
+use crate::topology::PointId;
 
 pub const POD_SERVICE_LINK: &str = "veth1";
 
@@ -84,11 +85,12 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
             }
         };
         let p = placed(i, pod, ni, Some(ip));
-        let key = p.key();
+        let pod_id = p.key();
+        let key = pod_id.to_string();
         let Ok(vsw) = cloud::vswitch(ctx.topo(), &vsw_id, &key) else {
             continue;
         };
-        let pod_ns = d.add_ns(&key, NsKind::Pod);
+        let pod_ns = d.add_ns(&pod_id, NsKind::Pod);
         let who = format!("{}/{}", p.ns, p.name);
         let id = cloud::attach_eni(
             d,
@@ -103,7 +105,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
                 security_groups: ctx.topo().nodes[ni].security_groups.clone(),
                 inst_ns: pod_ns,
                 inst_ifname: "eth0",
-                aliases: vec![format!("eni/pod:{who}")],
+                aliases: vec![PointId::eni_pod(&p.ns, &p.name)],
             },
         );
         if let Some(e) = d.plan.enis.iter_mut().find(|e| e.id == id) {
@@ -132,7 +134,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
         d.route(node.ns, RoutePlan::link(host_net(ip), &host_veth));
         let _ = n;
         out.pods.push(PodWire {
-            key,
+            key: pod_id,
             ns: pod_ns,
             host_veth,
         });

@@ -32,6 +32,7 @@ use crate::plan::types::*;
 use crate::plan::PlanError;
 use crate::topology::k8s::Pod;
 use crate::topology::model::Cni;
+use crate::topology::PointId;
 
 /// terway-eniip (veth, policy routing) or terway-eniip-ipvlan.
 pub struct TerwayEniip {
@@ -149,7 +150,7 @@ fn attach_secondary(
 ) -> Result<SharedEni, String> {
     let node = ctx.nodes[ni].clone();
     let topo = ctx.topo();
-    let key = format!("node/{}", node.name);
+    let key = PointId::node(&node.name).to_string();
     let vsw = cloud::vswitch(topo, vsw_id, &key).map_err(|e| e.to_string())?;
     let link = format!("eth{n}");
     let id = cloud::attach_eni(
@@ -165,12 +166,12 @@ fn attach_secondary(
             security_groups: topo.nodes[ni].security_groups.clone(),
             inst_ns: node.ns,
             inst_ifname: &link,
-            aliases: vec![format!("eni/secondary:{}/{link}", node.name)],
+            aliases: vec![PointId::eni_secondary(&node.name, &link)],
         },
     );
     let eni_ns = d
         .plan
-        .ns_index(&format!("eni/{id}"))
+        .ns_index(&PointId::eni(&id))
         .ok_or_else(|| format!("eni {id}: namespace missing"))?;
     let mac = d.plan.eni(&id).map(|e| e.mac).unwrap_or_default();
     if dp == Datapath::Veth {

@@ -39,6 +39,7 @@ use crate::plan::types::*;
 use crate::plan::PlanError;
 use crate::topology::k8s::{Pod, PodNetworking};
 use crate::topology::model::Cni;
+use crate::topology::PointId;
 
 /// First VLAN id handed out on every node (the article shows 1027).
 pub const FIRST_VLAN: u16 = 1027;
@@ -176,23 +177,23 @@ fn trunk_of<'t>(
             .take_eni_slot(ni)
             .ok_or_else(|| format!("no free ENI on node {} for its trunk ENI", node.name))?;
         let topo = ctx.topo();
-        let key = format!("node/{}", node.name);
+        let key = PointId::node(&node.name).to_string();
         let vsw = cloud::vswitch(topo, &topo.nodes[ni].vswitch, &key).map_err(|e| e.to_string())?;
         let ip = ctx
             .book
             .allocate(vsw, &format!("{key}/trunk"))
             .map_err(|_| format!("vSwitch {} has no free IP", vsw.id))?;
         let id = names::eni_id(&d.plan.name, &key, n as usize);
-        let hv = d.add_ns(&format!("hv/{}", node.name), NsKind::Hypervisor);
+        let hv = d.add_ns(&PointId::hv(&node.name), NsKind::Hypervisor);
         let (_, mac) = d.veth(hv, HV_TRUNK_SIDE, node.ns, TRUNK_LINK);
         d.plan.points.push(ObsPoint {
-            id: format!("trunk/{}", node.name),
+            id: PointId::trunk(&node.name),
             aliases: vec![],
             ns: node.ns,
             ifname: Some(TRUNK_LINK.into()),
         });
         d.plan.points.push(ObsPoint {
-            id: format!("hv/{}", node.name),
+            id: PointId::hv(&node.name),
             aliases: vec![],
             ns: hv,
             ifname: None,
@@ -323,7 +324,7 @@ fn member_pod(
     let gw = cloud::gateway(vsw.cidr);
 
     // Cloud side: the member ENI namespace, towards the VPC and towards hv.
-    let eni = d.add_ns(&format!("eni/{id}"), NsKind::Eni);
+    let eni = d.add_ns(&PointId::eni(&id), NsKind::Eni);
     d.veth(vpc, &id, eni, cloud::ENI_VPC_SIDE);
     let member_link = hv_member_link(vlan);
     let hv_mac = d.mac(hv, &member_link);
@@ -369,12 +370,12 @@ fn member_pod(
     });
     d.route(vpc, RoutePlan::link(host_net(ip), &id));
     d.plan.points.push(ObsPoint {
-        id: format!("eni/{id}"),
-        aliases: vec![format!("eni/member:{who}")],
+        id: PointId::eni(&id),
+        aliases: vec![PointId::eni_member(pod.metadata.ns(), &pod.metadata.name)],
         ns: eni,
         ifname: None,
     });
-    let member_mac = names::mac(&format!("eni/{id}"), "member", 0);
+    let member_mac = names::mac(&PointId::eni(&id).to_string(), "member", 0);
     d.plan.enis.push(EniRecord {
         id,
         role: EniRole::Member,

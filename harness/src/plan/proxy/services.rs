@@ -14,6 +14,7 @@ use crate::plan::PlanError;
 use crate::topology::k8s::{EndpointSlice, Pod, Service};
 use crate::topology::model::{LoadBalancer, Proto};
 use crate::topology::validate::LB_ID_ANNOTATION;
+use crate::topology::PointId;
 
 pub const LB_HOSTNAME_ANNOTATION: &str =
     "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-hostname";
@@ -250,7 +251,7 @@ fn endpoints_of(
             .map(|sp| target_port(pod, &sp.target))
             .collect();
         out.push(SvcEndpoint {
-            pod: p.key(),
+            pod: p.key().to_string(),
             ip: p.ip.unwrap_or(node.ip),
             node: node.name.clone(),
             host_network: p.ip.is_none(),
@@ -294,13 +295,13 @@ fn endpoints_of_slices(
                     (Some(r), _)
                         if r.kind.as_deref().unwrap_or("Pod") == "Pod" && r.name.is_some() =>
                     {
-                        format!(
-                            "pod/{}/{}",
+                        PointId::pod(
                             r.namespace.as_deref().unwrap_or(es.metadata.ns()),
-                            r.name.as_deref().unwrap_or_default()
+                            r.name.as_deref().unwrap_or_default(),
                         )
+                        .to_string()
                     }
-                    (_, Some(p)) => p.key(),
+                    (_, Some(p)) => p.key().to_string(),
                     _ => format!("ip/{ip}"),
                 };
                 let node = ep
