@@ -114,3 +114,90 @@ fn nftables_mode_writes_table_kube_proxy_on_the_primary_address_only() {
     assert!(c.rules.iter().all(|r| r.priority != 1024));
     assert!(!nft.contains("cnlab_kube_proxy"));
 }
+
+const AFFINITY: &str = "conformance/kube-proxy/session-affinity.yaml";
+
+fn affinity_plan(proxy: ProxyMode, backends: Backends) -> LabPlan {
+    let mut r = load_file(AFFINITY);
+    r.topo.cluster.proxy = proxy;
+    plan(&r, backends).unwrap()
+}
+
+/// sessionAffinity ClientIP in each mode's own terms, only on the Service
+/// that has it (`spread` in the same file has none).
+#[test]
+fn session_affinity_is_each_modes_own_mechanism() {
+    let p = affinity_plan(ProxyMode::Iptables, Backends::PORTABLE);
+    let ipt = ns(&p, "node/node-a").iptables.clone().unwrap();
+    let rcheck: Vec<&str> = ipt.lines().filter(|l| l.contains("--rcheck")).collect();
+    assert_eq!(rcheck.len(), 2, "one per endpoint of ns1/sticky:\n{ipt}");
+    assert!(rcheck
+        .iter()
+        .all(|l| l.contains("--seconds 600 --reap") && l.contains("ns1/sticky:p80")));
+    assert_eq!(ipt.matches("-m recent --name KUBE-SEP-").count(), 4);
+    assert_eq!(
+        ipt.lines().filter(|l| l.contains("--set -m tcp")).count(),
+        2
+    );
+
+    let p = affinity_plan(ProxyMode::Nftables, Backends::PORTABLE);
+    let nft = ns(&p, "node/node-a").nft.clone().unwrap();
+    assert_eq!(
+        nft.matches("flags dynamic,timeout\n    timeout 600s")
+            .count(),
+        2,
+        "{nft}"
+    );
+    assert_eq!(nft.matches("update @affinity-").count(), 2, "{nft}");
+    assert!(nft.contains("ip saddr @affinity-"), "{nft}");
+    assert!(
+        !nft.lines()
+            .any(|l| l.contains("affinity-") && l.contains("ns1/spread")),
+        "{nft}"
+    );
+
+    let native = affinity_plan(ProxyMode::Ipvs, Backends::NATIVE);
+    let vs = &ns(&native, "node/node-a").ipvs;
+    let sticky: Vec<_> = vs
+        .iter()
+        .filter(|s| s.persistence_timeout == Some(600))
+        .collect();
+    // ClusterIP and NodePort of ns1/sticky; nothing of ns1/spread.
+    assert_eq!(sticky.len(), 2, "{vs:?}");
+    assert!(vs
+        .iter()
+        .any(|s| s.addr.to_string() == "172.21.0.52" && s.persistence_timeout.is_none()));
+    let emu = affinity_plan(ProxyMode::Ipvs, Backends::PORTABLE);
+    let nft = ns(&emu, "node/node-a").nft.clone().unwrap();
+    assert!(
+        nft.contains("timeout 600s") && nft.contains("ip saddr @persist_172_21_0_51_tcp_80_0"),
+        "{nft}"
+    );
+    assert!(!nft.contains("persist_172_21_0_52"), "{nft}");
+}
+
+#[test]
+fn session_affinity_config_is_validated_as_the_api_server_does() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies")
+        .join(AFFINITY);
+    let text = std::fs::read_to_string(path).unwrap();
+    let bad = text.replace("timeoutSeconds: 600", "timeoutSeconds: 86401");
+    let e = load_str(&bad, "a.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("sessionAffinityConfig.clientIP.timeoutSeconds") && e.contains("86400"),
+        "{e}"
+    );
+    let bad = text.replace("sessionAffinity: ClientIP", "sessionAffinity: None");
+    let e = load_str(&bad, "a.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("spec.sessionAffinityConfig") && e.contains("not ClientIP"),
+        "{e}"
+    );
+    let bad = text.replace("sessionAffinity: ClientIP", "sessionAffinity: Cookie");
+    let e = load_str(&bad, "a.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("spec.sessionAffinity") && e.contains("Cookie"),
+        "{e}"
+    );
+}

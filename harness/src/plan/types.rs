@@ -581,6 +581,10 @@ pub struct ServicePlan {
     pub lb_hostname: bool,
     pub external_policy: TrafficPolicy,
     pub internal_policy: TrafficPolicy,
+    /// `sessionAffinity: ClientIP`: stickiness in seconds
+    /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, default 10800).
+    #[serde(default)]
+    pub affinity_timeout: Option<u32>,
     /// Endpoints of the pods matching the selector (or of pasted
     /// EndpointSlices), each with its conditions; pending pods excluded.
     pub endpoints: Vec<SvcEndpoint>,
@@ -671,6 +675,10 @@ pub struct VirtualServer {
     /// Empty: the virtual server answers ICMP port-unreachable.
     pub real_servers: Vec<RealServer>,
     pub masquerade: Masquerade,
+    /// `sessionAffinity: ClientIP`: persistent for this many seconds
+    /// (kube-proxy sets `FlagPersistent` and `Timeout`).
+    #[serde(default)]
+    pub persistence: Option<u32>,
 }
 
 /// kube-proxy's view from one node.

@@ -136,6 +136,41 @@ pub struct ServiceSpec {
     pub external_ips: Vec<Ipv4Addr>,
     pub external_traffic_policy: Option<String>,
     pub internal_traffic_policy: Option<String>,
+    /// `None` (default) or `ClientIP`.
+    pub session_affinity: Option<String>,
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct SessionAffinityConfig {
+    #[serde(rename = "clientIP")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientIpConfig {
+    pub timeout_seconds: Option<u32>,
+}
+
+/// The API server's default `sessionAffinityConfig.clientIP.timeoutSeconds`
+/// (pkg/apis/core `DefaultClientIPServiceAffinitySeconds`, 3 hours).
+pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
+/// Its maximum (`MaxClientIPServiceAffinitySeconds`, one day).
+pub const MAX_AFFINITY_SECONDS: u32 = 86400;
+
+impl ServiceSpec {
+    /// `sessionAffinity: ClientIP`: the stickiness timeout in seconds.
+    pub fn affinity_timeout(&self) -> Option<u32> {
+        (self.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            self.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(DEFAULT_AFFINITY_SECONDS)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]

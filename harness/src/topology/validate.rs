@@ -5,7 +5,7 @@
 use super::expect::{
     parse_origin, parse_source, parse_target, Origin, ServiceVia, SourceExpect, Target,
 };
-use super::k8s::{Pod, Service};
+use super::k8s::{Pod, Service, MAX_AFFINITY_SECONDS};
 use super::lines::{is_within, join_index, join_key, split, LineMap, Seg};
 use super::model::*;
 use super::parse::{KubeIndex, Problem};
@@ -1027,10 +1027,29 @@ impl<'a> V<'a> {
                     "internalTrafficPolicy",
                     one_of(&spec.internal_traffic_policy, &["Cluster", "Local"]),
                 ),
+                (
+                    "sessionAffinity",
+                    one_of(&spec.session_affinity, &["None", "ClientIP"]),
+                ),
             ];
             for (key, problem) in enums {
                 if let Some(m) = problem {
                     self.err(&format!("{path}.spec.{key}"), m);
+                }
+            }
+            // The API server's checks (pkg/apis/core/validation
+            // validateClientIPAffinityConfig).
+            if let Some(cfg) = &spec.session_affinity_config {
+                let cp = format!("{path}.spec.sessionAffinityConfig");
+                if spec.session_affinity.as_deref() != Some("ClientIP") {
+                    self.err(&cp, "must not be set when sessionAffinity is not ClientIP");
+                } else if let Some(t) = cfg.client_ip.as_ref().and_then(|c| c.timeout_seconds) {
+                    if t == 0 || t > MAX_AFFINITY_SECONDS {
+                        self.err(
+                            &format!("{cp}.clientIP.timeoutSeconds"),
+                            format!("must be greater than 0 and less than or equal to {MAX_AFFINITY_SECONDS}"),
+                        );
+                    }
                 }
             }
             if let Some(ip) = spec

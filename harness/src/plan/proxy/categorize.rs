@@ -34,6 +34,8 @@ pub struct PortView {
     /// `externalTrafficPolicy: Local` on an externally accessible port.
     pub external_local: bool,
     pub has_endpoints: bool,
+    /// `sessionAffinity: ClientIP`: `StickyMaxAgeSeconds`.
+    pub affinity: Option<u32>,
 }
 
 pub fn proto_name(p: Proto) -> &'static str {
@@ -131,6 +133,7 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
                 internal_local: s.internal_policy == TrafficPolicy::Local
                     && v.honours_internal_policy(),
                 external_local: false,
+                affinity: s.affinity_timeout,
             };
             view.external_local =
                 s.external_policy == TrafficPolicy::Local && view.externally_accessible();

@@ -7,7 +7,9 @@
 //!   `KUBE-EXT-*`, and last `addrtype LOCAL → KUBE-NODEPORTS`), `KUBE-EXT-*`
 //!   (masquerade for Cluster; for Local the pod/LOCAL short-circuit to the
 //!   cluster chain), `KUBE-SVC-*` / `KUBE-SVL-*` (random endpoint by
-//!   `statistic`), `KUBE-SEP-*` (hairpin `-s ep → KUBE-MARK-MASQ`, DNAT),
+//!   `statistic`; with ClientIP affinity first `-m recent --rcheck` per
+//!   endpoint), `KUBE-SEP-*` (hairpin `-s ep → KUBE-MARK-MASQ`, affinity
+//!   `-m recent --set`, DNAT),
 //!   `KUBE-MARK-MASQ`, `KUBE-POSTROUTING` (masquerade by mark 0x4000);
 //! - filter: `KUBE-SERVICES` (REJECT a ClusterIP without endpoints, DROP
 //!   one with iTP Local and none here), `KUBE-EXTERNAL-SERVICES` (REJECT /
@@ -319,10 +321,17 @@ pub fn render(
                 &sep,
                 format!("-m comment --comment {name} -s {}/32 -j {MARK_MASQ}", ep.ip),
             );
+            // ClientIP affinity: remember the client in this endpoint's
+            // `recent` list (xt_recent, per network namespace).
+            let remember = if p.affinity.is_some() {
+                format!("-m recent --name {sep} --set ")
+            } else {
+                String::new()
+            };
             nat.rule(
                 &sep,
                 format!(
-                    "-m comment --comment {name} -m {0} -p {0} -j DNAT --to-destination {1}:{2}",
+                    "-m comment --comment {name} {remember}-m {0} -p {0} -j DNAT --to-destination {1}:{2}",
                     p.proto, ep.ip, ep.port
                 ),
             );
@@ -353,6 +362,20 @@ pub fn render(
 /// taking 1/(remaining) of what reaches it (upstream `writeServiceToEndpointRules`).
 fn service_to_endpoints(nat: &mut Table, p: &PortView, chain: &str, eps: &[RealServer]) {
     nat.chain(chain);
+    // ClientIP affinity first: a client seen within the timeout goes back
+    // to the endpoint that last served it (`--reap` drops older entries).
+    if let Some(secs) = p.affinity {
+        for ep in eps {
+            let sep = endpoint_chain(&p.name, p.proto, ep);
+            nat.rule(
+                chain,
+                format!(
+                    "-m comment --comment \"{} -> {}:{}\" -m recent --name {sep} --rcheck --seconds {secs} --reap -j {sep}",
+                    p.name, ep.ip, ep.port
+                ),
+            );
+        }
+    }
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
         let sep = endpoint_chain(&p.name, p.proto, ep);

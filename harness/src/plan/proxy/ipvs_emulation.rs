@@ -72,6 +72,37 @@ fn dnat_rule(vs: &VirtualServer, origin: Origin) -> String {
         }
         _ => String::new(),
     };
+    let head = format!(
+        "    ip daddr {} {} dport {}",
+        vs.addr,
+        l4(vs.proto),
+        vs.port
+    );
+    let tail = format!("{masq}ct mark set ct mark | {SERVICE_ROUTE_MARK:#x} counter");
+    if vs.persistence.is_some() {
+        // Persistent: a client with a template goes to its real server;
+        // a new one is scheduled and its template recorded (`persist_chain`).
+        let mut out = String::new();
+        for (j, rs) in vs.real_servers.iter().enumerate() {
+            out += &format!(
+                "{head} ip saddr @{} {tail} dnat ip to {}:{} comment \"{} persistent\"\n",
+                persist_name(vs, j),
+                rs.ip,
+                rs.port,
+                comment(vs)
+            );
+        }
+        let items: Vec<String> = (0..vs.real_servers.len())
+            .map(|j| format!("{j} : goto {}", persist_name(vs, j)))
+            .collect();
+        out += &format!(
+            "{head} {tail} numgen random mod {} vmap {{ {} }} comment \"{}\"\n",
+            items.len(),
+            items.join(", "),
+            comment(vs)
+        );
+        return out;
+    }
     let to = match vs.real_servers.as_slice() {
         [one] => format!("dnat ip to {}:{}", one.ip, one.port),
         many => {
@@ -96,10 +127,48 @@ fn dnat_rule(vs: &VirtualServer, origin: Origin) -> String {
     )
 }
 
+/// The set (client addresses holding a persistence template to real
+/// server `j`) and the chain that schedules a new client to `j`.
+fn persist_name(vs: &VirtualServer, j: usize) -> String {
+    format!(
+        "persist_{}_{}_{}_{j}",
+        vs.addr.to_string().replace('.', "_"),
+        l4(vs.proto),
+        vs.port
+    )
+}
+
+/// IPVS persistence (`-p N`, kube-proxy's ClientIP affinity) as nftables:
+/// per real server a timeout set of client addresses, refreshed on every
+/// new connection (real IPVS keeps the template while connections last,
+/// then N seconds).
+fn persist_chains(vss: &[VirtualServer]) -> String {
+    let mut s = String::new();
+    let mut seen = Vec::new();
+    for vs in vss.iter().filter(|v| !v.real_servers.is_empty()) {
+        let Some(secs) = vs.persistence else { continue };
+        for (j, rs) in vs.real_servers.iter().enumerate() {
+            let n = persist_name(vs, j);
+            if seen.contains(&n) {
+                continue;
+            }
+            seen.push(n.clone());
+            s += &format!(
+                "  set {n} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {secs}s\n  }}\n  chain {n} {{\n    meta l4proto {} update @{n} {{ ip saddr }} dnat ip to {}:{}\n  }}\n",
+                l4(vs.proto),
+                rs.ip,
+                rs.port
+            );
+        }
+    }
+    s
+}
+
 /// The whole table for one node's virtual servers; `local` are the
 /// addresses of the endpoints running on this node (KUBE-LOOP-BACK).
 pub fn render(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
     let mut s = format!("table ip {TABLE} {{\n");
+    s += &persist_chains(vss);
     for (chain, origin) in [
         ("services_fwd", Origin::Forwarded),
         ("services_node", Origin::Node),

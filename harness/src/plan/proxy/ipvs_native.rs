@@ -45,7 +45,8 @@ pub fn services(vss: &[VirtualServer]) -> Vec<IpvsService> {
             port: vs.port,
             proto,
             scheduler: IPVS_SCHEDULER_RR.into(),
-            persistence_timeout: None,
+            // kube-proxy: FlagPersistent + Timeout for ClientIP affinity.
+            persistence_timeout: vs.persistence,
             dests: vs
                 .real_servers
                 .iter()
@@ -131,6 +132,7 @@ mod tests {
                 })
                 .collect(),
             masquerade: m,
+            persistence: None,
         }
     }
 

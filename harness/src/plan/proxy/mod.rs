@@ -117,6 +117,7 @@ pub fn virtual_servers(
                 proto: port.protocol,
                 real_servers: rs.clone(),
                 masquerade,
+                persistence: s.affinity_timeout,
             };
             if let Some(ip) = s.cluster_ip {
                 let internal = v.internal_real_servers(s.internal_policy, &all, &local);
@@ -203,8 +204,12 @@ pub fn ipvsadm_listing(p: &ProxyNodePlan) -> String {
         } else {
             "TCP"
         };
+        let persistent = vs
+            .persistence
+            .map(|t| format!(" persistent {t}"))
+            .unwrap_or_default();
         o += &format!(
-            "{proto}  {}:{} rr    # {} {:?} masquerade={:?}\n",
+            "{proto}  {}:{} rr{persistent}    # {} {:?} masquerade={:?}\n",
             vs.addr, vs.port, vs.service, vs.kind, vs.masquerade
         );
         for rs in &vs.real_servers {

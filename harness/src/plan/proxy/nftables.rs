@@ -4,7 +4,8 @@
 //! maps `service-ips`, `service-nodeports`, `no-endpoint-services`,
 //! `no-endpoint-nodeports`, `firewall-ips`, the sets `cluster-ips` and
 //! `nodeport-ips`, and per Service port the chains `service-…`, `local-…`,
-//! `external-…`, `endpoint-…` named as upstream names them.
+//! `external-…`, `endpoint-…` named as upstream names them, and with
+//! ClientIP affinity one timeout set `affinity-…` per endpoint.
 //!
 //! Semantics differ from iptables mode where upstream's do: NodePorts only
 //! on the node's primary address (`nodeport-ips`, nodePortAddresses
@@ -91,6 +92,12 @@ pub fn endpoint_chain(p: &PortView, ep: &RealServer) -> String {
     )
 }
 
+/// `affinity-` + the endpoint chain's base name: the ClientIP affinity
+/// set of one endpoint (source addresses with a timeout).
+pub fn affinity_set(p: &PortView, ep: &RealServer) -> String {
+    endpoint_chain(p, ep).replacen("endpoint-", "affinity-", 1)
+}
+
 /// The whole table for one node.
 pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<&str>) -> String {
     let mark = format!("{MASQ_MARK:#x}");
@@ -101,6 +108,7 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
     let mut no_ep_services = Vec::new();
     let mut no_ep_nodeports = Vec::new();
     let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+    let mut affinity_sets: Vec<String> = Vec::new();
     let add = |chains: &mut Vec<(String, Vec<String>)>, name: &str, rule: String| match chains
         .iter_mut()
         .find(|(n, _)| n == name)
@@ -208,6 +216,21 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
             if !used || eps.is_empty() {
                 continue;
             }
+            // ClientIP affinity first: a client in an endpoint's set goes
+            // back to that endpoint.
+            if p.affinity.is_some() {
+                for ep in eps {
+                    add(
+                        &mut chains,
+                        name,
+                        format!(
+                            "ip saddr @{} goto {}",
+                            affinity_set(p, ep),
+                            endpoint_chain(p, ep)
+                        ),
+                    );
+                }
+            }
             let items: Vec<String> = eps
                 .iter()
                 .enumerate()
@@ -231,6 +254,14 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
                 &c,
                 format!("ip saddr {} jump mark-for-masquerade", ep.ip),
             );
+            if let Some(secs) = p.affinity {
+                let set = affinity_set(p, &ep);
+                // Upstream's flags: "dynamic" too, or the kernel adds it.
+                affinity_sets.push(format!(
+                    "  set {set} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {secs}s\n  }}\n"
+                ));
+                add(&mut chains, &c, format!("update @{set} {{ ip saddr }}"));
+            }
             add(
                 &mut chains,
                 &c,
@@ -254,6 +285,9 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
         o,
         "  set nodeport-ips {{\n    type ipv4_addr\n    comment \"IPs that accept NodePort traffic\"\n    elements = {{ {node_ip} }}\n  }}\n"
     );
+    for set in &affinity_sets {
+        o += set;
+    }
     for (name, ty, comment, items) in [
         (
             "no-endpoint-services",
@@ -415,6 +449,7 @@ mod tests {
             internal_local: false,
             external_local: false,
             has_endpoints: false,
+            affinity: None,
         }
     }
 

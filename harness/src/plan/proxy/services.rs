@@ -164,6 +164,7 @@ pub fn resolve(
             lb_hostname,
             external_policy: policy(&s.spec.external_traffic_policy),
             internal_policy: policy(&s.spec.internal_traffic_policy),
+            affinity_timeout: s.spec.affinity_timeout(),
             endpoints,
         });
     }
