@@ -272,7 +272,7 @@ impl Explanation {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        let hop = |h: &Hop| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap});
+        let hop = |h: &Hop| json!({"point": h.point, "at": h.label(&h.point), "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap});
         json!({
             "reprobe": self.verdict.as_str(),
             "detail": self.detail,

@@ -6,9 +6,11 @@ pub mod file;
 pub mod input;
 pub mod observe;
 pub mod pcap;
+pub mod progress;
 pub mod repeat;
 pub mod report;
 pub mod runner;
+pub mod style;
 
 use crate::topology::PointId;
 use std::time::{Duration, Instant};
@@ -93,6 +95,7 @@ pub fn run_with(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(e) = expects.get(i) else { break };
                 let r = check_one_with(lab, e, opts);
+                progress::finished(&opts.topology, &r);
                 if let Ok(mut slots) = slots.lock() {
                     slots[i] = Some(r);
                 }
@@ -395,18 +398,11 @@ pub fn point_matches(pattern: &str, point: &str) -> bool {
     }
 }
 
-/// `a → b (vlan 5) → c ⇢ c → b → a` (request, then reply after ⇢).
+/// `a → b@vlan=5 → c ⇢ c → b → a` (request, then reply after ⇢).
 pub fn show_journey(o: &Observation) -> String {
     let show = |hops: &[crate::probe::Hop]| {
         hops.iter()
-            .map(|h| {
-                let name = o.display.get(&h.point).unwrap_or(&h.point);
-                match (h.vlan, &h.encap) {
-                    (Some(v), _) => format!("{name} (vlan {v})"),
-                    (None, Some(e)) => format!("{name} ({e})"),
-                    _ => name.clone(),
-                }
-            })
+            .map(|h| h.label(o.display.get(&h.point).unwrap_or(&h.point)))
             .collect::<Vec<_>>()
             .join(" → ")
     };

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::style::Style;
 use super::{proto_word, show_journey, CheckResult};
 
 /// One topology file's results.
@@ -24,6 +25,11 @@ fn observed_source(r: &CheckResult) -> String {
 }
 
 pub fn table(files: &[FileResults]) -> String {
+    table_styled(files, Style::PLAIN)
+}
+
+/// As `table`, with `style`'s colours (a terminal: `Style::for_stdout`).
+pub fn table_styled(files: &[FileResults], style: Style) -> String {
     let mut out = String::new();
     for f in files {
         out.push_str(&format!(
@@ -36,7 +42,7 @@ pub fn table(files: &[FileResults]) -> String {
             }
         ));
         if let Some(e) = &f.error {
-            out.push_str(&format!("   ERROR {e}\n\n"));
+            out.push_str(&format!("   {} {e}\n\n", style.bad("ERROR")));
             continue;
         }
         for p in &f.pending {
@@ -114,13 +120,23 @@ pub fn table(files: &[FileResults]) -> String {
         };
         out.push_str(&line(&head.map(String::from)));
         for (row, r) in rows.iter().zip(f.results) {
-            out.push_str(&line(row));
+            let text = line(row);
+            // Padding was measured on the plain word: paint it afterwards.
+            let status = &row[0];
+            let painted = if r.is_na() {
+                style.dim(status)
+            } else if r.passed() {
+                style.good(status)
+            } else {
+                style.bad(status)
+            };
+            out.push_str(&text.replacen(status.as_str(), &painted, 1));
             let asked = r.expect.path.is_some() || r.expect.avoids.is_some();
             if asked && (r.passed() || r.explanation.is_none()) {
                 out.push_str(&format!("      path: {}\n", show_journey(&r.observed)));
             }
             for fail in &r.failures {
-                out.push_str(&format!("      ✗ {fail}\n"));
+                out.push_str(&format!("      {} {fail}\n", style.bad("✗")));
             }
             for l in r.explanation.iter().flat_map(|x| x.lines()) {
                 out.push_str(&format!("        {l}\n"));
@@ -195,8 +211,8 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                     "refused_by": r.observed.outcome.refused_by.map(|b| b.as_str()),
                     "probes": r.observed.repeats.len() + 1,
                     "answered_by": super::repeat::answered_by(&r.observed),
-                    "request_path": r.observed.request.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
-                    "reply_path": r.observed.reply.iter().map(|h| json!({"point": h.point, "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
+                    "request_path": r.observed.request.iter().map(|h| json!({"point": h.point, "at": h.label(&h.point), "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
+                    "reply_path": r.observed.reply.iter().map(|h| json!({"point": h.point, "at": h.label(&h.point), "vlan": h.vlan, "src": h.src.to_string(), "dst": h.dst.to_string(), "encap": h.encap})).collect::<Vec<_>>(),
                     "passed": r.passed() && !r.is_na(),
                     "not_applicable": r.not_applicable,
                     "failures": r.failures,

@@ -175,6 +175,16 @@ fn check(
         })
         .map(|(f, l)| (f, Mutex::new(Some(l))))
         .collect();
+    let total: usize = items
+        .iter()
+        .filter_map(|(_, l)| l.lock().ok())
+        .filter_map(|l| {
+            l.as_ref()
+                .and_then(|l| l.as_ref().ok())
+                .map(|l| l.resolved.topo.expect.len())
+        })
+        .sum();
+    let live = super::progress::start(total, explain.progress);
     let jobs = jobs.unwrap_or_else(runner::default_jobs);
     // (outcome, the lab kept by --keep, whether a lab was tried: those get a
     // progress line)
@@ -213,7 +223,8 @@ fn check(
                 .filter(|r| r.passed() && !r.is_na())
                 .count();
             eprintln!(
-                "{} … {}/{} hold{} (up {} ms, probes {} ms, down {} ms)",
+                "{}{} … {}/{} hold{} (up {} ms, probes {} ms, down {} ms)",
+                live.clear(),
                 o.file,
                 passed,
                 o.results.len() - na,
@@ -244,11 +255,12 @@ fn check(
             pending: o.pending.clone(),
         })
         .collect();
+    live.finish();
     // A closed pipe must not panic a command that may own labs.
     let report = if json {
         serde_json::to_string_pretty(&report::json(&views)).unwrap_or_default() + "\n"
     } else {
-        report::table(&views)
+        report::table_styled(&views, crate::check::style::Style::for_stdout())
     };
     let _ = std::io::stdout().write_all(report.as_bytes());
     if let Some(path) = junit {
@@ -597,10 +609,11 @@ fn spawn_keeper(file: &Path, backend: BackendArg) -> Result<i32, i32> {
 
 fn down(which: Option<&str>, all: bool) -> Result<i32, i32> {
     need_root("down")?;
+    // Labs whose keeper died are still registered: down removes them too.
     let labs = if all {
-        running::running()
+        registry::list()
     } else {
-        vec![running::find(which).map_err(|e| {
+        vec![running::find_registered(which).map_err(|e| {
             eprintln!("cnlab down: {e}");
             EXIT_FAIL
         })?]
@@ -610,6 +623,17 @@ fn down(which: Option<&str>, all: bool) -> Result<i32, i32> {
     }
     for r in labs {
         let t = Instant::now();
+        if !r.owner_alive() {
+            lab::remove_lab_objects(&r.id, &r.namespaces);
+            println!(
+                "lab {} ({}) is down in {} ms (its keeper, pid {}, was gone: removed what it left)",
+                r.id,
+                r.name,
+                t.elapsed().as_millis(),
+                r.owner_pid
+            );
+            continue;
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(r.owner_pid as i32),
             nix::sys::signal::Signal::SIGTERM,

@@ -71,13 +71,10 @@ pub fn get(
             let r = r.ok_or("podnetworking needs the topology: pass --file FILE")?;
             Ok(podnetworkings(&r, &p, output))
         }
-        Resource::Svc if output == Output::Yaml => Ok(yaml(&p.services)),
-        Resource::Endpoints if output == Output::Yaml => Ok(yaml(
-            &p.services
-                .iter()
-                .map(|s| (s.key(), &s.endpoints))
-                .collect::<Vec<_>>(),
-        )),
+        Resource::Svc if output == Output::Yaml => Ok(yaml(&super::services::services_yaml(&p))),
+        Resource::Endpoints if output == Output::Yaml => {
+            Ok(yaml(&super::services::endpoint_slices_yaml(&p)))
+        }
         Resource::Slb if output == Output::Yaml => Ok(yaml(&p.slbs)),
         Resource::Svc => Ok(super::services::render_get(
             &p,
@@ -99,18 +96,18 @@ fn yaml<T: Serialize>(v: &T) -> String {
 }
 
 /// Left-aligned columns, kubectl style.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
+            w[i] = w[i].max(c.chars().count());
         }
     }
     let line = |cells: Vec<String>| {
         let s: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .map(|(i, c)| format!("{c}{}", " ".repeat(w[i] - c.chars().count())))
             .collect();
         s.join("   ").trim_end().to_string() + "\n"
     };

@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 pub mod get;
+mod progress;
 mod running;
 pub mod services;
 mod trace;
@@ -25,7 +26,7 @@ use crate::kernel::caps::BackendChoice;
 /// Commands that build labs need root (`sudo`). Nothing is created in the host's
 /// own network namespace and no lab has a path off the machine.
 #[derive(Debug, Parser)]
-#[command(name = "cnlab", version, max_term_width = 100)]
+#[command(name = "cnlab", version, max_term_width = 100, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "CNLAB_LOG")]
@@ -33,6 +34,18 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Every command's exit status (also in the README).
+pub const EXIT_CODES: &str = "Exit codes:
+  0   everything held (check), the probe connected (trace, explain), the command did its work
+  1   an expectation failed, a probe did not connect, the input is invalid, or the command failed
+  2   the environment cannot run a lab: not root, a kernel feature missing with no backend
+  64  usage error: an unknown command, option or value (clap's message; sysexits EX_USAGE)
+  cnlab shell and cnlab vm exit with the status of the command they ran.";
+
+/// Usage errors exit 64 (EX_USAGE) so that 2 means only "this
+/// environment cannot run a lab".
+pub const EXIT_USAGE: i32 = 64;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BackendArg {
@@ -75,7 +88,7 @@ pub struct ProbeArgs {
     /// nodeport/<node>/<ns>/<name> or ip/<addr>:<port> (as in `expect:`).
     pub to: String,
     /// tcp, udp or icmp.
-    #[arg(long, default_value = "tcp")]
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
     pub proto: String,
     /// Lab id or topology name (default: the only running lab).
     #[arg(long)]
@@ -98,6 +111,10 @@ pub struct CheckExplain {
     /// observation point an interface, named by its id).
     #[arg(long, value_name = "DIR")]
     pub pcap: Option<PathBuf>,
+    /// A line on stderr per finished expectation (on a terminal a live
+    /// status line is shown anyway).
+    #[arg(long)]
+    pub progress: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,10 +197,13 @@ pub enum Command {
     ///
     /// FROM is pod/<ns>/<name>, node/<name> or external/<name>; TO is
     /// pod/<ns>/<name>:<port> or ip/<addr>:<port> (as in `expect:`).
+    /// Exits 0 when the probe connected, 1 when it did not (refused, timeout)
+    /// or could not be sent.
     Trace(ProbeArgs),
     /// Like trace, and name every security-group and NAT rule whose counter the probe moved.
     ///
     /// Answers "which rule dropped it": e.g. `eni/member:shop/web  default ingress drop → drop`.
+    /// Exits as trace does.
     Explain(ProbeArgs),
     /// Act on a pod of a running lab.
     #[command(subcommand)]
@@ -244,7 +264,15 @@ pub fn main() -> i32 {
     // Signals first: every thread started later inherits the blocked mask,
     // and a dedicated thread tears labs down on SIGINT/SIGTERM.
     crate::lab::live::install_signal_teardown();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; anything else
+        // is a usage error in clap's words.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
     // Commands that own no lab die quietly when their output pipe closes
     // (`cnlab trace … | head`), as Unix tools do. Lab owners keep Rust's
     // default (EPIPE): they must live to tear their lab down.

@@ -9,9 +9,18 @@ pub fn running() -> Vec<LabRecord> {
         .collect()
 }
 
-/// The lab `which` names (id, id prefix or topology name), or the only one.
+/// The running lab `which` names (id, id prefix or topology name), or the only one.
 pub fn find(which: Option<&str>) -> Result<LabRecord, String> {
-    let labs = running();
+    find_in(running(), which)
+}
+
+/// As `find`, among every registered lab, those whose owner died too
+/// (`cnlab down` cleans those up).
+pub fn find_registered(which: Option<&str>) -> Result<LabRecord, String> {
+    find_in(registry::list(), which)
+}
+
+fn find_in(labs: Vec<LabRecord>, which: Option<&str>) -> Result<LabRecord, String> {
     let list = |v: &[LabRecord]| {
         v.iter()
             .map(|r| format!("{} ({})", r.id, r.name))

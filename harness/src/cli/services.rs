@@ -4,7 +4,10 @@
 
 use crate::lab::registry;
 use crate::plan::proxy::ipvsadm_listing;
-use crate::plan::{LabPlan, ServiceType, TrafficPolicy};
+use serde_json::json;
+
+use crate::plan::{LabPlan, ServicePortPlan, ServiceType, TrafficPolicy};
+use crate::topology::model::Proto;
 use crate::topology::PointId;
 
 use super::running;
@@ -36,53 +39,52 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
     let mut o = String::new();
     match what {
         GetWhat::Svc => {
-            o += "NAMESPACE  NAME  TYPE  CLUSTER-IP  EXTERNAL-IP  PORT(S)  POLICY(ext/int)\n";
-            for s in &plan.services {
-                let ty = match s.type_ {
-                    ServiceType::ClusterIP => "ClusterIP",
-                    ServiceType::NodePort => "NodePort",
-                    ServiceType::LoadBalancer => "LoadBalancer",
-                };
-                let mut ext: Vec<String> = s.external_ips.iter().map(|i| i.to_string()).collect();
-                if let Some(lb) = s.lb_ip {
-                    ext.push(if s.lb_hostname {
-                        format!("{lb}(hostname, not bound)")
-                    } else {
-                        lb.to_string()
-                    });
-                }
-                let ports: Vec<String> = s
-                    .ports
-                    .iter()
-                    .map(|p| match p.node_port {
-                        Some(np) => format!("{}:{np}/{:?}", p.port, p.protocol),
-                        None => format!("{}/{:?}", p.port, p.protocol),
-                    })
-                    .collect();
-                let pol = |p: TrafficPolicy| {
-                    if p == TrafficPolicy::Local {
-                        "Local"
-                    } else {
-                        "Cluster"
+            let rows: Vec<Vec<String>> = plan
+                .services
+                .iter()
+                .map(|s| {
+                    let mut ext: Vec<String> =
+                        s.external_ips.iter().map(|i| i.to_string()).collect();
+                    if let Some(lb) = s.lb_ip {
+                        ext.push(if s.lb_hostname {
+                            format!("{lb}(hostname, not bound)")
+                        } else {
+                            lb.to_string()
+                        });
                     }
-                };
-                o += &format!(
-                    "{}  {}  {ty}  {}  {}  {}  {}/{}\n",
-                    s.ns,
-                    s.name,
-                    s.cluster_ip
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "None".into()),
-                    if ext.is_empty() {
-                        "<none>".into()
-                    } else {
-                        ext.join(",")
-                    },
-                    ports.join(","),
-                    pol(s.external_policy),
-                    pol(s.internal_policy)
-                );
-            }
+                    vec![
+                        s.ns.clone(),
+                        s.name.clone(),
+                        type_name(s.type_).into(),
+                        s.cluster_ip
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| "None".into()),
+                        if ext.is_empty() {
+                            "<none>".into()
+                        } else {
+                            ext.join(",")
+                        },
+                        kubectl_ports(&s.ports),
+                        format!(
+                            "{}/{}",
+                            policy_name(s.external_policy),
+                            policy_name(s.internal_policy)
+                        ),
+                    ]
+                })
+                .collect();
+            o += &super::get::table(
+                &[
+                    "NAMESPACE",
+                    "NAME",
+                    "TYPE",
+                    "CLUSTER-IP",
+                    "EXTERNAL-IP",
+                    "PORT(S)",
+                    "POLICY(ext/int)",
+                ],
+                &rows,
+            );
         }
         GetWhat::Endpoints => {
             o += "NAMESPACE  NAME  ENDPOINTS\n";
@@ -151,6 +153,150 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
         }
     }
     o
+}
+
+fn type_name(t: ServiceType) -> &'static str {
+    match t {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    }
+}
+
+fn policy_name(p: TrafficPolicy) -> &'static str {
+    match p {
+        TrafficPolicy::Local => "Local",
+        TrafficPolicy::Cluster => "Cluster",
+    }
+}
+
+/// `TCP`, `UDP` as the Kubernetes API spells a port's protocol.
+fn protocol_name(p: Proto) -> &'static str {
+    match p {
+        Proto::Udp => "UDP",
+        // A Service port is TCP unless it says otherwise.
+        _ => "TCP",
+    }
+}
+
+/// `PORT(S)` as kubectl prints it: `80:30080/TCP,53/UDP`.
+pub fn kubectl_ports(ports: &[ServicePortPlan]) -> String {
+    let ports: Vec<String> = ports
+        .iter()
+        .map(|p| match p.node_port {
+            Some(np) => format!("{}:{np}/{}", p.port, protocol_name(p.protocol)),
+            None => format!("{}/{}", p.port, protocol_name(p.protocol)),
+        })
+        .collect();
+    if ports.is_empty() {
+        "<none>".into()
+    } else {
+        ports.join(",")
+    }
+}
+
+/// `get svc -o yaml`: the Services as the Kubernetes API writes them (a
+/// `v1 List`), not the plan's own records.
+pub fn services_yaml(plan: &LabPlan) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = plan
+        .services
+        .iter()
+        .map(|s| {
+            let ports: Vec<serde_json::Value> = s
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut v = json!({
+                        "port": p.port,
+                        "protocol": protocol_name(p.protocol),
+                        "targetPort": p.target.parse::<u16>().map(|n| json!(n)).unwrap_or_else(|_| json!(p.target)),
+                    });
+                    if let Some(n) = &p.name {
+                        v["name"] = json!(n);
+                    }
+                    if let Some(np) = p.node_port {
+                        v["nodePort"] = json!(np);
+                    }
+                    v
+                })
+                .collect();
+            let mut spec = json!({
+                "type": type_name(s.type_),
+                "clusterIP": s.cluster_ip.map(|i| i.to_string()).unwrap_or_else(|| "None".into()),
+                "ports": ports,
+                "internalTrafficPolicy": policy_name(s.internal_policy),
+            });
+            if s.type_ != ServiceType::ClusterIP {
+                spec["externalTrafficPolicy"] = json!(policy_name(s.external_policy));
+            }
+            if !s.external_ips.is_empty() {
+                spec["externalIPs"] = json!(s.external_ips);
+            }
+            let mut svc = json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": s.name, "namespace": s.ns},
+                "spec": spec,
+            });
+            if let Some(lb) = s.lb_ip {
+                svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": lb.to_string()}]}});
+            }
+            svc
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// `get endpoints -o yaml`: one `discovery.k8s.io/v1` EndpointSlice per
+/// Service, with each endpoint's conditions.
+pub fn endpoint_slices_yaml(plan: &LabPlan) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = plan
+        .services
+        .iter()
+        .map(|s| {
+            let endpoints: Vec<serde_json::Value> = s
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let pod = e.pod.strip_prefix("pod/").unwrap_or(&e.pod);
+                    let (ns, name) = pod.split_once('/').unwrap_or(("", pod));
+                    json!({
+                        "addresses": [e.ip.to_string()],
+                        "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating},
+                        "nodeName": e.node,
+                        "targetRef": {"kind": "Pod", "namespace": ns, "name": name},
+                    })
+                })
+                .collect();
+            // A slice lists one port set; the first endpoint's target ports stand for all.
+            let ports: Vec<serde_json::Value> = s
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let port = s.endpoints.iter().find_map(|e| e.target_ports.get(i).copied().flatten());
+                    let mut v = json!({"protocol": protocol_name(p.protocol), "port": port});
+                    if let Some(n) = &p.name {
+                        v["name"] = json!(n);
+                    }
+                    v
+                })
+                .collect();
+            json!({
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": s.name,
+                    "namespace": s.ns,
+                    "labels": {"kubernetes.io/service-name": s.name},
+                },
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": ports,
+            })
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
 /// `cnlab rules NODE`: the node's nft ruleset, then its virtual servers.

@@ -11,7 +11,7 @@ use crate::check::{observe, proto_word, Observation};
 use crate::lab::Lab;
 use crate::probe::Hop;
 use crate::topology::expect::parse_origin;
-use crate::topology::model::Proto;
+use crate::topology::model::{Proto, Verdict};
 
 pub fn trace(args: &ProbeArgs, explain: bool) -> Result<i32, i32> {
     let (from, to, which) = (args.from.as_str(), args.to.as_str(), args.lab.as_deref());
@@ -49,7 +49,12 @@ pub fn trace(args: &ProbeArgs, explain: bool) -> Result<i32, i32> {
             counters::snapshot(&lab).map_err(|e| fail(&format!("reading rule counters: {e}")))?;
         print_rules(&lab, &counters::moved(&before, &after, &verdicts));
     }
-    Ok(EXIT_OK)
+    // Scripts branch on it: 0 only when the probe connected.
+    Ok(if o.outcome.verdict == Verdict::Connected {
+        EXIT_OK
+    } else {
+        EXIT_FAIL
+    })
 }
 
 fn print_observation(from: &str, to: &str, proto: Proto, o: &Observation) {
@@ -91,20 +96,7 @@ fn chain(o: &Observation, hops: &[Hop]) -> String {
         return "(nothing captured)".into();
     }
     hops.iter()
-        .map(|h| {
-            let mut s = o
-                .display
-                .get(&h.point)
-                .cloned()
-                .unwrap_or_else(|| h.point.clone());
-            if let Some(v) = h.vlan {
-                s.push_str(&format!(" [vlan {v}]"));
-            }
-            if let Some(e) = &h.encap {
-                s.push_str(&format!(" [{e}]"));
-            }
-            s
-        })
+        .map(|h| h.label(o.display.get(&h.point).unwrap_or(&h.point)))
         .collect::<Vec<_>>()
         .join(" → ")
 }

@@ -49,7 +49,7 @@ pub fn render(p: &LabPlan) -> String {
                 e.instance
             );
             if let (Some(v), Some(t)) = (e.vlan, &e.trunk) {
-                line += &format!(" vlan {v} trunk {t}");
+                line += &format!(" trunk {t}@vlan={v}");
             }
             if let Some(pod) = &e.pod {
                 line += &format!(" pod {pod}");

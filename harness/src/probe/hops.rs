@@ -25,6 +25,22 @@ pub struct Hop {
     pub encap: Option<String>,
 }
 
+impl Hop {
+    /// The hop as `path:` entries write it, under the name `shown`:
+    /// `trunk/n1@vlan=1027`, `eth0/n1 (vxlan)`. Tables, trace, explanations
+    /// and JSON all use this one notation.
+    pub fn label(&self, shown: &str) -> String {
+        let mut s = shown.to_string();
+        if let Some(v) = self.vlan {
+            s.push_str(&format!("@vlan={v}"));
+        }
+        if let Some(e) = &self.encap {
+            s.push_str(&format!(" ({e})"));
+        }
+        s
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Way {
     Request,
@@ -193,6 +209,21 @@ mod tests {
             cap(second + 2, "b", 4000, 80, SYN, 101),
         ];
         assert_eq!(points(&hops(&caps, Proto::Tcp, 4000).0), ["a", "r"]);
+    }
+
+    #[test]
+    fn one_vlan_notation() {
+        let mut h = Hop {
+            point: "trunk/n1".into(),
+            vlan: Some(1027),
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            encap: None,
+        };
+        assert_eq!(h.label("trunk/n1"), "trunk/n1@vlan=1027");
+        h.vlan = None;
+        h.encap = Some("vxlan".into());
+        assert_eq!(h.label("eth0/n1"), "eth0/n1 (vxlan)");
     }
 
     #[test]
