@@ -71,6 +71,7 @@ fn up(name: &str) -> LinkSetting {
         master: None,
         mtu: None,
         up: true,
+        hairpin: false,
     }
 }
 
@@ -128,8 +129,8 @@ fn plan() -> LabPlan {
         link_settings: vec![
             up("lo"),
             up("r-h1"),
-            LinkSetting { name: "r-h2".into(), master: Some("br0".into()), mtu: None, up: true },
-            LinkSetting { name: "vx0".into(), master: Some("br0".into()), mtu: None, up: true },
+            LinkSetting { name: "r-h2".into(), master: Some("br0".into()), mtu: None, up: true, hairpin: false },
+            LinkSetting { name: "vx0".into(), master: Some("br0".into()), mtu: None, up: true, hairpin: false },
             up("br0"),
         ],
         addrs: vec![addr("r-h1", "10.1.0.1/24"), addr("br0", "10.2.0.1/24")],

@@ -124,12 +124,14 @@ fn veth_across_namespaces_with_macs_and_readback() {
             master: Some("br0".into()),
             mtu: Some(1400),
             up: true,
+            hairpin: false,
         })?;
         nl.apply_setting(&LinkSetting {
             name: "br0".into(),
             master: None,
             mtu: None,
             up: true,
+            hairpin: false,
         })?;
         nl.add_addr(&addr("br0", "10.9.0.1/24"))?;
         nl.add_route(&RoutePlan::via(

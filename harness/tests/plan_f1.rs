@@ -249,6 +249,8 @@ fn pods_get_slice_addresses_and_hang_off_cni0() {
     let setting = n2.link_settings.iter().find(|s| s.name == veth).unwrap();
     assert_eq!(setting.master.as_deref(), Some("cni0"));
     assert!(setting.up);
+    // kube-flannel.yml: the bridge plugin runs with `"hairpinMode": true`.
+    assert!(setting.hairpin, "cni0 ports are in hairpin mode");
 }
 
 #[test]

@@ -14,18 +14,20 @@ use cnlab::kernel::netlink::Netlink;
 use cnlab::kernel::nft;
 use cnlab::lab::{Lab, UpOptions};
 use cnlab::plan::RoutePlan;
+use cnlab::topology::model::ProxyMode;
 use cnlab::topology::model::Verdict;
-use cnlab::topology::Resolved;
+use cnlab::topology::{PointId, Resolved};
 
 const NODE_1: &str = "node/node-1";
 const NODE_2: &str = "node/node-2";
 
-fn up(file: &str) -> (Resolved, Lab) {
+fn up(file: &str, adapt: impl FnOnce(&mut Resolved)) -> (Resolved, Lab) {
     assert!(
         cnlab::lab::is_root(),
         "run as root (sudo -E cargo test -p cnlab-suites --test cni_modes)"
     );
-    let r = cnlab_suites::topology(&format!("scenarios/{file}"));
+    let mut r = cnlab_suites::topology(&format!("scenarios/{file}"));
+    adapt(&mut r);
     let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
     (r, lab)
 }
@@ -43,7 +45,18 @@ fn probe(lab: &Lab, r: &Resolved, name: &str) -> CheckResult {
 /// `name` holds, `remove` takes its mechanism away, `name` fails, and the
 /// verdict (or, with `path_only`, the path) is what changed.
 fn flips(file: &str, name: &str, path_only: bool, remove: impl FnOnce(&Lab)) {
-    let (r, lab) = up(file);
+    flips_with(file, |_| {}, name, path_only, remove)
+}
+
+/// As [`flips`], on the scenario as `adapt` changes it first.
+fn flips_with(
+    file: &str,
+    adapt: impl FnOnce(&mut Resolved),
+    name: &str,
+    path_only: bool,
+    remove: impl FnOnce(&Lab),
+) {
+    let (r, lab) = up(file, adapt);
     let before = probe(&lab, &r, name);
     assert!(
         before.passed(),
@@ -115,6 +128,38 @@ fn run_in(lab: &Lab, key: &str, argv: &[&str]) {
         "{argv:?} in {key}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The node-side interface of `pod`'s link (`host-veth/<ns>/<name>`).
+fn host_veth(lab: &Lab, ns: &str, name: &str) -> String {
+    let id = PointId::host_veth(ns, name);
+    lab.plan()
+        .points
+        .iter()
+        .find(|p| p.id == id)
+        .and_then(|p| p.ifname.clone())
+        .unwrap_or_else(|| panic!("{id} planned"))
+}
+
+/// Deletes, in namespace `key`, every rule of `table` whose comment is `comment`.
+fn delete_nft_rules(lab: &Lab, key: &str, table: &str, comment: &str) {
+    let ns = lab
+        .netns_by_key(key)
+        .unwrap_or_else(|| panic!("{key} planned"));
+    let rules = nft::list_ruleset_json(ns).unwrap_or_else(|e| panic!("{e}"));
+    let mut script = String::new();
+    for r in rules["nftables"].as_array().into_iter().flatten() {
+        let r = &r["rule"];
+        if r["table"] == table && r["comment"] == comment {
+            script += &format!(
+                "delete rule ip {table} {} handle {}\n",
+                r["chain"].as_str().unwrap_or_default(),
+                r["handle"]
+            );
+        }
+    }
+    assert!(!script.is_empty(), "{key}: no rule {comment:?} in {table}");
+    nft::apply(ns, &script).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn delete_nft_table(lab: &Lab, key: &str, table: &str) {
@@ -253,5 +298,41 @@ fn terway_trunking_pod_needs_its_member_eni_route() {
             let web = pod_ip(lab, "pod/default/web");
             del_route(lab, "vpc", |r| r.dst.to_string() == format!("{web}/32"));
         },
+    );
+}
+
+/// flannel: web reaches its own Service because the bridge plugin set
+/// hairpin on web's cni0 port (kube-flannel.yml `"hairpinMode": true`).
+/// Run with kube-proxy in iptables mode: its DNAT happens while the frame is
+/// bridged (br_netfilter), so the bridge must send it back out of the port
+/// it came in on. (Real IPVS routes the request through the host instead;
+/// the lab's IPVS emulation DNATs in prerouting like iptables mode.)
+#[test]
+fn flannel_hairpin_needs_the_bridge_port_hairpin_mode() {
+    flips_with(
+        "f7-flannel-matrix.yaml",
+        |r| r.topo.cluster.proxy = ProxyMode::Iptables,
+        "F7 web itself -> its own Service (hairpin)",
+        false,
+        |lab| {
+            let port = host_veth(lab, "default", "web");
+            let ns = lab.netns_by_key(NODE_1).expect("node-1 planned");
+            ns.run(|| Netlink::open()?.set_hairpin(&port, false))
+                .and_then(|r| r)
+                .unwrap_or_else(|e| panic!("{e}"));
+        },
+    );
+}
+
+/// terway-eniip: web reaching its own Service comes back into web with
+/// web's own address as the source unless kube-proxy's KUBE-LOOP-BACK
+/// masquerades it; web drops it.
+#[test]
+fn terway_eniip_hairpin_needs_the_loop_back_masquerade() {
+    flips(
+        "m3b-terway-eniip-matrix.yaml",
+        "M3b web itself -> its own Service (hairpin)",
+        false,
+        |lab| delete_nft_rules(lab, NODE_1, "cnlab_kube_proxy", "KUBE-LOOP-BACK"),
     );
 }

@@ -475,6 +475,9 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
         {
             nl.set_link(&s.name, s.master.as_deref(), s.mtu, None)?;
         }
+        for s in p.link_settings.iter().filter(|s| s.hairpin) {
+            nl.set_hairpin(&s.name, true)?;
+        }
         for s in &p.link_settings {
             nl.set_link(&s.name, None, None, Some(s.up))?;
         }

@@ -13,13 +13,14 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE,
-    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, InfoVxlan, IpVlanMode,
-    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode as NlMacVlanMode,
+    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, LinkProtoInfoBridge,
+    MacVlanMode as NlMacVlanMode,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -650,6 +651,24 @@ impl Netlink {
             msg.header.change_mask = LinkFlags::Up;
             msg.header.flags = if u { LinkFlags::Up } else { LinkFlags::empty() };
         }
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, what)
+    }
+
+    /// A bridge port's hairpin mode, as `bridge link set dev NAME hairpin
+    /// on|off` sends it: RTM_SETLINK in family AF_BRIDGE with
+    /// IFLA_PROTINFO { IFLA_BRPORT_MODE }. The link must be a bridge port.
+    pub fn set_hairpin(&mut self, name: &str, on: bool) -> Result<()> {
+        const IFLA_BRPORT_MODE: u16 = 4;
+        let what = format!(
+            "setting hairpin {} on bridge port {name}",
+            if on { "on" } else { "off" }
+        );
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = self.require_index(name, &what)?;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_MODE, vec![u8::from(on)])),
+        ]));
         self.change(RouteNetlinkMessage::SetLink(msg), 0, what)
     }
 

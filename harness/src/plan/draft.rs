@@ -95,6 +95,7 @@ impl Draft {
                     master: None,
                     mtu: None,
                     up: true,
+                    hairpin: false,
                 });
                 settings.len() - 1
             }

@@ -233,6 +233,9 @@ fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
                 if let Some(m) = s.mtu {
                     l += &format!(" mtu {m}");
                 }
+                if s.hairpin {
+                    l += " hairpin";
+                }
                 l
             })
             .collect(),

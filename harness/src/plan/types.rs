@@ -206,6 +206,11 @@ pub struct LinkSetting {
     pub master: Option<String>,
     pub mtu: Option<u32>,
     pub up: bool,
+    /// Bridge port hairpin mode (`bridge link set dev X hairpin on`): the
+    /// bridge may send a frame back out of the port it came in on. The CNI
+    /// bridge plugin sets it with `hairpinMode: true`.
+    #[serde(default)]
+    pub hairpin: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -433,6 +438,7 @@ impl NsPlan {
                 master: None,
                 mtu: None,
                 up: true,
+                hairpin: false,
             }),
         }
     }

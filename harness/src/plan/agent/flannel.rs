@@ -75,6 +75,11 @@ pub fn program(
         let s = d.setting(node.ns, &host_veth);
         s.master = Some(BRIDGE.into());
         s.mtu = mtu;
+        // kube-flannel.yml delegates with `"hairpinMode": true`; the bridge
+        // plugin's setupVeth then sets hairpin on the port (LinkSetHairpin).
+        // With br_netfilter a pod's DNAT to itself is bridged back out of
+        // the port it came in on, which a bridge refuses without it.
+        s.hairpin = true;
         d.setting(ns, "eth0").mtu = mtu;
         d.addr(ns, "eth0", net(ip, slice.prefix_len()), Scope::Global);
         d.route(
