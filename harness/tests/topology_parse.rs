@@ -1479,6 +1479,8 @@ const SECTION_AT: &[(&str, &str)] = &[
     ),
     ("expectation", "expect: [{zzz: 1}]\n"),
     ("when", "expect: [{when: {zzz: 1}}]\n"),
+    ("impairment", "impairments: [{zzz: 1}]\n"),
+    ("event", "events: [{zzz: 1}]\n"),
 ];
 
 #[test]

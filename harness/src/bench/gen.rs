@@ -138,6 +138,7 @@ fn tcp_expect(from: &str, to: &str) -> Expectation {
         timeout_ms: None,
         when: None,
         reason: None,
+        after: None,
     }
 }
 

@@ -96,7 +96,7 @@ pub fn check_keeping(
         ..opts.clone()
     };
     let t = Instant::now();
-    let lab = match Lab::up(&resolved, &opts) {
+    let mut lab = match Lab::up(&resolved, &opts) {
         Ok(l) => l,
         Err(e) => {
             out.environment = matches!(e, LabError::NotRoot | LabError::Backend(_));
@@ -117,7 +117,7 @@ pub fn check_keeping(
         pcap: pcap.map(Path::to_path_buf),
         topology: out.file.clone(),
     };
-    out.results = super::run_with(&lab, &resolved.topo.expect, parallel, &run);
+    out.results = super::steps::run_steps(&mut lab, &resolved.topo.expect, parallel, &run);
     out.check_time = t.elapsed();
     if keep_failed && !out.passed() {
         return (out, Some(lab));

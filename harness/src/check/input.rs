@@ -121,8 +121,12 @@ pub fn locate(l: &Loaded, e: &PlanError) -> Problem {
         PlanError::Service { service, .. } => service_path(r, service),
         PlanError::BadVersion(_) => Some("cluster.kubernetes".to_string()),
         PlanError::PortClash { second, .. } => owner_path(r, second),
+        PlanError::Fault { path, .. } => Some(path.clone()),
     };
-    let mut message = e.to_string();
+    let mut message = match e {
+        PlanError::Fault { reason, .. } => reason.clone(),
+        _ => e.to_string(),
+    };
     if let PlanError::PortClash { first, .. } = e {
         if let Some(at) = owner_path(r, first) {
             message += &format!(

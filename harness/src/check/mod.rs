@@ -11,6 +11,7 @@ pub mod repeat;
 pub mod report;
 pub mod runner;
 pub mod style;
+pub mod steps;
 
 use crate::topology::PointId;
 use std::time::{Duration, Instant};
@@ -224,6 +225,21 @@ fn pending(plan: &LabPlan, e: &Expectation, t: Instant) -> CheckResult {
         observed,
         failures,
         elapsed: t.elapsed(),
+        not_applicable: None,
+        explanation: None,
+    }
+}
+
+/// An expectation that could not be probed at all (`why`): a failure,
+/// never a verdict.
+pub fn failed_before_probe(e: &Expectation, why: String) -> CheckResult {
+    let mut observed = no_probe(Verdict::Timeout, why.clone());
+    observed.error = Some(why.clone());
+    CheckResult {
+        expect: e.clone(),
+        observed,
+        failures: vec![why],
+        elapsed: Duration::ZERO,
         not_applicable: None,
         explanation: None,
     }

@@ -158,6 +158,7 @@ mod tests {
             timeout_ms: None,
             when: None,
             reason: None,
+            after: None,
         }
     }
 

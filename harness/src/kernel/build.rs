@@ -89,7 +89,7 @@ const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// disabled (the bridge drops what arrives on it). Either turns a lab's
 /// first probes into timeouts, so a lab is ready only once every such link
 /// reports operstate `up` with a real qdisc.
-fn wait_until_active(nl: &mut Netlink) -> Result<()> {
+pub(crate) fn wait_until_active(nl: &mut Netlink) -> Result<()> {
     let start = Instant::now();
     loop {
         let pending: Vec<String> = nl

@@ -28,6 +28,13 @@ pub struct Capabilities {
     #[serde(default)]
     pub tcx: bool,
     pub policy_routing: bool,
+    /// The netem qdisc (CONFIG_NET_SCH_NETEM).
+    #[serde(default)]
+    pub netem: bool,
+    /// nftables netdev egress hooks (the netem stand-in for loss and
+    /// duplication) and the tbf qdisc (for rate).
+    #[serde(default)]
+    pub netdev_egress: bool,
     /// `(feature, what the kernel answered)` for every probe.
     pub details: Vec<(String, String)>,
 }
@@ -82,6 +89,7 @@ pub fn probe() -> Result<Capabilities, KernelError> {
     ns.run(|| probe_netlink(&mut c, &ns))??;
     probe_nft(&mut c, &ns);
     probe_cls_bpf(&mut c, &ns);
+    probe_impairments(&mut c, &ns);
     Ok(c)
 }
 
@@ -267,6 +275,43 @@ fn probe_nft(c: &mut Capabilities, ns: &NetNs) {
     );
 }
 
+/// netem on a veth of the scratch namespace; else its stand-in: an
+/// nftables netdev egress chain that drops and duplicates, and tbf.
+fn probe_impairments(c: &mut Capabilities, ns: &NetNs) {
+    let tc = |args: &[&str], what: &str| super::nft::run_in(ns, "tc", args, None, what);
+    let dev = if c.veth { "cnlp-v0" } else { "lo" };
+    match tc(
+        &["qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms"],
+        "adding netem",
+    ) {
+        Ok(_) => {
+            c.netem = true;
+            note(c, "netem", "ok");
+        }
+        Err(e) => note(c, "netem", e.0),
+    }
+    let script = format!(
+        "table netdev cnlprobe_eg {{\n  chain egress {{\n    type filter hook egress device \"{dev}\" priority 0;\n    numgen random mod 100 < 1 meta mark set meta mark | 0x10000000 dup to \"{dev}\"\n  }}\n}}\n"
+    );
+    let nft = nft::apply(ns, &script);
+    let tbf = if c.veth {
+        tc(
+            &["qdisc", "replace", "dev", "cnlp-v1", "root", "tbf", "rate", "1mbit", "burst", "32kbit", "latency", "400ms"],
+            "adding tbf",
+        )
+        .map(|_| ())
+    } else {
+        Err(KernelError::new("no veth to try tbf on"))
+    };
+    match (nft, tbf) {
+        (Ok(()), Ok(())) => {
+            c.netdev_egress = true;
+            note(c, "netem stand-in", "ok");
+        }
+        (Err(e), _) | (_, Err(e)) => note(c, "netem stand-in", e.0),
+    }
+}
+
 /// tc eBPF the way the lab uses it: load the project's own object and hook a
 /// program to `lo` of the scratch namespace, once as a cls_bpf filter
 /// (netlink) and once as a TCX attachment.
@@ -371,12 +416,16 @@ pub fn choose(c: &Capabilities, choice: BackendChoice) -> Result<Backends, Strin
             ipvlan: use_native[1],
             dummy: use_native[2],
             ipvs: use_native[3],
+            // Impairments are no backend of their own: netem where the
+            // kernel has it (the plan rejects what the stand-in cannot do).
+            netem: c.netem,
         })
     };
     match choice {
         BackendChoice::Native => pick([true; 4])
             .map_err(|m| format!("--backend native needs {m}, which this kernel lacks")),
         BackendChoice::Portable => pick([false; 4])
+            .map(|b| Backends { netem: false, ..b })
             .map_err(|m| format!("--backend portable needs {m}, which this kernel lacks")),
         BackendChoice::Auto => pick([c.vlan, c.ipvlan, c.dummy, c.ipvs]).map_err(|m| {
             format!("this kernel lacks both the native feature and its stand-in: {m}")
@@ -480,6 +529,15 @@ pub fn render(c: &Capabilities, b: &Backends) -> String {
         ),
         ("TCX", c.tcx, tc_row(c, TcAttach::Tcx, b.vlan_devices)),
         (
+            "netem",
+            c.netem,
+            match (b.netem, c.netdev_egress) {
+                (true, _) => "netem qdiscs (impairments)",
+                (false, true) => "STAND-IN: loss/duplicate by nftables netdev egress rules, rate by tbf; delay, jitter, reorder cannot run",
+                (false, false) => "unavailable: impairments cannot run",
+            },
+        ),
+        (
             "policy routing",
             c.policy_routing,
             need(c.policy_routing, "ip rules"),
@@ -545,7 +603,8 @@ mod tests {
                 vlan_devices: false,
                 ipvlan: true,
                 dummy: false,
-                ipvs: true
+                ipvs: true,
+                netem: false,
             }
         );
     }

@@ -7,6 +7,7 @@ pub mod caps;
 pub mod fib;
 pub mod iptables;
 pub mod ipvs;
+pub mod netem;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

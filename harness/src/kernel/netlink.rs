@@ -760,6 +760,18 @@ impl Netlink {
         )
     }
 
+    /// `ip route replace`: as `add_route`, or in place of the route the
+    /// kernel has for the same destination, table and metric.
+    pub fn replace_route(&mut self, r: &RoutePlan) -> Result<()> {
+        let what = format!("replacing route {}", describe_route(r));
+        let msg = self.route_message(r, &what)?;
+        self.change(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            what,
+        )
+    }
+
     pub fn del_route(&mut self, r: &RoutePlan) -> Result<()> {
         let what = format!("deleting route {}", describe_route(r));
         let mut msg = self.route_message(r, &what)?;

@@ -267,14 +267,7 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
     Ok(())
 }
 
-/// `family name` of each `table` an nft script declares.
-fn tables(script: &str) -> Vec<String> {
-    script
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("table "))
-        .map(|rest| rest.trim_end_matches('{').trim().to_string())
-        .collect()
-}
+use crate::plan::faults::nft_tables as tables;
 
 #[cfg(test)]
 mod tests {

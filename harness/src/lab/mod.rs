@@ -2,6 +2,7 @@
 //! servers; torn down on drop, on error and on SIGINT/SIGTERM (see `live`).
 
 pub mod cni;
+pub mod events;
 pub mod gc;
 pub mod live;
 pub mod registry;
@@ -38,6 +39,8 @@ pub enum LabError {
     Attach(String, String),
     #[error("CNI runtime: {0}")]
     Cni(String),
+    #[error("{0}")]
+    Event(String),
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +137,7 @@ fn boot_key() -> String {
             .to_string()
     };
     format!(
-        "{} {} cnlab {} caps 2",
+        "{} {} cnlab {} caps 3",
         read("/proc/sys/kernel/random/boot_id"),
         read("/proc/sys/kernel/osrelease"),
         env!("CARGO_PKG_VERSION")
@@ -281,6 +284,7 @@ impl Lab {
             lab.plan = after;
             registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         }
+        lab.apply_impairments()?;
         lab.timings.build = t.elapsed();
         let t = Instant::now();
         let servers: Vec<_> = lab

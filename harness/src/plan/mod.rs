@@ -8,6 +8,7 @@ pub mod agent;
 pub mod ccm;
 pub mod cloud;
 pub mod draft;
+pub mod faults;
 pub mod ipam;
 pub mod limits;
 pub mod names;
@@ -89,6 +90,8 @@ pub enum PlanError {
         first: String,
         second: String,
     },
+    #[error("{path}: {reason}")]
+    Fault { path: String, reason: String },
 }
 
 /// Plans the whole lab. Input is assumed validated, but nothing panics: a
@@ -248,6 +251,9 @@ pub fn plan_cni(
     }
     let mut plan = d.plan;
     neigh::pin_neighbours(&mut plan);
+    if !topo.impairments.is_empty() || !topo.events.is_empty() {
+        faults::add(r, backends, adds, &mut plan)?;
+    }
     Ok(plan)
 }
 

@@ -29,6 +29,11 @@ pub struct Backends {
     pub dummy: bool,
     /// IPVS (true) or nftables NAT with IPVS semantics (false).
     pub ipvs: bool,
+    /// netem qdiscs for `impairments` (true), or the stand-in (false):
+    /// nftables netdev egress rules for loss and duplication, tbf for the
+    /// rate; delay, jitter and reordering need netem.
+    #[serde(default)]
+    pub netem: bool,
 }
 
 impl Backends {
@@ -38,6 +43,7 @@ impl Backends {
         ipvlan: true,
         dummy: true,
         ipvs: true,
+        netem: true,
     };
     /// Every feature through its portable stand-in.
     pub const PORTABLE: Backends = Backends {
@@ -45,6 +51,7 @@ impl Backends {
         ipvlan: false,
         dummy: false,
         ipvs: false,
+        netem: false,
     };
 }
 
@@ -84,6 +91,25 @@ pub struct LabPlan {
     /// `cni: plugins` (and the flannel variant): what the CNI runtime runs.
     #[serde(default)]
     pub cni_runtime: Option<crate::plan::agent::plugins::CniRuntimePlan>,
+    /// netem qdiscs in place from bring-up (`impairments:`).
+    #[serde(default)]
+    pub impairments: Vec<NetemPlan>,
+    /// `events:`, in order, each as the kernel changes it makes.
+    #[serde(default)]
+    pub events: Vec<crate::plan::faults::EventPlan>,
+}
+
+/// A netem qdisc as the root of one interface.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetemPlan {
+    pub ns: NsIdx,
+    pub ifname: String,
+    /// The kernel has no netem: nftables netdev egress rules and tbf
+    /// instead (`Backends::netem`).
+    #[serde(default)]
+    pub stand_in: bool,
+    /// All `None`: no impairment (the root qdisc goes back to the default).
+    pub netem: crate::topology::model::Netem,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -490,6 +516,8 @@ impl LabPlan {
             proxy_nodes: vec![],
             slbs: vec![],
             cni_runtime: None,
+            impairments: Vec::new(),
+            events: Vec::new(),
         }
     }
 

@@ -21,6 +21,12 @@ pub struct Topology {
     /// Kept raw here; `k8s::objects()` turns them into typed objects.
     pub kubernetes: Vec<serde_yaml_ng::Value>,
     pub expect: Vec<Expectation>,
+    /// netem impairments on links, in place from bring-up.
+    pub impairments: Vec<Impairment>,
+    /// Faults that happen one after another while the lab runs; an
+    /// expectation with `after: <event>` is probed once that event (and
+    /// every one before it) has happened.
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -424,6 +430,78 @@ pub struct Expectation {
     /// With `result: pending`: text the pod's pending reason must contain.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The event (`events[].name`) after which this is probed; absent:
+    /// before the first event.
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+// ---------------------------------------------------------------- faults
+
+/// A netem impairment on the link (veth pair) at an observation point, in
+/// both directions, as a bad cable or a congested hop would be.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct Impairment {
+    /// An observation point with an interface: `eth0/<node>`,
+    /// `host-veth/<ns>/<pod>`, `pod/<ns>/<pod>` (its eth0), `trunk/<node>`.
+    pub link: String,
+    pub netem: Netem,
+}
+
+/// What `tc qdisc … netem` does to every packet leaving each end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct Netem {
+    pub delay_ms: Option<u32>,
+    pub jitter_ms: Option<u32>,
+    /// Percent of packets dropped (0..=100).
+    pub loss: Option<u32>,
+    /// Percent of packets sent twice.
+    pub duplicate: Option<u32>,
+    /// Percent of packets sent at once while the others wait `delay_ms`.
+    pub reorder: Option<u32>,
+    /// Rate limit as tc writes it: `100kbit`, `10mbit`, `1gbit`.
+    pub rate: Option<String>,
+}
+
+/// One timed fault.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Named by `expect[].after`.
+    pub name: String,
+    pub action: EventAction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAction {
+    /// The interface at this observation point goes down; its peer loses carrier.
+    LinkDown(String),
+    LinkUp(String),
+    /// Every pod on this node is restarted (new sandbox, same address).
+    PodsRestarted(String),
+    /// This pod (`pod/<ns>/<name>`) is being deleted: its endpoints are
+    /// terminating (not ready, still serving) and kube-proxy reacts.
+    EndpointTerminating(String),
+    /// The VPC route entry for this destination is deleted.
+    RouteEntryRemoved(Ipv4Net),
+    /// A new impairment replaces whatever the link had.
+    Impair(Impairment),
+}
+
+impl EventAction {
+    /// The key it is written with.
+    pub fn key(&self) -> &'static str {
+        match self {
+            EventAction::LinkDown(_) => "link_down",
+            EventAction::LinkUp(_) => "link_up",
+            EventAction::PodsRestarted(_) => "pods_restarted",
+            EventAction::EndpointTerminating(_) => "endpoint_terminating",
+            EventAction::RouteEntryRemoved(_) => "route_entry_removed",
+            EventAction::Impair(_) => "impair",
+        }
+    }
 }
 
 // ---------------------------------------------------------------- expect[].when

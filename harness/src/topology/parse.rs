@@ -9,6 +9,8 @@
 //! to the exact fields (see there). The result then goes through
 //! `validate`, and problems that only repeat a reading error are dropped.
 
+mod faults;
+
 use super::k8s::PodNetworking;
 use super::lines::{is_within, join_index, join_key, render, LineMap, Seg};
 use super::model::*;
@@ -725,6 +727,8 @@ const TOP_KEYS: &[&str] = &[
     "load_balancers",
     "kubernetes",
     "expect",
+    "impairments",
+    "events",
 ];
 
 fn resolve(cx: &mut Cx, root: &Value) -> Resolved {
@@ -747,6 +751,8 @@ fn resolve(cx: &mut Cx, root: &Value) -> Resolved {
             .map(|(items, _)| items.to_vec())
             .unwrap_or_default(),
         expect: top.list(cx, "expect", expectation),
+        impairments: top.list(cx, "impairments", faults::impairment),
+        events: top.list(cx, "events", faults::event),
     };
     top.finish(cx, TOP_KEYS);
 
@@ -1144,6 +1150,7 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
         timeout_ms: o.opt(cx, "timeout_ms", uint::<u64>),
         when: o.nested(cx, "when", when),
         reason: o.opt(cx, "reason", text),
+        after: o.opt(cx, "after", text),
     };
     o.finish(
         cx,
@@ -1163,6 +1170,7 @@ fn expectation(cx: &mut Cx, v: &Value, path: &str) -> Expectation {
             "timeout_ms",
             "when",
             "reason",
+            "after",
         ],
     );
     e

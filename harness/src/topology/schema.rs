@@ -108,6 +108,8 @@ pub const SECTIONS: &[Section] = &[
             key("load_balancers", Ty::List(&Ty::Section("load_balancer")), "CLBs not managed by the cloud controller."),
             key("kubernetes", Ty::List(&Ty::KubeObject), "Pods, Services and PodNetworkings as `kubectl get -o yaml` prints them (a `kind: List` is unpacked); other kinds are skipped with a warning."),
             key("expect", Ty::List(&Ty::Section("expectation")), "What must happen, each proven by a probe."),
+            key("impairments", Ty::List(&Ty::Section("impairment")), "netem impairments (delay, loss, duplication, reordering, rate) on links, from bring-up on."),
+            key("events", Ty::List(&Ty::Section("event")), "Faults that happen one after another while the lab runs; `expect[].after` says which step an expectation is probed at."),
         ],
     },
     Section {
@@ -263,6 +265,7 @@ pub const SECTIONS: &[Section] = &[
             key("timeout_ms", Ty::Uint(1, None), "Probe deadline. Default 1500."),
             key("when", Ty::Section("when"), "Applies only to clusters matching this; other labs report it n/a."),
             key("reason", TEXT, "With `result: pending`: text the pod's pending reason must contain."),
+            key("after", TEXT, "The event (`events[].name`) after which this is probed: that event and every one before it have happened, the next has not. Absent: probed before the first event."),
         ],
     },
     Section {
@@ -272,6 +275,32 @@ pub const SECTIONS: &[Section] = &[
             key("kubernetes", Ty::Version, "Version condition: \">=1.24\", \"<1.24\", \"1.22\"."),
             key("cni", Ty::OneOrList(&Ty::Enum(words!(CNIS))), "A CNI or a list of CNIs."),
             key("proxy", Ty::OneOrList(&Ty::Enum(words!(PROXIES))), "A kube-proxy mode or a list of modes."),
+        ],
+    },
+    Section {
+        name: "impairment",
+        doc: "A netem qdisc on both ends of the link (veth pair) at an observation point: every packet leaving either end is delayed, dropped, duplicated, reordered or paced. Settings combine as in `tc qdisc add … netem`.",
+        keys: &[
+            req("link", TEXT, "The link: an observation point with an interface — `eth0/<node>` (node to its ENI), `host-veth/<ns>/<pod>` or `pod/<ns>/<pod>` (the pod's veth), `trunk/<node>`."),
+            key("delay_ms", Ty::Uint(0, None), "Added delay, each direction."),
+            key("jitter_ms", Ty::Uint(0, None), "Random variation of the delay (needs `delay_ms`)."),
+            key("loss", Ty::Uint(0, Some(100)), "Percent of packets dropped, each direction, independently."),
+            key("duplicate", Ty::Uint(0, Some(100)), "Percent of packets sent twice."),
+            key("reorder", Ty::Uint(0, Some(100)), "Percent of packets sent at once while the others wait `delay_ms` (needs `delay_ms`)."),
+            key("rate", TEXT, "Bandwidth limit as tc writes it: `100kbit`, `10mbit`, `1gbit`."),
+        ],
+    },
+    Section {
+        name: "event",
+        doc: "One fault, applied to the running lab after the expectations of the step before it were probed. Exactly one action besides `name`.",
+        keys: &[
+            req("name", TEXT, "Its name, referenced by `expect[].after`."),
+            key("link_down", TEXT, "The interface at this observation point (as `impairment.link`) goes administratively down, taking its routes with it; its peer loses carrier and drops what it would send."),
+            key("link_up", TEXT, "The interface comes up again, with the routes and neighbours the plan gave it."),
+            key("pods_restarted", TEXT, "A node by name: every pod on it is restarted (sandbox, veth and echo servers anew, same address)."),
+            key("endpoint_terminating", TEXT, "`pod/<ns>/<name>`: the pod is being deleted; its endpoints turn terminating (not ready, still serving) and kube-proxy reprograms every node as its mode does."),
+            key("route_entry_removed", Ty::Cidr, "The VPC route entry with this destination is deleted (the cloud controller's for a node's pod CIDR, or one of `vpc.route_entries`)."),
+            key("impair", Ty::Section("impairment"), "A new impairment on a link, in place of what it had (all zero: impairment lifted)."),
         ],
     },
 ];

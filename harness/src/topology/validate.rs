@@ -2,6 +2,9 @@
 //! security group rules, versions and expectations. Every problem is
 //! collected; nothing stops at the first one.
 
+mod faults;
+pub use faults::LINK_FORMS;
+
 use super::expect::{
     parse_origin, parse_source, parse_target, Origin, ServiceVia, SourceExpect, Target,
 };
@@ -221,6 +224,7 @@ pub(crate) fn validate_with(r: &Resolved, lines: &LineMap, broken: &[String]) ->
     v.services();
     v.podnetworkings();
     v.expectations();
+    v.faults();
     v.out
 }
 
