@@ -51,3 +51,15 @@ fn example(
 ) {
     run(path);
 }
+
+/// Faults declared in YAML (`impairments`, `events`, `after`): each file
+/// holds the verdicts before and after its events, so a fault that did not
+/// happen fails it.
+#[rstest]
+fn fault(
+    #[base_dir = "../topologies/faults"]
+    #[files("*.yaml")]
+    path: PathBuf,
+) {
+    run(path);
+}

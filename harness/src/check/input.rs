@@ -24,7 +24,13 @@ pub fn load_planned_str(text: &str, origin: &str) -> Result<Loaded, Report> {
 
 /// Plans a loaded topology; a planning error becomes a located problem.
 pub fn plan_loaded(mut loaded: Loaded, origin: &str) -> Result<Loaded, Report> {
-    match plan::plan(&loaded.resolved, Backends::PORTABLE) {
+    // Impairments as with netem: whether this kernel has it is decided
+    // when a lab comes up (`Lab::up` plans again, for the real backends).
+    let backends = Backends {
+        netem: true,
+        ..Backends::PORTABLE
+    };
+    match plan::plan(&loaded.resolved, backends) {
         Ok(p) => {
             let pending = pending_warnings(&loaded, &p);
             loaded.warnings.extend(pending);

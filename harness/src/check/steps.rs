@@ -53,7 +53,10 @@ pub fn run_steps(
     // `after` naming no event of the lab (the validator reports it first).
     for (i, e) in expects.iter().enumerate() {
         if step_of(e).is_none() {
-            let why = format!("after {:?}: no such event", e.after.as_deref().unwrap_or(""));
+            let why = format!(
+                "after {:?}: no such event",
+                e.after.as_deref().unwrap_or("")
+            );
             out.push((i, super::failed_before_probe(e, why)));
         }
     }

@@ -296,7 +296,10 @@ fn probe_impairments(c: &mut Capabilities, ns: &NetNs) {
     let nft = nft::apply(ns, &script);
     let tbf = if c.veth {
         tc(
-            &["qdisc", "replace", "dev", "cnlp-v1", "root", "tbf", "rate", "1mbit", "burst", "32kbit", "latency", "400ms"],
+            &[
+                "qdisc", "replace", "dev", "cnlp-v1", "root", "tbf", "rate", "1mbit", "burst",
+                "32kbit", "latency", "400ms",
+            ],
             "adding tbf",
         )
         .map(|_| ())

@@ -47,7 +47,9 @@ fn stand_in(ns: &NetNs, p: &NetemPlan) -> Result<(), KernelError> {
         p => format!("numgen random mod 100 < {p} "),
     };
     if let Some(d) = n.duplicate.filter(|d| *d > 0) {
-        rules.push(format!("meta mark & {COPY_MARK:#x} == {COPY_MARK:#x} accept"));
+        rules.push(format!(
+            "meta mark & {COPY_MARK:#x} == {COPY_MARK:#x} accept"
+        ));
         rules.push(format!(
             "{}meta mark set meta mark | {COPY_MARK:#x} dup to \"{dev}\"",
             share(d)

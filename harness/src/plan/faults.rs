@@ -11,12 +11,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::agent::plugins::CniAdds;
-use super::{
-    IpvsService, LabPlan, NeighPlan, NetemPlan, NsIdx, NsPlan, PlanError, RoutePlan,
-};
+use super::{IpvsService, LabPlan, NeighPlan, NetemPlan, NsIdx, NsPlan, PlanError, RoutePlan};
+use crate::plan::Backends;
 use crate::topology::model::{Event, EventAction, Impairment, Netem, RouteAction};
 use crate::topology::Resolved;
-use crate::plan::Backends;
 
 /// One event as the changes it makes, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,7 +30,10 @@ pub struct EventPlan {
 pub enum EventStep {
     /// Administratively down: the kernel drops the link's routes and
     /// neighbours, and the peer loses carrier.
-    LinkDown { ns: NsIdx, ifname: String },
+    LinkDown {
+        ns: NsIdx,
+        ifname: String,
+    },
     /// Up again, and the routes and neighbours the kernel dropped with it
     /// back (replaced: whatever survived stays as it is).
     LinkUp {
@@ -43,7 +44,9 @@ pub enum EventStep {
     },
     Netem(NetemPlan),
     /// `Lab::restart_pod`: new namespace, plumbing and servers, same address.
-    RestartPod { pod: String },
+    RestartPod {
+        pod: String,
+    },
     Routes {
         ns: NsIdx,
         del: Vec<RoutePlan>,
@@ -55,9 +58,15 @@ pub enum EventStep {
         add: Vec<NeighPlan>,
     },
     /// One nft transaction: the old tables deleted, the new ruleset added.
-    Nft { ns: NsIdx, script: String },
+    Nft {
+        ns: NsIdx,
+        script: String,
+    },
     /// iptables-restore input replacing kube-proxy's chains.
-    Iptables { ns: NsIdx, rules: String },
+    Iptables {
+        ns: NsIdx,
+        rules: String,
+    },
     /// The IPVS table flushed and programmed again.
     Ipvs {
         ns: NsIdx,
@@ -243,7 +252,12 @@ fn link_up(n: &NsPlan, ns: NsIdx, ifname: String) -> EventStep {
             .filter(|r| r.dev.as_deref() == Some(ifname.as_str()))
             .cloned()
             .collect(),
-        neighs: n.neighs.iter().filter(|x| x.dev == ifname).cloned().collect(),
+        neighs: n
+            .neighs
+            .iter()
+            .filter(|x| x.dev == ifname)
+            .cloned()
+            .collect(),
         ns,
         ifname,
     }
@@ -310,12 +324,20 @@ fn remove_route_entry(
     path: &str,
 ) -> Result<(), PlanError> {
     if !plan.route_entries.iter().any(|e| e.dest == dest) {
-        let have: Vec<String> = plan.route_entries.iter().map(|e| e.dest.to_string()).collect();
+        let have: Vec<String> = plan
+            .route_entries
+            .iter()
+            .map(|e| e.dest.to_string())
+            .collect();
         return Err(err(
             path.into(),
             format!(
                 "the VPC route table has no entry for {dest} (it has: {})",
-                if have.is_empty() { "none".into() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".into()
+                } else {
+                    have.join(", ")
+                }
             ),
         ));
     }

@@ -103,9 +103,9 @@ pub(super) fn event(cx: &mut Cx, v: &Value, path: &str) -> Event {
     }
     o.finish(cx, EVENT_KEYS);
     let known_map = matches!(v, Value::Mapping(_));
-    let read_all = EVENT_KEYS[1..].iter().all(|k| {
-        o.raw(k).is_none() || actions.iter().any(|a| a.key() == *k)
-    });
+    let read_all = EVENT_KEYS[1..]
+        .iter()
+        .all(|k| o.raw(k).is_none() || actions.iter().any(|a| a.key() == *k));
     if actions.len() > 1 {
         let keys: Vec<&str> = actions.iter().map(|a| a.key()).collect();
         cx.error(

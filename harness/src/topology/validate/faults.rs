@@ -9,8 +9,7 @@ use crate::topology::model::{Cni, EventAction, Impairment};
 use std::collections::HashMap;
 
 /// The point kinds `link:` accepts, for messages.
-pub const LINK_FORMS: &str =
-    "eth0/<node>, host-veth/<ns>/<pod>, pod/<ns>/<pod> or trunk/<node>";
+pub const LINK_FORMS: &str = "eth0/<node>, host-veth/<ns>/<pod>, pod/<ns>/<pod> or trunk/<node>";
 
 impl V<'_> {
     pub(super) fn faults(&mut self) {
@@ -61,7 +60,8 @@ impl V<'_> {
                 ev.action,
                 EventAction::EndpointTerminating(_) | EventAction::RouteEntryRemoved(_)
             );
-            let plugins = r.topo.cluster.cni == Cni::Plugins || r.topo.cluster.cni_plugins.is_some();
+            let plugins =
+                r.topo.cluster.cni == Cni::Plugins || r.topo.cluster.cni_plugins.is_some();
             if replans && plugins {
                 self.err(
                     &at,
@@ -77,7 +77,10 @@ impl V<'_> {
                 let msg = if known.is_empty() {
                     format!("after {after:?}: the topology has no events")
                 } else {
-                    format!("after {after:?}: no such event (events: {})", known.join(", "))
+                    format!(
+                        "after {after:?}: no such event (events: {})",
+                        known.join(", ")
+                    )
                 };
                 self.err(&at, msg);
             }
