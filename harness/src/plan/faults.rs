@@ -267,10 +267,14 @@ fn restarts(plan: &LabPlan, node: &str, path: &str) -> Result<Vec<EventStep>, Pl
     let steps: Vec<EventStep> = plan
         .endpoints
         .iter()
-        .filter(|e| e.id.starts_with("pod/") && e.node.as_deref() == Some(node))
+        .filter(|e| {
+            matches!(e.id, crate::topology::PointId::Pod { .. }) && e.node.as_deref() == Some(node)
+        })
         // hostNetwork pods share the node's namespace: nothing to recreate.
         .filter(|e| plan.ns_index(&e.id).is_some())
-        .map(|e| EventStep::RestartPod { pod: e.id.clone() })
+        .map(|e| EventStep::RestartPod {
+            pod: e.id.to_string(),
+        })
         .collect();
     if steps.is_empty() {
         return Err(err(

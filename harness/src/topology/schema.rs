@@ -281,7 +281,7 @@ pub const SECTIONS: &[Section] = &[
         name: "impairment",
         doc: "A netem qdisc on both ends of the link (veth pair) at an observation point: every packet leaving either end is delayed, dropped, duplicated, reordered or paced. Settings combine as in `tc qdisc add … netem`.",
         keys: &[
-            req("link", TEXT, "The link: an observation point with an interface — `eth0/<node>` (node to its ENI), `host-veth/<ns>/<pod>` or `pod/<ns>/<pod>` (the pod's veth), `trunk/<node>`."),
+            req("link", TEXT, "The link: an observation point with an interface — `eth0/<node>` (node to its ENI), `host-veth/<ns>/<pod>` or `pod/<ns>/<pod>` (the pod's veth), `trunk/<node>`, `node/<node>:<ifname>`."),
             key("delay_ms", Ty::Uint(0, None), "Added delay, each direction."),
             key("jitter_ms", Ty::Uint(0, None), "Random variation of the delay (needs `delay_ms`)."),
             key("loss", Ty::Uint(0, Some(100)), "Percent of packets dropped, each direction, independently."),

@@ -3,13 +3,15 @@
 //! names an event.
 
 use super::V;
-use crate::topology::expect::{parse_point, parse_target, Point, Target};
+use crate::topology::expect::{parse_target, Target};
 use crate::topology::lines::{is_within, join_index, join_key};
 use crate::topology::model::{Cni, EventAction, Impairment};
+use crate::topology::PointId;
 use std::collections::HashMap;
 
 /// The point kinds `link:` accepts, for messages.
-pub const LINK_FORMS: &str = "eth0/<node>, host-veth/<ns>/<pod>, pod/<ns>/<pod> or trunk/<node>";
+pub const LINK_FORMS: &str =
+    "eth0/<node>, host-veth/<ns>/<pod>, pod/<ns>/<pod>, trunk/<node> or node/<node>:<ifname>";
 
 impl V<'_> {
     pub(super) fn faults(&mut self) {
@@ -122,10 +124,14 @@ impl V<'_> {
         if !self.ok(path) {
             return;
         }
-        match parse_point(p) {
-            Ok(Point::Eth0(_) | Point::HostVeth { .. } | Point::Pod { .. } | Point::Trunk(_)) => {
-                self.point(path, p)
-            }
+        match p.parse::<PointId>() {
+            Ok(
+                PointId::Eth0(_)
+                | PointId::HostVeth { .. }
+                | PointId::Pod { .. }
+                | PointId::Trunk(_)
+                | PointId::NodeIf { .. },
+            ) => self.point(path, p),
             Ok(_) => self.err(
                 path,
                 format!("{p:?} is not a link: name one of {LINK_FORMS}"),
