@@ -288,6 +288,10 @@ fn probe_impairments(c: &mut Capabilities, ns: &NetNs) {
             c.netem = true;
             note(c, "netem", "ok");
         }
+        // tc's answer for a qdisc the kernel was built without.
+        Err(e) if e.0.contains("kind is unknown") => {
+            note(c, "netem", format!("not supported by this kernel ({e})"))
+        }
         Err(e) => note(c, "netem", e.0),
     }
     let script = format!(
@@ -311,7 +315,11 @@ fn probe_impairments(c: &mut Capabilities, ns: &NetNs) {
             c.netdev_egress = true;
             note(c, "netem stand-in", "ok");
         }
-        (Err(e), _) | (_, Err(e)) => note(c, "netem stand-in", e.0),
+        (Err(e), _) | (_, Err(e)) => note(
+            c,
+            "netem stand-in",
+            format!("not supported by this kernel ({e})"),
+        ),
     }
 }
 
@@ -621,6 +629,7 @@ mod tests {
             ipvlan: true,
             dummy: true,
             ipvs: true,
+            netem: true,
             ..this_machine()
         };
         assert_eq!(
