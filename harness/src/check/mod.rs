@@ -10,8 +10,8 @@ pub mod progress;
 pub mod repeat;
 pub mod report;
 pub mod runner;
-pub mod style;
 pub mod steps;
+pub mod style;
 
 use crate::topology::PointId;
 use std::time::{Duration, Instant};
