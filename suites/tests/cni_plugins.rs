@@ -145,7 +145,8 @@ fn logging_bin_dir(dir: &Path) -> PathBuf {
         let script = format!(
             "#!/bin/sh\nin=$(cat)\nout=$(printf '%s' \"$in\" | {REFERENCE}/{p}); rc=$?\nleases=''\n\
              if [ {p} = host-local ] && [ \"$CNI_COMMAND\" = DEL ]; then d=$(printf '%s' \"$in\" | sed -n 's/.*\"dataDir\":\"\\([^\"]*\\)\".*/\\1/p'); leases=$(ls \"$d\"/podnet 2>/dev/null | grep -v -e lock -e last_reserved | tr '\\n' ' '); fi\n\
-             echo \"{p} $CNI_COMMAND $CNI_CONTAINERID rc=$rc leases=[$leases]\" >> {log}\nprintf '%s' \"$out\"\nexit $rc\n",
+             veths=''\nif [ {p} = bridge ] && [ \"$CNI_COMMAND\" = DEL ]; then veths=\" veths=[$(ip -o link show type veth | cut -d' ' -f2 | cut -d@ -f1 | grep -vx eth0 | tr '\\n' ' ')]\"; fi\n\
+             echo \"{p} $CNI_COMMAND $CNI_CONTAINERID rc=$rc leases=[$leases]$veths\" >> {log}\nprintf '%s' \"$out\"\nexit $rc\n",
             log = log.display()
         );
         let path = bin.join(p);
@@ -202,6 +203,24 @@ fn del_runs_for_every_add_and_host_local_releases_its_leases() {
     assert!(
         last_ipam_del.ends_with("leases=[]"),
         "host-local still holds leases after the last DEL: {last_ipam_del}"
+    );
+    // Both pods are on node-1: after the last bridge DEL no pod veth is
+    // left there (the node's own eth0 is a veth to its ENI; cni0 stays, as
+    // the bridge plugin leaves it).
+    let last_bridge_del = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("bridge DEL"))
+        .expect("bridge DEL");
+    assert!(
+        last_bridge_del.ends_with("veths=[]"),
+        "veths left in node-1 after the last DEL: {last_bridge_del}"
+    );
+    // …while after the first DEL the other pod's veth is still listed.
+    let first_bridge_del = lines.iter().find(|l| l.starts_with("bridge DEL")).unwrap();
+    assert!(
+        first_bridge_del.contains("veths=[veth"),
+        "{first_bridge_del}"
     );
     assert!(
         leftovers(&id).is_empty(),
@@ -398,9 +417,166 @@ fn gc_after_kill_9_runs_del_for_every_add() {
         .find(|l| l.starts_with("host-local DEL"))
         .expect("host-local DEL");
     assert!(last.ends_with("leases=[]"), "{last}");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bridge DEL"))
+        .expect("bridge DEL");
+    assert!(last.ends_with("veths=[]"), "veths left in node-1: {last}");
     assert!(
         leftovers(&record.id).is_empty(),
         "left behind: {:?}",
         leftovers(&record.id)
+    );
+}
+
+/// `cnlab get pods` and `cnlab cni check` on a running lab: node-1 runs a
+/// 1.0.0 ptp chain, node-2 the same at 0.3.1 (no CHECK before 0.4.0),
+/// node-3 a chain whose binary is missing (its pod's ADD failed).
+#[test]
+fn get_pods_shows_results_and_errors_and_cni_check_reports_the_plugins_error() {
+    use std::process::Command;
+    assert_ready();
+    let ptp = |subnet: &str| {
+        format!("[{{type: ptp, ipMasq: false, ipam: {{type: host-local, ranges: [[{{subnet: {subnet}}}]], routes: [{{dst: 0.0.0.0/0}}]}}}}]")
+    };
+    let text = topology("cni-get-pods", Path::new(REFERENCE), &ptp("172.21.1.0/24"))
+        .replace(
+            "  - {name: node-2, vswitch: vsw-a, security_groups: [sg-node]}\n",
+            &format!(
+                "  - {{name: node-2, vswitch: vsw-a, security_groups: [sg-node], cni_plugins: {{bin_dir: {REFERENCE}, conflist: {{cniVersion: 0.3.1, name: oldnet, plugins: {}}}}}}}\n  \
+                 - {{name: node-3, vswitch: vsw-a, security_groups: [sg-node], cni_plugins: {{bin_dir: {REFERENCE}, conflist: {{cniVersion: 1.0.0, name: brokennet, plugins: [{{type: no-such-plugin}}]}}}}}}\n",
+                ptp("172.21.2.0/24")
+            ),
+        )
+        .replace(
+            "expect:\n",
+            "  - {apiVersion: v1, kind: Pod, metadata: {name: c}, spec: {nodeName: node-2, containers: [{name: c}]}}\n  \
+             - {apiVersion: v1, kind: Pod, metadata: {name: d}, spec: {nodeName: node-3, containers: [{name: c}]}}\nexpect:\n",
+        );
+    let r = load_str(&text, "cni-get-pods")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .resolved;
+    let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let id = lab.id().to_string();
+    let cnlab = |args: &[&str]| {
+        let out = Command::new(cnlab_bin())
+            .args(args)
+            .args(["--lab", &id])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (rc, table, err) = cnlab(&["get", "pods"]);
+    assert_eq!(rc, Some(0), "{err}");
+    let row = |pod: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(pod))
+            .unwrap_or_else(|| panic!("no row {pod}:\n{table}"))
+            .to_string()
+    };
+    let a = row("default/a ");
+    let a_ip = lab.plan().endpoint("pod/default/a").unwrap().ip.to_string();
+    for want in [
+        "podnet: ptp",
+        "1.0.0",
+        "eth0@cnl-",
+        &format!("{a_ip}/24 gw 172.21.1.1 on eth0"),
+        "0.0.0.0/0",
+        "Running",
+    ] {
+        assert!(a.contains(want), "{want:?} not in {a}\n{table}");
+    }
+    assert!(row("default/c ").contains("oldnet: ptp") && row("default/c ").contains("0.3.1"));
+    let d = row("default/d ");
+    assert!(
+        d.contains("brokennet: no-such-plugin")
+            && d.contains("Pending: CNI ADD failed: failed to find plugin \"no-such-plugin\""),
+        "{d}"
+    );
+    // Columns line up: every row's IP column starts where the header's does.
+    let col = table.lines().next().unwrap().find("IP ").unwrap();
+    assert!(
+        table.lines().skip(1).all(|l| l[..col].ends_with("  ")),
+        "{table}"
+    );
+
+    let (rc, json, err) = cnlab(&["get", "pods", "-o", "json"]);
+    assert_eq!(rc, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let by_pod = |p: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["pod"] == p)
+            .cloned()
+            .unwrap()
+    };
+    let a = by_pod("default/a");
+    assert_eq!(a["cni"]["result"]["ips"][0]["gateway"], "172.21.1.1");
+    assert_eq!(a["cni"]["plugins"], serde_json::json!(["ptp"]));
+    assert!(by_pod("default/d")["cni"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-plugin"));
+    let (rc, yaml, _) = cnlab(&["get", "pods", "-o", "yaml"]);
+    assert!(
+        rc == Some(0) && yaml.contains("cniVersion: 1.0.0"),
+        "{yaml}"
+    );
+
+    // CHECK with the cached result: both 1.0.0 pods hold; the 0.3.1 pod
+    // is not checked (the spec forbids it) and that fails the command.
+    let (rc, out, err) = cnlab(&["cni", "check", "default/a", "pod/default/b"]);
+    assert_eq!(rc, Some(0), "{out}{err}");
+    assert!(
+        out.contains("default/a  CHECK ok") && out.contains("default/b  CHECK ok"),
+        "{out}"
+    );
+    let (rc, out, _) = cnlab(&["cni", "check", "default/c"]);
+    assert_eq!(rc, Some(1), "{out}");
+    assert!(
+        out.contains("CHECK is not defined for cniVersion 0.3.1"),
+        "{out}"
+    );
+    let (rc, out, _) = cnlab(&["cni", "check", "default/d"]);
+    assert_eq!(rc, Some(1), "{out}");
+    assert!(out.contains("its ADD did not complete"), "{out}");
+    let (rc, out, _) = cnlab(&["cni", "check", "default/nobody"]);
+    assert!(
+        rc == Some(1) && out.contains("no CNI attachment recorded"),
+        "{out}"
+    );
+
+    // Break what ptp set up in pod a: CHECK must say so with ptp's error.
+    let ns = format!("cnl-{id}-p-default-a");
+    let st = Command::new("ip")
+        .args(["-n", &ns, "addr", "flush", "dev", "eth0"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (rc, out, _) = cnlab(&["cni", "check"]);
+    assert_eq!(rc, Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("default/a "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("CHECK failed: plugin type=\"ptp\" CHECK: error code")
+            && line.contains(&a_ip),
+        "{out}"
+    );
+    assert!(out.contains("default/b  CHECK ok"), "{out}");
+    lab.down();
+    assert!(
+        leftovers(&id).is_empty(),
+        "left behind: {:?}",
+        leftovers(&id)
     );
 }

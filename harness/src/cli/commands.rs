@@ -28,6 +28,20 @@ pub(super) fn need_root(what: &str) -> Result<(), i32> {
     }
 }
 
+fn cni_check(lab: Option<&str>, pods: &[String]) -> Result<i32, i32> {
+    need_root("cni check")?;
+    match super::pods::cni_check(lab, pods) {
+        Ok((text, ok)) => {
+            print!("{text}");
+            Ok(if ok { EXIT_OK } else { EXIT_FAIL })
+        }
+        Err(e) => {
+            eprintln!("cnlab cni check: {e}");
+            Ok(EXIT_FAIL)
+        }
+    }
+}
+
 pub fn run(cmd: Command) -> i32 {
     let r = match cmd {
         Command::Check {
@@ -74,6 +88,7 @@ pub fn run(cmd: Command) -> i32 {
         Command::Down { lab, all } => down(lab.as_deref(), all),
         Command::Status { json } => status(json),
         Command::Pod(super::PodCommand::Restart { pod, lab }) => pod_restart(&pod, lab.as_deref()),
+        Command::Cni(super::CniCommand::Check { pods, lab }) => cni_check(lab.as_deref(), &pods),
         Command::Trace(a) => super::trace::trace(&a, false),
         Command::Explain(a) => super::trace::trace(&a, true),
         Command::Shell {

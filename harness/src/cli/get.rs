@@ -1,6 +1,7 @@
-//! `cnlab get enis|podeni|podnetworking [-o yaml]`: kubectl-style views of
-//! the mock cloud's ENIs and Terway's trunking CRDs, from a running lab's
-//! plan or from a topology file (`--file`, planned for the portable backend).
+//! `cnlab get enis|podeni|podnetworking|svc|endpoints|slb|pods [-o yaml|json]`:
+//! kubectl-style views of the mock cloud's ENIs, Terway's trunking CRDs,
+//! Services and pods' CNI results, from a running lab's plan or from a
+//! topology file (`--file`, planned for the portable backend).
 
 use std::path::Path;
 
@@ -24,6 +25,10 @@ pub enum Resource {
     Endpoints,
     #[value(alias = "slbs", alias = "lb")]
     Slb,
+    /// Pods with their CNI result (plugin chain, cniVersion, interfaces,
+    /// IPs, routes, DNS) or the error their ADD ended with.
+    #[value(alias = "pod", alias = "po")]
+    Pods,
 }
 
 /// `-o` formats.
@@ -31,11 +36,15 @@ pub enum Resource {
 pub enum Output {
     Table,
     Yaml,
+    Json,
 }
 
 /// Loads the topology and its plan from `file`, or the running lab's plan
 /// (and its topology file, when the lab recorded one).
-fn sources(file: Option<&Path>, lab: Option<&str>) -> Result<(LabPlan, Option<Resolved>), String> {
+pub(super) fn sources(
+    file: Option<&Path>,
+    lab: Option<&str>,
+) -> Result<(LabPlan, Option<Resolved>), String> {
     let load = |p: &Path| -> Result<Resolved, String> {
         load_file(p)
             .map(|l| l.resolved)
@@ -63,19 +72,26 @@ pub fn get(
     file: Option<&Path>,
     lab: Option<&str>,
 ) -> Result<String, String> {
+    if what == Resource::Pods {
+        return super::pods::get_pods(output, file, lab);
+    }
     let (p, r) = sources(file, lab)?;
+    let o = output;
     match what {
+        Resource::Pods => unreachable!("handled above"),
         Resource::Enis => Ok(enis(&p, output)),
         Resource::Podeni => Ok(podenis(&podeni::podenis(&p), output)),
         Resource::Podnetworking => {
             let r = r.ok_or("podnetworking needs the topology: pass --file FILE")?;
             Ok(podnetworkings(&r, &p, output))
         }
-        Resource::Svc if output == Output::Yaml => Ok(yaml(&super::services::services_yaml(&p))),
-        Resource::Endpoints if output == Output::Yaml => {
-            Ok(yaml(&super::services::endpoint_slices_yaml(&p)))
+        Resource::Svc if o != Output::Table => {
+            Ok(structured(o, &super::services::services_yaml(&p)))
         }
-        Resource::Slb if output == Output::Yaml => Ok(yaml(&p.slbs)),
+        Resource::Endpoints if o != Output::Table => {
+            Ok(structured(o, &super::services::endpoint_slices_yaml(&p)))
+        }
+        Resource::Slb if o != Output::Table => Ok(structured(o, &p.slbs)),
         Resource::Svc => Ok(super::services::render_get(
             &p,
             super::services::GetWhat::Svc,
@@ -91,8 +107,14 @@ pub fn get(
     }
 }
 
-fn yaml<T: Serialize>(v: &T) -> String {
-    serde_yaml_ng::to_string(v).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+/// `-o yaml` or `-o json`.
+pub(super) fn structured<T: Serialize>(o: Output, v: &T) -> String {
+    match o {
+        Output::Json => serde_json::to_string_pretty(v)
+            .map(|s| s + "\n")
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render: {e}\"}}\n")),
+        _ => serde_yaml_ng::to_string(v).unwrap_or_else(|e| format!("# cannot render: {e}\n")),
+    }
 }
 
 /// Left-aligned columns, kubectl style.
@@ -130,8 +152,8 @@ fn role(r: EniRole) -> &'static str {
 }
 
 fn enis(p: &LabPlan, o: Output) -> String {
-    if o == Output::Yaml {
-        return yaml(&p.enis);
+    if o != Output::Table {
+        return structured(o, &p.enis);
     }
     let rows: Vec<Vec<String>> = p
         .enis
@@ -168,8 +190,8 @@ fn enis(p: &LabPlan, o: Output) -> String {
 }
 
 fn podenis(v: &[PodEni], o: Output) -> String {
-    if o == Output::Yaml {
-        return yaml(&v);
+    if o != Output::Table {
+        return structured(o, &v);
     }
     let rows: Vec<Vec<String>> = v
         .iter()
@@ -248,8 +270,8 @@ fn podnetworkings(r: &Resolved, p: &LabPlan, o: Output) -> String {
                 .collect(),
         })
         .collect();
-    if o == Output::Yaml {
-        return yaml(&views);
+    if o != Output::Table {
+        return structured(o, &views);
     }
     let rows: Vec<Vec<String>> = views
         .iter()

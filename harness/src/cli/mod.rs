@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 pub mod get;
+mod pods;
 mod progress;
 mod running;
 pub mod services;
@@ -74,6 +75,21 @@ pub enum PodCommand {
     Restart {
         /// <ns>/<name> or pod/<ns>/<name>
         pod: String,
+        #[arg(long)]
+        lab: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniCommand {
+    /// Run CNI CHECK for pods plumbed by CNI plugins (all of them when none is named),
+    /// with the result of their ADD as `prevResult`, as the spec says: each plugin of the
+    /// chain in order, the first error ends a pod's CHECK; never for cniVersion before
+    /// 0.4.0 or a list with `disableCheck`. Prints one line per pod; exit 1 if any failed.
+    Check {
+        /// <ns>/<name> or pod/<ns>/<name>
+        pods: Vec<String>,
+        /// Lab id or topology name (default: the only running lab).
         #[arg(long)]
         lab: Option<String>,
     },
@@ -208,6 +224,9 @@ pub enum Command {
     /// Act on a pod of a running lab.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// CNI runtime verbs on a running lab whose pods CNI plugins plumbed (`cnlab cni check`).
+    #[command(subcommand)]
+    Cni(CniCommand),
     /// Open a shell (or run a command) inside a node, pod, ENI, external or the VPC router of a running lab.
     ///
     /// TARGET is a namespace key (node/<name>, pod/<ns>/<name>, eni/<id>, vpc,
@@ -227,7 +246,11 @@ pub enum Command {
     },
     /// Remove every namespace, file and BPF pin of labs whose owner process is gone.
     Gc,
-    /// List ENIs, PodENIs, PodNetworkings, Services, endpoints or CLBs (kubectl style) of a running lab or a topology file.
+    /// List ENIs, PodENIs, PodNetworkings, Services, endpoints, CLBs or pods (kubectl style) of a running lab or a topology file.
+    ///
+    /// `get pods` shows each pod's CNI result where CNI plugins plumbed it: network and plugin
+    /// chain, cniVersion, interfaces (`name@sandbox` inside the pod), IPs with gateway,
+    /// routes, DNS, and the plugin's error for a pod whose ADD failed.
     Get {
         #[arg(value_enum)]
         what: get::Resource,

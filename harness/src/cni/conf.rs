@@ -9,8 +9,15 @@ use std::path::Path;
 
 use super::CniError;
 
-/// Spec versions whose protocol the runtime speaks.
-pub const SUPPORTED_VERSIONS: &[&str] = &["1.0.0", "0.4.0"];
+/// Spec versions whose protocol the runtime speaks. 0.3.x results have the
+/// 0.4.0 form; what 0.4.0 added is CHECK and `prevResult` on DEL.
+pub const SUPPORTED_VERSIONS: &[&str] = &["1.0.0", "0.4.0", "0.3.1", "0.3.0"];
+
+/// `a >= b` for dotted spec versions (`0.4.0`, `1.0.0`).
+pub fn version_at_least(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(a) >= parts(b)
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conflist {
@@ -18,6 +25,9 @@ pub struct Conflist {
     pub name: String,
     /// Each plugin's object as written (its `type` checked to be a string).
     pub plugins: Vec<Value>,
+    /// `disableCheck`: the runtime must not call CHECK for this list.
+    #[serde(default)]
+    pub disable_check: bool,
 }
 
 impl Conflist {
@@ -72,11 +82,54 @@ impl Conflist {
                 }
             }
         }
+        let disable_check = match obj.get("disableCheck") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            // libcni accepts the string forms too.
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+            Some(other) => {
+                return Err(CniError::Conf(format!(
+                    "`disableCheck` must be a boolean, found {other}"
+                )))
+            }
+        };
         Ok(Conflist {
             cni_version,
             name,
             plugins,
+            disable_check,
         })
+    }
+
+    /// Why CHECK must not run for this list (SPEC.md: not before 0.4.0,
+    /// nor when `disableCheck` is set), if it must not.
+    pub fn check_refusal(&self) -> Option<String> {
+        if !version_at_least(&self.cni_version, "0.4.0") {
+            return Some(format!(
+                "CHECK is not defined for cniVersion {} (runtimes must not call it before 0.4.0)",
+                self.cni_version
+            ));
+        }
+        self.disable_check.then(|| {
+            format!(
+                "network {:?} sets disableCheck: CHECK not called",
+                self.name
+            )
+        })
+    }
+
+    /// Whether DEL (and CHECK) get the cached result as `prevResult`
+    /// (0.4.0 and later; libcni passes none to 0.3.x plugins on DEL).
+    pub fn passes_prev_result(&self) -> bool {
+        version_at_least(&self.cni_version, "0.4.0")
+    }
+
+    /// The plugin types in chain order.
+    pub fn types(&self) -> Vec<String> {
+        (0..self.plugins.len())
+            .map(|i| self.plugin_type(i).to_string())
+            .collect()
     }
 
     pub fn plugin_type(&self, i: usize) -> &str {
@@ -198,7 +251,7 @@ mod tests {
         for (v, want) in [
             (json!({"name": "n", "plugins": []}), "missing `cniVersion`"),
             (
-                json!({"cniVersion": "0.3.1", "name": "n", "plugins": [{"type": "x"}]}),
+                json!({"cniVersion": "0.2.0", "name": "n", "plugins": [{"type": "x"}]}),
                 "not one the runtime speaks",
             ),
             (
@@ -213,6 +266,25 @@ mod tests {
             let e = Conflist::from_value(&v).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn check_only_from_0_4_0_and_not_when_disabled() {
+        let mk = |v: &str, extra: Value| {
+            let mut o = json!({"cniVersion": v, "name": "n", "plugins": [{"type": "ptp"}]});
+            if let (Some(m), Value::Object(e)) = (o.as_object_mut(), extra) {
+                m.extend(e);
+            }
+            Conflist::from_value(&o).unwrap()
+        };
+        assert_eq!(mk("1.0.0", json!({})).check_refusal(), None);
+        assert_eq!(mk("0.4.0", json!({})).check_refusal(), None);
+        let old = mk("0.3.1", json!({}));
+        assert!(old.check_refusal().unwrap().contains("before 0.4.0"));
+        assert!(!old.passes_prev_result());
+        let off = mk("1.0.0", json!({"disableCheck": true}));
+        assert!(off.check_refusal().unwrap().contains("disableCheck"));
+        assert!(version_at_least("1.0.0", "0.4.0") && !version_at_least("0.3.1", "0.4.0"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The lab as a CNI runtime (as containerd and kubelet are to a plugin):
 //! it runs a user's plugin chain per the CNI spec (containernetworking/cni
-//! `SPEC.md`, versions 1.0.0 and 0.4.0) for every pod.
+//! `SPEC.md`, versions 1.0.0, 0.4.0 and 0.3.x) for every pod.
 //!
 //! - `conf`: the network configuration list, and the per-plugin config the
 //!   runtime writes on each plugin's stdin (`name`, `cniVersion`,
@@ -75,6 +75,9 @@ pub enum CniError {
         #[source]
         err: std::io::Error,
     },
+    /// The spec forbids the call (CHECK before 0.4.0, `disableCheck`).
+    #[error("{0}")]
+    NotCalled(String),
     #[error("network configuration: {0}")]
     Conf(String),
     #[error("{path}: {err}")]

@@ -151,13 +151,21 @@ impl Attachment {
         })
     }
 
-    /// CHECK through the chain with the cached result.
+    /// CHECK through the chain with the cached result as `prevResult`
+    /// (SPEC.md: only for 0.4.0 and later, never with `disableCheck`, and
+    /// the first plugin's error ends it, as libcni's CheckNetworkList).
     pub fn check(&self, node: &NetNs) -> Result<(), CniError> {
+        if let Some(why) = self.conflist.check_refusal() {
+            return Err(CniError::NotCalled(why));
+        }
+        let Some(prev) = self.result.as_ref() else {
+            return Err(CniError::NotCalled(
+                "no cached result: its ADD did not complete".into(),
+            ));
+        };
         for i in 0..self.conflist.plugins.len() {
             let plugin = self.conflist.plugin_type(i);
-            let stdin = self
-                .conflist
-                .plugin_stdin(i, self.result.as_ref(), &self.runtime);
+            let stdin = self.conflist.plugin_stdin(i, Some(prev), &self.runtime);
             exec::invoke(plugin, Command::Check, &self.env, &stdin, node)?;
         }
         Ok(())
@@ -168,11 +176,13 @@ impl Attachment {
     /// all succeeded.
     pub fn del(&self, node: &NetNs, dir: &Path) -> Vec<CniError> {
         let mut errors = Vec::new();
+        let prev = self
+            .result
+            .as_ref()
+            .filter(|_| self.conflist.passes_prev_result());
         for i in (0..self.conflist.plugins.len()).rev() {
             let plugin = self.conflist.plugin_type(i);
-            let stdin = self
-                .conflist
-                .plugin_stdin(i, self.result.as_ref(), &self.runtime);
+            let stdin = self.conflist.plugin_stdin(i, prev, &self.runtime);
             if let Err(e) = exec::invoke(plugin, Command::Del, &self.env, &stdin, node) {
                 errors.push(e);
             }

@@ -5,7 +5,7 @@
 //! `pods/<container id>.json` (what DEL needs), `nodes/<node>/` (host-local
 //! leases, tuning's saved values, flanneld's subnet.env).
 
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use super::LabError;
@@ -26,12 +26,33 @@ pub fn node_dir(lab_id: &str, node: &str) -> PathBuf {
         .join(crate::plan::names::sanitize(node))
 }
 
-/// What ADD gave each pod: the plan's input, and the results for `get pods`.
+/// What ADD gave each pod: the plan's input, and the records for `get pods`.
 #[derive(Debug, Default, Clone)]
 pub struct AddOutcome {
     pub adds: CniAdds,
-    pub results: BTreeMap<String, CniResult>,
+    pub records: Vec<PodCni>,
     pub notes: Vec<String>,
+}
+
+/// One pod's CNI attachment as `cnlab get pods` shows it: the chain that
+/// ran, and its result or the error that ended it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCni {
+    /// `<ns>/<name>`
+    pub pod: String,
+    pub node: String,
+    /// The conflist's `name`.
+    pub network: String,
+    /// The conflist's `cniVersion`.
+    pub cni_version: String,
+    /// Plugin types in chain order.
+    pub plugins: Vec<String>,
+    pub bin_dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CniResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// ADD for every pod of `rt`, in plan order. A pod whose chain fails is
@@ -62,9 +83,24 @@ pub fn add_all(
                 .extend(c.confine_state(&node_dir(lab_id, &chain.node)));
             c
         });
+        let mut record = PodCni {
+            pod: format!("{}/{}", p.namespace, p.name),
+            node: chain.node.clone(),
+            network: chain.conflist["name"].as_str().unwrap_or_default().into(),
+            cni_version: chain.conflist["cniVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+            plugins: Vec::new(),
+            bin_dir: chain.bin_dir.clone(),
+            result: None,
+            error: None,
+        };
         let conf = match conf {
             Ok(c) => c,
             Err(e) => {
+                record.error = Some(e.to_string());
+                out.records.push(record);
                 out.adds.insert(
                     p.key.clone(),
                     PodAdd::Failed {
@@ -74,6 +110,7 @@ pub fn add_all(
                 continue;
             }
         };
+        record.plugins = conf.types();
         let sandbox = PodSandbox {
             key: p.key.clone(),
             namespace: p.namespace.clone(),
@@ -97,7 +134,7 @@ pub fn add_all(
             Ok(res) => match res.pod_ipv4(&a.env.ifname) {
                 Some((ip, _)) => {
                     let host_if = host_side(&ns[p.ns], node, &a.env.ifname);
-                    out.results.insert(p.key.clone(), res);
+                    record.result = Some(res);
                     PodAdd::Added { ip, host_if }
                 }
                 None => PodAdd::Failed {
@@ -113,6 +150,7 @@ pub fn add_all(
             },
         };
         if let PodAdd::Failed { error } = &add {
+            record.error = Some(error.clone());
             for e in a.del(node, &dir) {
                 out.notes.push(format!(
                     "{}: DEL after the failed ADD ({error}): {e}",
@@ -120,35 +158,45 @@ pub fn add_all(
                 ));
             }
         }
+        out.records.push(record);
         out.adds.insert(p.key.clone(), add);
     }
     Ok(out)
 }
 
-/// CHECK for every pod whose ADD succeeded; one line per pod.
-pub fn check_all(lab_id: &str, plan: &LabPlan, ns: &[NetNs]) -> Vec<(String, Result<(), String>)> {
-    let Some(rt) = &plan.cni_runtime else {
-        return Vec::new();
-    };
-    Attachment::load_all(&state_dir(lab_id))
-        .into_iter()
+/// CHECK (`cnlab cni check`) for the recorded attachments of `pods`
+/// (`<ns>/<name>`; all when empty), run from any process: each plugin in
+/// its node's namespace, opened by name. One entry per pod: `Ok` or the
+/// error of the plugin that failed (or why CHECK was not called).
+pub fn check_all(lab_id: &str, pods: &[String]) -> Vec<(String, Result<(), String>)> {
+    let all = Attachment::load_all(&state_dir(lab_id));
+    let mut out: Vec<(String, Result<(), String>)> = all
+        .iter()
+        .filter(|a| pods.is_empty() || pods.iter().any(|p| pod_key(p) == a.pod))
         .map(|a| {
-            let node = rt
-                .chains
-                .iter()
-                .find(|c| names_match(&a.node_netns, c.node_ns, ns))
-                .map(|c| &ns[c.node_ns]);
-            let res = match node {
-                Some(n) => a.check(n).map_err(|e| e.to_string()),
-                None => Err("its node namespace is not in this lab".into()),
-            };
-            (a.pod, res)
+            let res = NetNs::open(&a.node_netns)
+                .map_err(|e| format!("its node namespace: {e}"))
+                .and_then(|node| a.check(&node).map_err(|e| e.to_string()));
+            (a.pod.trim_start_matches("pod/").to_string(), res)
         })
-        .collect()
+        .collect();
+    for p in pods {
+        if !all.iter().any(|a| a.pod == pod_key(p)) {
+            out.push((
+                p.trim_start_matches("pod/").to_string(),
+                Err(
+                    "no CNI attachment recorded (not a plugin-plumbed pod, or its ADD failed)"
+                        .into(),
+                ),
+            ));
+        }
+    }
+    out
 }
 
-fn names_match(name: &str, i: usize, ns: &[NetNs]) -> bool {
-    ns.get(i).is_some_and(|n| n.name() == name)
+/// `ns/name` or `pod/ns/name` → `pod/ns/name`.
+fn pod_key(p: &str) -> String {
+    format!("pod/{}", p.trim_start_matches("pod/"))
 }
 
 /// The node-side interface the pod's `ifname` is linked to: its veth peer,
@@ -286,13 +334,14 @@ pub fn results_path(lab_id: &str) -> PathBuf {
     state_dir(lab_id).join("results.json")
 }
 
-pub fn save_results(lab_id: &str, results: &BTreeMap<String, CniResult>) -> Result<(), LabError> {
+pub fn save_results(lab_id: &str, records: &[PodCni]) -> Result<(), LabError> {
     let path = results_path(lab_id);
-    let data = serde_json::to_vec_pretty(results).map_err(|e| LabError::Cni(e.to_string()))?;
+    let data = serde_json::to_vec_pretty(records).map_err(|e| LabError::Cni(e.to_string()))?;
     std::fs::write(&path, data).map_err(|e| LabError::Cni(format!("{}: {e}", path.display())))
 }
 
-pub fn load_results(lab_id: &str) -> BTreeMap<String, CniResult> {
+/// The records `save_results` wrote (none for a lab without CNI plugins).
+pub fn load_results(lab_id: &str) -> Vec<PodCni> {
     std::fs::read(results_path(lab_id))
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())

@@ -280,7 +280,7 @@ impl Lab {
             let mut after = replan(&added.adds)?;
             cni::apply_replan(&lab.plan, &after, &lab.ns)?;
             after.notes.extend(added.notes);
-            cni::save_results(&lab.id, &added.results)?;
+            cni::save_results(&lab.id, &added.records)?;
             lab.plan = after;
             registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         }
