@@ -10,6 +10,7 @@ use crate::cni::CniResult;
 use crate::lab::cni::{self, PodCni};
 use crate::lab::registry;
 use crate::plan::{EndpointKind, LabPlan};
+use crate::topology::PointId;
 
 /// One pod as `get pods -o yaml|json` prints it.
 #[derive(Debug, Serialize)]
@@ -31,15 +32,18 @@ fn views(plan: &LabPlan, records: &[PodCni]) -> Vec<PodView> {
         .endpoints
         .iter()
         .filter(|e| e.kind == EndpointKind::Pod)
-        .map(|e| {
-            let pod = e.id.trim_start_matches("pod/").to_string();
-            PodView {
+        .filter_map(|e| {
+            let PointId::Pod { ns, name } = &e.id else {
+                return None;
+            };
+            let pod = format!("{ns}/{name}");
+            Some(PodView {
                 cni: records.iter().find(|r| r.pod == pod).cloned(),
                 pod,
                 node: e.node.clone(),
                 ip: Some(e.ip.to_string()),
                 status: "Running".into(),
-            }
+            })
         })
         .collect();
     for p in &plan.pending {
