@@ -31,7 +31,7 @@ fn usage_errors_exit_64_and_help_documents_every_exit_code() {
         &["no-such-command"][..],
         &["check"],
         &["trace", "pod/a/b", "ip/10.0.0.1:80", "--proto", "sctp"],
-        &["get", "pods"],
+        &["get", "no-such-resource"],
     ] {
         let out = cnlab(args);
         assert_eq!(
