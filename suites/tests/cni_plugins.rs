@@ -580,3 +580,120 @@ fn get_pods_shows_results_and_errors_and_cni_check_reports_the_plugins_error() {
         leftovers(&id)
     );
 }
+
+/// Observation without knowing the plumbing: after ADD the lab lists the
+/// nodes' interfaces and taps them, so hops carry the names the plugins
+/// chose (`node/node-1:cni0`, the pod's `node/node-1:veth…`). A path that
+/// names a hop the packets did not cross fails, saying what they crossed.
+#[test]
+fn plugin_made_interfaces_are_hops_and_a_wrong_hop_fails() {
+    use std::process::Command;
+    assert_ready();
+    let r = cnlab_suites::topology("examples/cni-bridge.yaml");
+    let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let plan = lab.plan();
+    let cni0 = plan
+        .points
+        .iter()
+        .find(|p| p.id == "node/node-1:cni0")
+        .expect("cni0, made by the bridge plugin, is an observation point");
+    assert_eq!(cni0.ifname.as_deref(), Some("cni0"));
+    let hv = plan
+        .points
+        .iter()
+        .find(|p| p.id == "host-veth/default/client")
+        .unwrap();
+    let veth = hv.ifname.clone().unwrap();
+    assert!(veth.starts_with("veth"), "{veth}");
+    assert_eq!(hv.aliases[0].to_string(), format!("node/node-1:{veth}"));
+
+    let mut wrong = Vec::new();
+    let pick = |name: &str| {
+        r.topo
+            .expect
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .clone()
+    };
+    // Bridged on one node: cni0 is not crossed.
+    let mut e = pick("pod to pod on one bridge");
+    e.avoids = None;
+    e.path = Some(vec![
+        "pod/default/client".into(),
+        "node/node-1:cni0".into(),
+        "pod/default/web-local".into(),
+    ]);
+    wrong.push(e);
+    // Across nodes, but through the other local pod's veth.
+    let other = plan
+        .points
+        .iter()
+        .find(|p| p.id == "host-veth/default/web-local")
+        .and_then(|p| p.ifname.clone())
+        .unwrap();
+    let mut e = pick("pod to pod across nodes (1.0.0 chain to 0.4.0 chain)");
+    e.path = Some(vec![
+        "pod/default/client".into(),
+        format!("node/node-1:{other}"),
+    ]);
+    wrong.push(e);
+    // The veth named by its interface: the same point as host-veth/….
+    let mut e = pick("pod to pod across nodes (1.0.0 chain to 0.4.0 chain)");
+    e.path = Some(vec![
+        format!("node/node-1:{veth}"),
+        "node/node-1:cni0".into(),
+    ]);
+    let right = e;
+    let results = cnlab::check::run(&lab, &wrong, 2);
+    assert_eq!(results.len(), 2);
+    for res in &results {
+        assert!(
+            !res.passed(),
+            "{}: passed with a wrong hop",
+            res.expect.name
+        );
+        let f = res.failures.join("; ");
+        assert!(
+            f.contains("not crossed in order") && f.contains(&format!("node/node-1:{veth}")),
+            "{f}"
+        );
+    }
+    assert!(results[0].failures[0].contains("path: node/node-1:cni0 not crossed"));
+    assert!(results[1].failures[0].contains(&format!("path: node/node-1:{other} not crossed")));
+    let ok = cnlab::check::run(&lab, std::slice::from_ref(&right), 1);
+    assert!(ok[0].passed(), "{:?}", ok[0].failures);
+
+    // `cnlab trace` shows the same hops.
+    let out = Command::new(cnlab_bin())
+        .args([
+            "trace",
+            "pod/default/client",
+            "pod/default/web:80",
+            "--lab",
+            lab.id(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for hop in [
+        "node/node-1:cni0",
+        "node/node-2:cni0",
+        &format!("node/node-1:{veth}"),
+    ] {
+        assert!(text.contains(hop), "trace lacks {hop}:\n{text}");
+    }
+    let id = lab.id().to_string();
+    lab.down();
+    assert!(
+        leftovers(&id).is_empty(),
+        "left behind: {:?}",
+        leftovers(&id)
+    );
+}

@@ -101,7 +101,7 @@ pub fn add_all(
             Err(e) => {
                 record.error = Some(e.to_string());
                 out.records.push(record);
-                out.adds.insert(
+                out.adds.pods.insert(
                     p.key.clone(),
                     PodAdd::Failed {
                         error: e.to_string(),
@@ -159,7 +159,12 @@ pub fn add_all(
             }
         }
         out.records.push(record);
-        out.adds.insert(p.key.clone(), add);
+        out.adds.pods.insert(p.key.clone(), add);
+    }
+    for c in &rt.chains {
+        out.adds
+            .node_links
+            .insert(c.node.clone(), link_names(&ns[c.node_ns]));
     }
     Ok(out)
 }
@@ -197,6 +202,25 @@ pub fn check_all(lab_id: &str, pods: &[String]) -> Vec<(String, Result<(), Strin
 /// `ns/name` or `pod/ns/name` → `pod/ns/name`.
 fn pod_key(p: &str) -> String {
     format!("pod/{}", p.trim_start_matches("pod/"))
+}
+
+/// Every interface of a namespace but `lo`, by name (none if it cannot be
+/// listed: the lab then taps what the plan knows).
+fn link_names(ns: &NetNs) -> Vec<String> {
+    ns.run(|| -> Option<Vec<String>> {
+        let mut nl = Netlink::open().ok()?;
+        Some(
+            nl.links()
+                .ok()?
+                .into_iter()
+                .map(|l| l.name)
+                .filter(|n| n != "lo")
+                .collect(),
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// The node-side interface the pod's `ifname` is linked to: its veth peer,

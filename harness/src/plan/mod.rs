@@ -97,7 +97,7 @@ pub enum PlanError {
 /// Plans the whole lab. Input is assumed validated, but nothing panics: a
 /// problem comes back as a `PlanError` naming the object.
 pub fn plan(r: &Resolved, backends: Backends) -> Result<LabPlan, PlanError> {
-    plan_cni(r, backends, &agent::plugins::CniAdds::new())
+    plan_cni(r, backends, &agent::plugins::CniAdds::default())
 }
 
 /// As `plan`, with what CNI ADD gave each pod (`cni: plugins` and the
@@ -235,6 +235,7 @@ pub fn plan_cni(
             node: Some(node.name.clone()),
         });
     }
+    agent::plugins::discovered_points(&mut d, &nodes, adds);
     add_servers(&mut d, r, &placement, &wired, &nodes)?;
 
     // Services: kube-proxy on every node, the cloud controller's CLBs, and

@@ -24,9 +24,10 @@ use super::{pod_ns, CniCtx, CniOutput, PodWire};
 use crate::plan::cloud::NodeCtx;
 use crate::plan::draft::Draft;
 use crate::plan::ipam::{PlacedPod, Placement};
-use crate::plan::types::{NsIdx, PendingPod};
+use crate::plan::types::{NsIdx, ObsPoint, PendingPod};
 use crate::topology::k8s::Pod;
 use crate::topology::model::CniPlugins;
+use crate::topology::PointId;
 use crate::topology::Resolved;
 
 /// The mode in the registry. Its pods are planned by `plan::plan_cni`
@@ -111,8 +112,48 @@ pub const WAITING_FOR_ADD: &str = "waiting for CNI ADD";
 /// How a pod whose chain failed is reported pending.
 pub const CNI_ADD_FAILED: &str = "CNI ADD failed: ";
 
-/// By pod key.
-pub type CniAdds = BTreeMap<String, PodAdd>;
+/// What the runtime found after ADD: each pod's outcome (by pod key), and
+/// the interfaces each node has then (by node name, `lo` left out), listed
+/// over netlink — taps observe what the plugins made without knowing how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CniAdds {
+    pub pods: BTreeMap<String, PodAdd>,
+    pub node_links: BTreeMap<String, Vec<String>>,
+}
+
+/// Observation points for the interfaces found in the nodes after ADD:
+/// one the plan already taps (the node's `eth0`, a pod's host veth) gets
+/// `node/<node>:<ifname>` as its alias (shown in paths, accepted in
+/// `path:`); any other (a bridge such as `cni0`, a vxlan device, an ifb)
+/// becomes the point `node/<node>:<ifname>`.
+pub fn discovered_points(d: &mut Draft, nodes: &[NodeCtx], adds: &CniAdds) {
+    for ctx in nodes {
+        let Some(links) = adds.node_links.get(&ctx.name) else {
+            continue;
+        };
+        for link in links {
+            let id = PointId::node_if(&ctx.name, link);
+            let known = d
+                .plan
+                .points
+                .iter_mut()
+                .find(|p| p.ns == ctx.ns && p.ifname.as_deref() == Some(link.as_str()));
+            match known {
+                Some(p) => {
+                    if p.id != id && !p.aliases.contains(&id) {
+                        p.aliases.insert(0, id);
+                    }
+                }
+                None => d.plan.points.push(ObsPoint {
+                    id,
+                    aliases: vec![],
+                    ns: ctx.ns,
+                    ifname: Some(link.clone()),
+                }),
+            }
+        }
+    }
+}
 
 /// Plans the pods of `cni: plugins` (and the flannel variant, with
 /// `flannel` giving the cluster's pod CIDR and node slices).
@@ -203,7 +244,7 @@ pub fn program(
             node: node_name.clone(),
             reason,
         };
-        match adds.get(&key.to_string()) {
+        match adds.pods.get(&key.to_string()) {
             Some(PodAdd::Added { ip, host_if }) => {
                 placed.ip = Some(*ip);
                 out.pods.push(PodWire {
