@@ -105,6 +105,30 @@ fn a_bad_ipam_subnet_is_host_locals_own_error_on_the_report() {
         "left behind: {:?}",
         leftovers(&o.lab_id)
     );
+    // The same file through `cnlab check`: exit 1, the plugin's error on the report.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cni-bad-subnet.yaml");
+    std::fs::write(
+        &file,
+        topology(
+            "cni-bad-subnet",
+            Path::new(REFERENCE),
+            r#"[{type: bridge, bridge: cni0, isGateway: true, ipam: {type: host-local, ranges: [[{subnet: 172.20.1.0/33}]]}}]"#,
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(cnlab_bin())
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("plugin type=\"bridge\" ADD: error code")
+            && report.contains("172.20.1.0/33"),
+        "{report}"
+    );
 }
 
 #[test]
