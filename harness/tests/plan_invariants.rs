@@ -210,14 +210,16 @@ fn expectations_name_planned_endpoints_and_points() {
             let target = e.to.rsplit_once(':').map(|(t, _)| t).unwrap_or(&e.to);
             if let Some(ip) = target.strip_prefix("ip/") {
                 let ip: std::net::Ipv4Addr = ip.parse().unwrap();
-                // An endpoint, a CLB, or a Service address (kube-ipvs0) holds it.
+                // An endpoint, a CLB, a Service address (kube-ipvs0) or
+                // node-local-dns's address holds it.
                 let service_ip = p.services.iter().any(|s| {
                     s.cluster_ip == Some(ip) || s.lb_ip == Some(ip) || s.external_ips.contains(&ip)
                 });
                 assert!(
                     p.endpoints.iter().any(|x| x.ip == ip)
                         || p.slbs.iter().any(|s| s.ip == ip)
-                        || service_ip,
+                        || service_ip
+                        || r.topo.cluster.node_local_dns == Some(ip),
                     "{f}: {}: nobody has {ip}",
                     e.name
                 );

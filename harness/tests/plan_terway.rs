@@ -387,3 +387,46 @@ fn t6_reroute_rule_only_on_the_ipvs_emulation() {
         .iter()
         .any(|(k, v)| k == "net/ipv4/vs/conntrack" && v == "1"));
 }
+
+/// eni-config `host_stack_cidrs`: IPVLAN redirects them to ipvl_N before
+/// the service CIDR (ipvlan_linux.go `append(cfg.HostStackCIDRs,
+/// cfg.ServiceCIDR.IPv4)`); exclusive ENI routes them via veth1. node-local-dns
+/// is a dummy `nodelocaldns` with its address and a port-53 server per node.
+#[test]
+fn host_stack_cidrs_reach_the_redirect_and_veth1() {
+    let dns: ipnet::Ipv4Net = "169.254.20.10/32".parse().unwrap();
+    for b in BOTH {
+        let p = plan_of("scenarios/m4b-terway-eniip-ipvlan-matrix.yaml", b);
+        let node = &p.namespaces[p.ns_index("node/node-1").unwrap()];
+        let redirects: Vec<&Vec<ipnet::Ipv4Net>> = node
+            .tc
+            .iter()
+            .filter_map(|t| match t {
+                TcPlan::RedirectToHost { cidrs, .. } => Some(cidrs),
+                _ => None,
+            })
+            .collect();
+        assert!(!redirects.is_empty(), "node-1 redirects to ipvl_N");
+        for cidrs in redirects {
+            assert_eq!(cidrs, &vec![dns, "192.168.0.0/16".parse().unwrap()]);
+        }
+        assert!(node.links.iter().any(|l| l.name == "nodelocaldns"));
+        assert!(node
+            .addrs
+            .iter()
+            .any(|a| a.dev == "nodelocaldns" && a.addr.to_string() == "169.254.20.10/32"));
+        assert!(node
+            .servers
+            .iter()
+            .any(|s| s.port == 53 && s.identity == "node/node-1" && s.tcp && s.udp));
+
+        let p = plan_of("scenarios/m2b-terway-eni-matrix.yaml", b);
+        let pod = &p.namespaces[p.ns_index("pod/default/client-a").unwrap()];
+        let r = pod
+            .routes
+            .iter()
+            .find(|r| r.dst.to_string() == "169.254.20.10/32")
+            .expect("a host_stack_cidrs route in the pod");
+        assert_eq!(r.dev.as_deref(), Some("veth1"));
+    }
+}

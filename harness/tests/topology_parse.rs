@@ -1582,3 +1582,46 @@ fn served_by_lists_repeat_and_refused_by() {
         "rst",
     );
 }
+
+#[test]
+fn host_stack_cidrs_belong_to_the_terway_modes_that_read_them() {
+    // flannel pods reach the host through their veth: the key has no effect.
+    only(
+        &insert(
+            "  pod_cidr:",
+            "  host_stack_cidrs: [169.254.20.10/32] # here\n",
+        ),
+        "cluster.host_stack_cidrs",
+        "# here",
+        "terway-eniip-ipvlan and terway-eni only",
+    );
+    // Every item is a CIDR, reported at its index.
+    has(
+        &insert(
+            "  pod_cidr:",
+            "  host_stack_cidrs:\n    - 169.254.20.10/32\n    - nonsense # here\n",
+        ),
+        "cluster.host_stack_cidrs[1]",
+        "# here",
+        "not an IPv4 CIDR",
+    );
+    has(
+        &insert("  pod_cidr:", "  node_local_dns: 169.254.20.300 # here\n"),
+        "cluster.node_local_dns",
+        "# here",
+        "not an IPv4 address",
+    );
+    let l = load_file(std::path::Path::new(
+        "../topologies/scenarios/m4b-terway-eniip-ipvlan-matrix.yaml",
+    ))
+    .unwrap_or_else(|r| panic!("{r}"));
+    let c = &l.resolved.topo.cluster;
+    assert_eq!(
+        c.host_stack_cidrs,
+        vec!["169.254.20.10/32".parse::<ipnet::Ipv4Net>().unwrap()]
+    );
+    assert_eq!(
+        c.node_local_dns,
+        Some(std::net::Ipv4Addr::new(169, 254, 20, 10))
+    );
+}

@@ -1,6 +1,8 @@
 //! Each CNI mode's service matrix (F7, F8, M1b…M5b) rests on mechanisms the
 //! mode plumbs: a VPC route entry, a vxlan route, a host route to a veth,
-//! a policy rule, Terway's masquerade, the IPVLAN tc redirect. For each
+//! a policy rule, Terway's masquerade, the IPVLAN tc redirect, a bridge
+//! port's hairpin mode, kube-proxy's KUBE-LOOP-BACK masquerade, the
+//! `host_stack_cidrs` redirect and veth1 route. For each
 //! mode one expectation of its matrix is shown to hold in a live lab, the
 //! mechanism it depends on is removed from the running kernel, and the
 //! same expectation is probed again: it must no longer hold.
@@ -334,5 +336,78 @@ fn terway_eniip_hairpin_needs_the_loop_back_masquerade() {
         "M3b web itself -> its own Service (hairpin)",
         false,
         |lab| delete_nft_rules(lab, NODE_1, "cnlab_kube_proxy", "KUBE-LOOP-BACK"),
+    );
+}
+
+/// terway-eniip-ipvlan: node-local-dns's 169.254.20.10 is reached through
+/// the host only because eni-config `host_stack_cidrs` put it in Terway's tc
+/// redirect; the u32 filter for that address alone is deleted from eth1 and
+/// the query leaves by the ENI to a VPC with no route for it.
+#[test]
+fn terway_ipvlan_node_local_dns_needs_host_stack_cidrs() {
+    flips(
+        "m4b-terway-eniip-ipvlan-matrix.yaml",
+        "M4b pod same node -> node-local DNS (host_stack_cidrs)",
+        false,
+        |lab| {
+            let dns = lab
+                .plan()
+                .namespaces
+                .iter()
+                .flat_map(|n| &n.addrs)
+                .find(|a| a.dev == "nodelocaldns")
+                .expect("node-local-dns planned")
+                .addr;
+            let std::net::IpAddr::V4(ip) = dns.addr() else {
+                panic!("{dns}: not IPv4")
+            };
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(dns.prefix_len()))
+                .unwrap_or(0);
+            // `tc filter show` prints a u32 key as `match <hex addr>/<hex mask> at 16`.
+            let key = format!("match {:08x}/{mask:08x} at 16", u32::from(ip) & mask);
+            let ns = lab.netns_by_key(NODE_1).expect("node-1 planned");
+            let out = Command::new("tc")
+                .args(["-n", ns.name(), "filter", "show", "dev", "eth1", "egress"])
+                .output()
+                .expect("tc");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut handle = None;
+            let mut last = None;
+            for line in text.lines() {
+                if let Some(fh) = line.split(" fh ").nth(1) {
+                    last = fh.split_whitespace().next().map(str::to_string);
+                }
+                if line.trim() == key {
+                    handle = last.clone();
+                }
+            }
+            let handle = handle.unwrap_or_else(|| panic!("no filter {key:?} on eth1:\n{text}"));
+            run_in(
+                lab,
+                NODE_1,
+                &[
+                    "tc", "filter", "del", "dev", "eth1", "egress", "protocol", "ip", "pref",
+                    "40000", "handle", &handle, "u32",
+                ],
+            );
+        },
+    );
+}
+
+/// terway-eni: with eni-config `host_stack_cidrs` the pod has one more
+/// route via veth1 (generateVeth1Cfg extraRoutes); without it the DNS
+/// query follows the default route out of the pod's own ENI.
+#[test]
+fn terway_eni_node_local_dns_needs_the_host_stack_route() {
+    flips(
+        "m2b-terway-eni-matrix.yaml",
+        "M2b pod same node -> node-local DNS (host_stack_cidrs)",
+        false,
+        |lab| {
+            del_route(lab, "pod/default/client-a", |r| {
+                r.dst.to_string() == "169.254.20.10/32"
+            })
+        },
     );
 }

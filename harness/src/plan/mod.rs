@@ -132,6 +132,11 @@ pub fn plan_cni(
     for n in &topo.nodes {
         nodes.push(cloud::add_node(&mut d, vpc, topo, &mut book, n)?);
     }
+    if let Some(ip) = topo.cluster.node_local_dns {
+        for n in &nodes {
+            node_local_dns(&mut d, n.ns, ip);
+        }
+    }
     let mut inet_index = 0;
     for x in &topo.externals {
         cloud::add_external(&mut d, vpc, topo, x, &mut inet_index)?;
@@ -383,6 +388,9 @@ fn add_servers(
         for port in &n.ports {
             add_server(d, ctx.ns, &PointId::node(&n.name), *port)?;
         }
+        if r.topo.cluster.node_local_dns.is_some() {
+            add_server(d, ctx.ns, &PointId::node(&n.name), NODE_LOCAL_DNS_PORT)?;
+        }
     }
     for x in &r.topo.externals {
         let key = PointId::external(&x.name);
@@ -394,6 +402,18 @@ fn add_servers(
         }
     }
     Ok(())
+}
+
+/// The port node-local-dns answers on.
+pub const NODE_LOCAL_DNS_PORT: u16 = 53;
+/// The interface node-local-dns binds its address on.
+pub const NODE_LOCAL_DNS_LINK: &str = "nodelocaldns";
+
+/// node-local-dns: its link-local address on a dummy interface of the node
+/// (the echo server on port 53, bound to every address, answers for it).
+fn node_local_dns(d: &mut Draft, ns: NsIdx, ip: Ipv4Addr) {
+    d.link(ns, NODE_LOCAL_DNS_LINK, LinkKind::Dummy);
+    d.addr(ns, NODE_LOCAL_DNS_LINK, cloud::host_net(ip), Scope::Global);
 }
 
 /// Echo servers answer TCP and UDP; one identity per port and namespace.

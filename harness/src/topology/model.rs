@@ -45,6 +45,13 @@ pub struct Cluster {
     /// override it). With `cni: flannel`/`flannel-vxlan` and no conflist:
     /// cnlab plays flanneld and pods are plumbed by the real plugins.
     pub cni_plugins: Option<CniPlugins>,
+    /// Terway's eni-config `host_stack_cidrs`: destinations a pod reaches
+    /// through the node's own stack (terway-eniip-ipvlan: more CIDRs in the
+    /// tc redirect to ipvl_N; terway-eni: more routes via veth1).
+    pub host_stack_cidrs: Vec<Ipv4Net>,
+    /// The node-local-dns add-on's address (169.254.20.10): every node binds
+    /// it on a `nodelocaldns` dummy interface and answers on port 53.
+    pub node_local_dns: Option<Ipv4Addr>,
 }
 
 /// A CNI plugin chain: where the binaries are and the network config list.
@@ -71,6 +78,8 @@ impl Default for Cluster {
             pod_cidr: None,
             node_cidr_prefix: None,
             cni_plugins: None,
+            host_stack_cidrs: Vec::new(),
+            node_local_dns: None,
         }
     }
 }

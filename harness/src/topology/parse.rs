@@ -845,6 +845,8 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
         pod_cidr: o.opt(cx, "pod_cidr", cidr),
         node_cidr_prefix: o.opt(cx, "node_cidr_prefix", uint::<u8>),
         cni_plugins: o.nested(cx, "cni_plugins", cni_plugins),
+        host_stack_cidrs: o.leaves(cx, "host_stack_cidrs", cidr).unwrap_or_default(),
+        node_local_dns: o.opt(cx, "node_local_dns", ip),
     };
     o.finish(
         cx,
@@ -856,6 +858,8 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
             "pod_cidr",
             "node_cidr_prefix",
             "cni_plugins",
+            "host_stack_cidrs",
+            "node_local_dns",
         ],
     );
     c

@@ -664,6 +664,23 @@ impl<'a> V<'a> {
                 "the topology has Services but no cluster.service_cidr",
             );
         }
+        for (i, net) in c.host_stack_cidrs.iter().enumerate() {
+            self.aligned(&format!("cluster.host_stack_cidrs[{i}]"), net);
+        }
+        // Terway reads host_stack_cidrs in its IPVLAN and exclusive-ENI
+        // datapaths only; elsewhere a pod's traffic reaches the host anyway.
+        if !c.host_stack_cidrs.is_empty()
+            && !matches!(c.cni, Cni::TerwayEniipIpvlan | Cni::TerwayEni)
+        {
+            self.err(
+                "cluster.host_stack_cidrs",
+                format!(
+                    "host_stack_cidrs is read by terway-eniip-ipvlan and terway-eni only, not by cni {} \
+                     (its pods reach the host stack through their veth anyway)",
+                    c.cni.as_str()
+                ),
+            );
+        }
     }
 
     fn vpc(&mut self) {

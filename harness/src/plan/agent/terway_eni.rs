@@ -61,6 +61,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     let mut placement = Placement::default();
     let mut out = CniOutput::default();
     let service_cidr = ctx.topo().cluster.service_cidr;
+    let host_stack = ctx.topo().cluster.host_stack_cidrs.clone();
     for node in ctx.nodes {
         crate::plan::proxy::append_nft(d, node.ns, MASQ_ENI_ONLY);
     }
@@ -125,6 +126,8 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
         });
         let mut via_host = vec![host_net(node.ip)];
         via_host.extend(service_cidr.map(ipnet::IpNet::V4));
+        // generateVeth1Cfg's extraRoutes: eni-config host_stack_cidrs via 169.254.1.1.
+        via_host.extend(host_stack.iter().copied().map(ipnet::IpNet::V4));
         for dst in via_host {
             d.route(
                 pod_ns,

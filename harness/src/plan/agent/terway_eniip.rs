@@ -265,15 +265,18 @@ pub const IPVLAN_SERVICE_NAT: &str = "table ip cnlab_terway_ipvlan {\n  chain po
      iifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a pod's service flow answers through the host\"\n    \
      oifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a flow DNATed to a pod answers through the host\"\n  }\n}\n";
 
-/// What Terway's IPVLAN filter sends to the host stack: the service CIDR
-/// (`host_stack_cidrs` would follow; the topology has no such field yet).
+/// What Terway's IPVLAN filter sends to the host stack, in its order
+/// (ipvlan_linux.go: `append(cfg.HostStackCIDRs, cfg.ServiceCIDR.IPv4)`):
+/// eni-config's `host_stack_cidrs`, then the service CIDR.
 pub fn host_stack_cidrs(topo: &crate::topology::model::Topology) -> Vec<ipnet::Ipv4Net> {
     let service = topo.cluster.service_cidr.or_else(|| {
         crate::plan::proxy::services::DEFAULT_SERVICE_CIDR
             .parse()
             .ok()
     });
-    service.into_iter().collect()
+    let mut cidrs = topo.cluster.host_stack_cidrs.clone();
+    cidrs.extend(service);
+    cidrs
 }
 
 /// Name of the host-side ipvlan child of `ethN`.
