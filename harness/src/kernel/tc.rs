@@ -67,9 +67,8 @@ const FILTER_PRIO: u16 = 1;
 const FILTER_HANDLE: u32 = 1;
 
 /// How the programs are hooked to links.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum TcAttach {
     /// Classic cls_bpf filter on the clsact qdisc, added over netlink

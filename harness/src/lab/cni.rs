@@ -245,7 +245,7 @@ fn host_side(pod: &NetNs, node: &NetNs, ifname: &str) -> Option<String> {
 
 /// Takes the lab from the plan before ADD (`a`) to the plan after (`b`):
 /// what changed is what depends on pod addresses — kube-proxy's and the
-/// SLB's rules (nft, IPVS), neighbours pinned for pod addresses, and the
+/// SLB's rules (nft, iptables, IPVS), neighbours pinned for pod addresses, and the
 /// pods' echo servers (started afterwards from `b`). Anything else differing is a
 /// planning bug and is refused, never half-applied.
 pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabError> {
@@ -255,6 +255,7 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
             let strip = |n: &crate::plan::NsPlan| {
                 let mut n = n.clone();
                 n.nft = None;
+                n.iptables = None;
                 n.ipvs.clear();
                 n.servers.clear();
                 n.neighs.clear();
@@ -324,6 +325,19 @@ pub fn apply_replan(a: &LabPlan, b: &LabPlan, ns: &[NetNs]) -> Result<(), LabErr
                 .map_err(|e| e.to_string())
                 .and_then(|r| r)
                 .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))?;
+        }
+        if x.iptables != y.iptables {
+            // kube-proxy's iptables mode: its chains replaced, now with endpoints.
+            let apply = |rules: &str| {
+                crate::kernel::iptables::restore(&ns[i], rules)
+                    .map_err(|e| LabError::Cni(format!("{}: {e}", y.key)))
+            };
+            if let Some(old) = &x.iptables {
+                apply(&crate::kernel::iptables::undo_script(old))?;
+            }
+            if let Some(new) = &y.iptables {
+                apply(new)?;
+            }
         }
         if x.nft == y.nft {
             continue;

@@ -23,7 +23,7 @@ pub struct LabRecord {
     /// Topology file, if the lab came from one.
     pub file: Option<String>,
     pub owner_pid: u32,
-    /// Owner start time (clock ticks since boot, /proc/<pid>/stat field 22):
+    /// Owner start time (clock ticks since boot, `/proc/<pid>/stat` field 22):
     /// tells a live owner from a recycled PID.
     pub owner_start: u64,
     pub created_unix: u64,
@@ -130,7 +130,7 @@ pub fn list() -> Vec<LabRecord> {
     v
 }
 
-/// Start time of a process (field 22 of /proc/<pid>/stat), None if gone.
+/// Start time of a process (field 22 of `/proc/<pid>/stat`), None if gone.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses.

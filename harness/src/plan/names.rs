@@ -52,7 +52,7 @@ pub fn mac_str(mac: &[u8; 6]) -> String {
 }
 
 /// Terway's host-side veth: `cali` + the first 11 hex digits of
-/// sha1("<namespace>.<name>") (terway `link.VethNameForPod`; the Go code
+/// `sha1("<namespace>.<name>")` (terway `link.VethNameForPod`; the Go code
 /// joins namespace and name with a dot).
 pub fn terway_veth(pod_ns: &str, pod_name: &str) -> String {
     format!("cali{}", &sha1_hex(&format!("{pod_ns}.{pod_name}"))[..11])
