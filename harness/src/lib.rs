@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod cloud;
 pub mod cni;
+pub mod fuzzing;
 pub mod kernel;
 pub mod lab;
 pub mod plan;

@@ -4,7 +4,7 @@ mod plan_support;
 
 use cnlab::plan::*;
 use plan_support::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 fn all_plans() -> Vec<(String, LabPlan)> {
     let mut out = vec![];
@@ -23,138 +23,16 @@ fn all_plans() -> Vec<(String, LabPlan)> {
     out
 }
 
+/// Interface names fit and are unique per namespace, every link named by an
+/// address, route, rule, neighbour, fdb, setting or sysctl exists and is set
+/// up, points and endpoints name real namespaces and interfaces, MACs are
+/// unique and locally administered, namespace suffixes unique and safe
+/// (`plan::invariants`, also the planner fuzz target's oracle).
 #[test]
-fn interface_names_fit_and_are_unique_per_namespace() {
+fn every_plan_keeps_the_invariants() {
     for (f, p) in all_plans() {
-        for (i, ns) in p.namespaces.iter().enumerate() {
-            let names = links_of(&p, i);
-            let mut seen = HashSet::new();
-            for n in &names {
-                assert!(
-                    !n.is_empty() && n.len() <= 15,
-                    "{f}: {}: interface {n:?} longer than 15",
-                    ns.key
-                );
-                assert!(seen.insert(n), "{f}: {}: interface {n} twice", ns.key);
-            }
-        }
-    }
-}
-
-#[test]
-fn every_referenced_link_exists_in_its_namespace() {
-    for (f, p) in all_plans() {
-        for (i, ns) in p.namespaces.iter().enumerate() {
-            let links = links_of(&p, i);
-            let has = |n: &str| links.iter().any(|l| l == n);
-            let mut refs: Vec<(&str, String)> = vec![];
-            refs.extend(ns.addrs.iter().map(|a| ("address", a.dev.clone())));
-            refs.extend(
-                ns.routes
-                    .iter()
-                    .filter_map(|r| r.dev.clone())
-                    .map(|d| ("route", d)),
-            );
-            refs.extend(
-                ns.rules
-                    .iter()
-                    .filter_map(|r| r.iif.clone())
-                    .map(|d| ("rule iif", d)),
-            );
-            refs.extend(ns.neighs.iter().map(|n| ("neighbour", n.dev.clone())));
-            refs.extend(ns.fdbs.iter().map(|n| ("fdb", n.dev.clone())));
-            for s in &ns.link_settings {
-                refs.push(("setting", s.name.clone()));
-                refs.extend(s.master.clone().map(|m| ("master", m)));
-            }
-            for l in &ns.links {
-                if let LinkKind::Vxlan { dev: Some(d), .. } = &l.kind {
-                    refs.push(("vxlan dev", d.clone()));
-                }
-            }
-            for (path, _) in &ns.sysctls {
-                let parts: Vec<&str> = path.split('/').collect();
-                if parts.len() == 5
-                    && matches!(parts[2], "conf" | "neigh")
-                    && !matches!(parts[3], "all" | "default")
-                {
-                    refs.push(("sysctl", parts[3].to_string()));
-                }
-            }
-            for (what, dev) in refs {
-                assert!(
-                    has(&dev),
-                    "{f}: {}: {what} names {dev}, which is not in {links:?}",
-                    ns.key
-                );
-            }
-            // Every link is brought up.
-            for l in links.iter() {
-                assert!(
-                    ns.link_settings.iter().any(|s| &s.name == l && s.up),
-                    "{f}: {}: {l} is never set up",
-                    ns.key
-                );
-            }
-        }
-        for pt in &p.points {
-            assert!(
-                pt.ns < p.namespaces.len(),
-                "{f}: point {} has no namespace",
-                pt.id
-            );
-            if let Some(ifname) = &pt.ifname {
-                assert!(
-                    links_of(&p, pt.ns).contains(ifname),
-                    "{f}: point {} names missing {ifname}",
-                    pt.id
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn macs_and_namespace_names_are_unique_per_lab() {
-    for (f, p) in all_plans() {
-        let mut macs = HashSet::new();
-        let all = p.veths.iter().flat_map(|v| [v.a.mac, v.b.mac]).chain(
-            p.namespaces
-                .iter()
-                .flat_map(|n| n.links.iter().map(|l| l.mac)),
-        );
-        // Every member ENI's cloud side answers with the vSwitch gateway's
-        // one MAC, as on Alibaba Cloud: the only MAC allowed twice.
-        let gateway_mac = cnlab::plan::agent::trunking::VPC_GATEWAY_MAC;
-        for m in all {
-            let m = m.expect("every planned link has a MAC");
-            if m == gateway_mac {
-                continue;
-            }
-            assert_eq!(
-                m[0] & 0x03,
-                0x02,
-                "{f}: {m:02x?} is not locally administered unicast"
-            );
-            assert!(macs.insert(m), "{f}: MAC {m:02x?} twice");
-        }
-        let mut shorts = HashSet::new();
-        for ns in &p.namespaces {
-            assert!(
-                ns.short.len() <= 40
-                    && ns
-                        .short
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
-                "{f}: {}",
-                ns.short
-            );
-            assert!(
-                shorts.insert(ns.short.clone()),
-                "{f}: short {} twice",
-                ns.short
-            );
-        }
+        let v = cnlab::plan::invariants::violations(&p);
+        assert!(v.is_empty(), "{f}:\n{}", v.join("\n"));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod ccm;
 pub mod cloud;
 pub mod draft;
 pub mod faults;
+pub mod invariants;
 pub mod ipam;
 pub mod limits;
 pub mod names;

@@ -75,24 +75,5 @@ pub fn ns<'a>(p: &'a LabPlan, key: &str) -> &'a cnlab::plan::NsPlan {
 
 /// Link names of a namespace: own links, veth ends, and `lo`.
 pub fn links_of(p: &LabPlan, idx: usize) -> Vec<String> {
-    let mut v: Vec<String> = p.namespaces[idx]
-        .links
-        .iter()
-        .map(|l| l.name.clone())
-        .collect();
-    for veth in &p.veths {
-        for end in [&veth.a, &veth.b] {
-            if end.ns == idx {
-                v.push(end.name.clone());
-            }
-        }
-    }
-    v.extend(
-        p.namespaces[idx]
-            .adopted_links
-            .iter()
-            .map(|a| a.link.name.clone()),
-    );
-    v.push("lo".into());
-    v
+    cnlab::plan::invariants::links_of(p, idx)
 }
