@@ -59,7 +59,10 @@ fn decode(frame: &[u8], look_inside: bool) -> Option<Decoded> {
         vlan,
         src: h.source_addr(),
         dst: h.destination_addr(),
-        proto: h.protocol().0,
+        // The transport's protocol: after IPv4 extension headers (AH) the
+        // header's own field names the extension, not what follows.
+        // (Found by the decode fuzz target: fuzz/corpus/decode/crash-ah-then-icmp.)
+        proto: ip.payload_ip_number().0,
         ip_id: h.identification(),
         sport: 0,
         dport: 0,
