@@ -9,7 +9,7 @@
 //! veth datapath (Terway `plugin/datapath/policy_router`): pod `podIP/32`,
 //! `default via 169.254.1.1 onlink`, permanent neighbour 169.254.1.1 → the
 //! `cali…` MAC; host `podIP/32 dev cali… scope link`, rule `512: to podIP
-//! lookup main`, rule `2048: from podIP lookup <table>` whose table holds
+//! lookup main`, rule `2048: from podIP iif cali… lookup <table>` whose table holds
 //! `default via <vSwitch gw> dev ethN onlink`. Terway numbers that table
 //! `1000 + ENI ifindex`; ifindexes exist only at build time, so the plan
 //! uses `1000 + N` for `ethN` ([`eni_table`]).
@@ -233,12 +233,20 @@ fn add_pod_route_in_eni(d: &mut Draft, eni_ns: NsIdx, ip: Ipv4Addr) {
 /// `table`.
 pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr, table: u32) -> PodWire {
     let wire = super::terway_vpc::veth_pod(d, node, p, ip);
-    pod_rules(d, node.ns, ip, table);
+    pod_rules(d, node.ns, ip, table, &wire.host_veth);
     wire
 }
 
-/// `512: to podIP lookup main`, `2048: from podIP lookup <table>`.
-pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32) {
+/// `512: to podIP lookup main`, `2048: from podIP iif <host veth> lookup
+/// <table>`. The iif is Terway's: `EnsureIPRule` in
+/// `plugin/driver/utils/utils_linux.go` (and the older `plugin/driver/veth`)
+/// sets `fromContainerRule.IifName` to the host veth. It decides T6: a
+/// packet IPVS emits after LOCAL_IN is re-routed as locally output (iif
+/// lo), misses this rule and leaves by the main table (eth0); a packet only
+/// forwarded (iptables/nftables DNAT) still comes in on the veth and takes it.
+/// The newer `plugin/datapath/policy_router_linux.go` drops the iif; with
+/// that layout real IPVS would send T6 by the trunk (docs/kube-proxy.md).
+pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32, host_veth: &str) {
     let rules = &mut d.ns(node_ns).rules;
     rules.push(RulePlan {
         priority: RULE_TO_POD,
@@ -249,6 +257,7 @@ pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32) {
     rules.push(RulePlan {
         priority: RULE_FROM_POD,
         from: Some(host_net(ip)),
+        iif: Some(host_veth.into()),
         table,
         ..Default::default()
     });

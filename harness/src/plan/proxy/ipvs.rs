@@ -7,8 +7,9 @@
 //! The virtual servers come from `super::virtual_servers`. On a kernel with
 //! IP_VS they are real IPVS services (`ipvs_native`); without it they run
 //! as an nftables **emulation** (`ipvs_emulation`), labelled as such in
-//! `plan`, `rules` and `doctor`: it also carries the re-route quirk (T6)
-//! that real IPVS has by itself.
+//! `plan`, `rules` and `doctor`. Real IPVS transmits from LOCAL_IN as a
+//! locally-output packet (iif lo), so Terway's iif-bound pod rules miss it
+//! (T6); the emulation forwards, and stands for that with rule 1024.
 //!
 //! Source address selection follows from the binding: the node connecting
 //! to an address of its own `kube-ipvs0` uses that address as source (K9).
@@ -73,8 +74,9 @@ impl ProxyDriver for Ipvs {
         }
     }
 
-    /// Real IPVS re-routes by destination itself; only the emulation needs
-    /// the fwmark rule.
+    /// Real IPVS transmits from LOCAL_IN as a locally-output packet (iif
+    /// lo) and misses the iif-bound pod rules by itself; only the
+    /// emulation, which forwards, needs the fwmark rule.
     fn emulates_reroute(&self, backends: Backends) -> bool {
         !backends.ipvs
     }

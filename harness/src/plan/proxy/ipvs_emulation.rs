@@ -7,8 +7,12 @@
 //!   prerouting (forwarded traffic) and output (the node's own traffic);
 //! - a virtual server without real servers answers ICMP port-unreachable;
 //! - masquerade where kube-proxy marks 0x4000;
-//! - service-NATed flows carry ct mark 0x1000, copied to the packet mark so a
-//!   policy rule routes them by the main table (the IPVS re-routing quirk).
+//! - service-NATed flows carry ct mark 0x1000, copied to the packet mark so
+//!   policy rule 1024 (`fwmark 0x1000 lookup main`) routes them by the main
+//!   table. It stands for how real IPVS transmits: from LOCAL_IN, as a
+//!   locally-output packet with iif lo, so Terway's `from <podIP> iif <veth>`
+//!   rules (2048) do not match it; the emulation only forwards (iif = the
+//!   veth), which those rules would match.
 
 use super::{MASQ_MARK, SERVICE_ROUTE_MARK};
 use crate::plan::types::*;
@@ -199,7 +203,7 @@ pub fn render(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
     );
     s += &format!(
         "  chain reroute {{\n    type filter hook prerouting priority dstnat + 10; policy accept;\n    \
-         ct mark & {SERVICE_ROUTE_MARK:#x} == {SERVICE_ROUTE_MARK:#x} meta mark set meta mark | {SERVICE_ROUTE_MARK:#x} comment \"service flows: route by destination\"\n  }}\n"
+         ct mark & {SERVICE_ROUTE_MARK:#x} == {SERVICE_ROUTE_MARK:#x} meta mark set meta mark | {SERVICE_ROUTE_MARK:#x} comment \"IPVS transmits locally (iif lo): iif-bound pod rules must not match\"\n  }}\n"
     );
     for (chain, hook) in [
         ("filter_input", "input"),

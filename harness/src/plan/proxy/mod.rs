@@ -64,8 +64,10 @@ pub trait ProxyDriver: Sync {
     /// Programs one node: links, addresses, rules, sysctls in its namespace.
     fn program_node(&self, d: &mut Draft, n: &NodeInput) -> ProxyNodePlan;
 
-    /// Whether service-NATed flows are routed by destination only (the IPVS
-    /// re-route quirk, T6) through the mark rule of the nftables emulation.
+    /// Whether the nftables emulation must stand in for how real IPVS
+    /// transmits (T6): as a locally-output packet, iif lo, so Terway's
+    /// iif-bound `from <podIP> iif <veth>` rules do not match; the
+    /// emulation only forwards (iif = the pod's veth) and needs the mark rule.
     fn emulates_reroute(&self, _backends: Backends) -> bool {
         false
     }
@@ -85,10 +87,13 @@ pub fn driver(mode: ProxyMode) -> &'static dyn ProxyDriver {
 
 /// Marks on the node (kube-proxy's own values where it has them).
 pub const MASQ_MARK: u32 = 0x4000;
-/// Service-NATed flows: routed by the main table (IPVS re-routes by destination).
+/// Emulation only: flows the nftables IPVS stand-in DNATed. Real IPVS sends
+/// them from LOCAL_IN as locally-output packets (iif lo), so Terway's
+/// `from <podIP> iif <veth>` rules (2048) miss them and the main table
+/// routes them; the forwarded emulated packet still has iif = the veth.
 pub const SERVICE_ROUTE_MARK: u32 = 0x1000;
-/// Policy rule priority of `fwmark SERVICE_ROUTE_MARK lookup main`: before
-/// Terway's `from <podIP> lookup <eni table>` rules (2048).
+/// Policy rule priority of `fwmark SERVICE_ROUTE_MARK lookup main` (only on
+/// the IPVS emulation): before Terway's iif-bound pod rules (2048).
 pub const SERVICE_ROUTE_RULE_PRIORITY: u32 = 1024;
 /// The address holder kube-proxy's IPVS mode binds every virtual IP to.
 pub const KUBE_IPVS0: &str = "kube-ipvs0";
