@@ -35,6 +35,9 @@ pub struct Capabilities {
     /// duplication) and the tbf qdisc (for rate).
     #[serde(default)]
     pub netdev_egress: bool,
+    /// br_netfilter loaded (`/sys/module/br_netfilter`): probed, never loaded.
+    #[serde(default)]
+    pub br_netfilter: bool,
     /// `(feature, what the kernel answered)` for every probe.
     pub details: Vec<(String, String)>,
 }
@@ -90,7 +93,20 @@ pub fn probe() -> Result<Capabilities, KernelError> {
     probe_nft(&mut c, &ns);
     probe_cls_bpf(&mut c, &ns);
     probe_impairments(&mut c, &ns);
+    probe_br_netfilter(&mut c);
     Ok(c)
+}
+
+/// Only asks: loading br_netfilter on a host would send the host's own
+/// bridged traffic through its iptables (`cnlab vm` loads it in the guest).
+fn probe_br_netfilter(c: &mut Capabilities) {
+    c.br_netfilter = std::path::Path::new("/sys/module/br_netfilter").exists();
+    let d = if c.br_netfilter {
+        "ok: loaded"
+    } else {
+        "not loaded (cnlab does not load it on a host: it would change the host's own bridges)"
+    };
+    note(c, "br_netfilter", d);
 }
 
 fn note(c: &mut Capabilities, feature: &str, detail: impl Into<String>) {
@@ -430,6 +446,7 @@ pub fn choose(c: &Capabilities, choice: BackendChoice) -> Result<Backends, Strin
             // Impairments are no backend of their own: netem where the
             // kernel has it (the plan rejects what the stand-in cannot do).
             netem: c.netem,
+            br_netfilter: c.br_netfilter,
         })
     };
     match choice {
@@ -552,6 +569,15 @@ pub fn render(c: &Capabilities, b: &Backends) -> String {
             "policy routing",
             c.policy_routing,
             need(c.policy_routing, "ip rules"),
+        ),
+        (
+            "br_netfilter",
+            c.br_netfilter,
+            if b.br_netfilter {
+                "nodes: bridge-nf-call-iptables=1 (as kubeadm requires)"
+            } else {
+                "not loaded: bridged pod-to-pod traffic skips the node's netfilter"
+            },
         ),
     ];
     let width = rows

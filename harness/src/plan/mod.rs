@@ -256,12 +256,53 @@ pub fn plan_cni(
             d.router_sysctls(ns);
         }
     }
+    bridge_netfilter(&mut d);
     let mut plan = d.plan;
     neigh::pin_neighbours(&mut plan);
     if !topo.impairments.is_empty() || !topo.events.is_empty() {
         faults::add(r, backends, adds, &mut plan)?;
     }
     Ok(plan)
+}
+
+/// Where br_netfilter is loaded its per-namespace default is 1 for every
+/// bridge: nodes keep that (kubeadm's preflight requires
+/// `bridge-nf-call-iptables=1`, so a pod's reply bridged on cni0 meets the
+/// node's conntrack/IPVS), every other namespace with a bridge gets 0 (the
+/// cloud's bridges run no netfilter). Without it the files do not exist.
+fn bridge_netfilter(d: &mut Draft) {
+    const CALL_IPTABLES: &str = "net/bridge/bridge-nf-call-iptables";
+    if !d.plan.backends.br_netfilter {
+        let bridged_pods = d.plan.namespaces.iter().any(|n| {
+            let bridges: Vec<&str> = n
+                .links
+                .iter()
+                .filter(|l| l.kind == LinkKind::Bridge)
+                .map(|l| l.name.as_str())
+                .collect();
+            n.kind == Some(NsKind::Node)
+                && n.link_settings
+                    .iter()
+                    .any(|s| s.master.as_deref().is_some_and(|m| bridges.contains(&m)))
+        });
+        if bridged_pods {
+            d.plan.notes.push(
+                "br_netfilter is not loaded: traffic bridged between pods on one node's bridge skips the node's netfilter (real kubeadm nodes set bridge-nf-call-iptables=1); cnlab does not load it on a host".into(),
+            );
+        }
+        return;
+    }
+    for ns in 0..d.plan.namespaces.len() {
+        let n = &d.plan.namespaces[ns];
+        let value = if n.kind == Some(NsKind::Node) {
+            "1"
+        } else if n.links.iter().any(|l| l.kind == LinkKind::Bridge) {
+            "0"
+        } else {
+            continue;
+        };
+        d.ns(ns).sysctl(CALL_IPTABLES, value);
+    }
 }
 
 /// `cni: plugins`, and flannel with real plugins: pods plumbed at bring-up

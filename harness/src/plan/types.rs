@@ -34,6 +34,11 @@ pub struct Backends {
     /// rate; delay, jitter and reordering need netem.
     #[serde(default)]
     pub netem: bool,
+    /// br_netfilter is loaded (a fact, not a choice; cnlab never loads it
+    /// on a host). Then nodes get `bridge-nf-call-iptables=1` as kubeadm
+    /// requires, other namespaces with a bridge 0.
+    #[serde(default)]
+    pub br_netfilter: bool,
 }
 
 impl Backends {
@@ -44,6 +49,7 @@ impl Backends {
         dummy: true,
         ipvs: true,
         netem: true,
+        br_netfilter: false,
     };
     /// Every feature through its portable stand-in.
     pub const PORTABLE: Backends = Backends {
@@ -52,6 +58,7 @@ impl Backends {
         dummy: false,
         ipvs: false,
         netem: false,
+        br_netfilter: false,
     };
 }
 

@@ -25,6 +25,9 @@ const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 const LAB_MODULES: &[&str] = &[
     "veth",
     "bridge",
+    // Real kubeadm nodes have it (bridge-nf-call-iptables=1). Loaded only
+    // here, in the guest: on a host it would change the host's own bridges.
+    "br_netfilter",
     "8021q",
     "macvlan",
     "ipvlan",
