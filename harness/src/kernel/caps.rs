@@ -642,6 +642,7 @@ mod tests {
                 dummy: false,
                 ipvs: true,
                 netem: false,
+                br_netfilter: false,
             }
         );
     }
