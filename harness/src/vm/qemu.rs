@@ -197,6 +197,17 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // qemu must not outlive `cnlab vm` (killed, or exiting on SIGTERM from
+    // the signal thread): the kernel kills it when its parent goes.
+    // SAFETY: prctl is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut q, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     if opts.verbose {
         eprintln!("cnlab vm: {:?}", q);
     }
