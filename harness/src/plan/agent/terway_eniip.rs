@@ -237,8 +237,8 @@ pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr, tabl
     wire
 }
 
-/// `512: to podIP lookup main`, `2048: from podIP iif <host veth> lookup
-/// <table>`. The iif is Terway's: `EnsureIPRule` in
+/// `512: to podIP lookup main`,
+/// `2048: from podIP iif <host veth> lookup <table>`. The iif is Terway's: `EnsureIPRule` in
 /// `plugin/driver/utils/utils_linux.go` (and the older `plugin/driver/veth`)
 /// sets `fromContainerRule.IifName` to the host veth. It decides T6: a
 /// packet IPVS emits after LOCAL_IN is re-routed as locally output (iif
