@@ -116,6 +116,7 @@ pub fn run(cmd: Command) -> i32 {
         Command::Rules { node, lab } => super::services::rules(&node, lab.as_deref()),
         Command::Bench(args) => Ok(super::bench::run(&args)),
         Command::Vm(args) => Ok(super::vm::run(&args)),
+        Command::Matrix(args) => super::matrix::run(&args),
     };
     r.unwrap_or_else(|code| code)
 }

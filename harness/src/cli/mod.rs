@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 pub mod get;
+mod matrix;
 mod pods;
 mod progress;
 mod running;
@@ -281,6 +282,14 @@ pub enum Command {
     ///
     /// `cnlab vm --kernel 6.12 -- ./target/debug/cnlab check --backend native topologies/scenarios`
     Vm(vm::VmArgs),
+    /// The connectivity matrix: from an ECS outside the cluster, a node and a
+    /// pod to pod IP, ClusterIP, NodePort and LoadBalancer (eTP Cluster and
+    /// Local, backend on the same node and on another), one real probe per cell.
+    ///
+    /// Prints a Markdown table (cell: outcome and the source address the
+    /// server saw) and names the cells the topology cannot form. --save keeps
+    /// the matrix as JSON; --expect SAVED exits 1 listing the cells that differ.
+    Matrix(matrix::MatrixArgs),
 }
 
 pub fn main() -> i32 {
@@ -301,7 +310,11 @@ pub fn main() -> i32 {
     // default (EPIPE): they must live to tear their lab down.
     if !matches!(
         cli.command,
-        Command::Check { .. } | Command::Up { .. } | Command::Bench(_) | Command::Vm(_)
+        Command::Check { .. }
+            | Command::Up { .. }
+            | Command::Bench(_)
+            | Command::Vm(_)
+            | Command::Matrix(_)
     ) {
         // SAFETY: restoring a default signal disposition before any output.
         unsafe {
