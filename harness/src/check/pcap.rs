@@ -75,46 +75,60 @@ pub fn write(
     let file = std::fs::File::create(path)?;
     let mut w =
         PcapNgWriter::with_section_header(std::io::BufWriter::new(file), section).map_err(err)?;
-    let mut ids: Vec<String> = Vec::new();
-    for p in &plan.points {
-        let ns = &plan.namespaces[p.ns].key;
-        let iface = p.ifname.as_deref().unwrap_or("any interface");
-        let idb = InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: 0,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(display_point(
-                    plan,
-                    &p.id.to_string(),
-                ))),
-                InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
-                    "{} ({iface} in {ns})",
-                    p.id
-                ))),
-                // Timestamps are in nanoseconds.
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
-        };
-        w.write_pcapng_block(idb).map_err(err)?;
-        ids.push(p.id.to_string());
+    let points: Vec<&crate::plan::ObsPoint> = plan.points.iter().collect();
+    for p in &points {
+        w.write_pcapng_block(interface_block(plan, p))
+            .map_err(err)?;
     }
     for c in frames {
-        let Some(id) = ids.iter().position(|p| *p == c.point) else {
-            continue;
-        };
-        let packet = EnhancedPacketBlock {
-            interface_id: id as u32,
-            timestamp: Duration::from_nanos(c.ts_ns as u64),
-            original_len: c.frame.len() as u32,
-            data: Cow::Borrowed(&c.frame),
-            options: vec![EnhancedPacketOption::Comment(Cow::Owned(format!(
-                "{} {} {}",
-                display_point(plan, &c.point),
-                if c.outgoing { "out of" } else { "in on" },
-                c.ifname
-            )))],
-        };
-        w.write_pcapng_block(packet).map_err(err)?;
+        if let Some(packet) = packet_block(plan, &points, c) {
+            w.write_pcapng_block(packet).map_err(err)?;
+        }
     }
     Ok(())
+}
+
+/// The interface block of one observation point: named by its id as a
+/// person reads it, described by its interface and namespace.
+pub fn interface_block<'a>(
+    plan: &LabPlan,
+    p: &crate::plan::ObsPoint,
+) -> InterfaceDescriptionBlock<'a> {
+    let ns = &plan.namespaces[p.ns].key;
+    let iface = p.ifname.as_deref().unwrap_or("any interface");
+    InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![
+            InterfaceDescriptionOption::IfName(Cow::Owned(display_point(plan, &p.id.to_string()))),
+            InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
+                "{} ({iface} in {ns})",
+                p.id
+            ))),
+            // Timestamps are in nanoseconds.
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    }
+}
+
+/// A captured frame as a packet of interface `points[i]` (None: the frame
+/// belongs to no written interface), its comment saying where and which way.
+pub fn packet_block<'a>(
+    plan: &LabPlan,
+    points: &[&crate::plan::ObsPoint],
+    c: &'a Capture,
+) -> Option<EnhancedPacketBlock<'a>> {
+    let id = points.iter().position(|p| p.id == c.point)?;
+    Some(EnhancedPacketBlock {
+        interface_id: id as u32,
+        timestamp: Duration::from_nanos(c.ts_ns as u64),
+        original_len: c.frame.len() as u32,
+        data: Cow::Borrowed(&c.frame),
+        options: vec![EnhancedPacketOption::Comment(Cow::Owned(format!(
+            "{} {} {}",
+            display_point(plan, &c.point),
+            if c.outgoing { "out of" } else { "in on" },
+            c.ifname
+        )))],
+    })
 }

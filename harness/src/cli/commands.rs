@@ -117,6 +117,8 @@ pub fn run(cmd: Command) -> i32 {
         Command::Bench(args) => Ok(super::bench::run(&args)),
         Command::Vm(args) => Ok(super::vm::run(&args)),
         Command::Matrix(args) => super::matrix::run(&args),
+        Command::Graph(args) => super::graph::run(&args),
+        Command::Capture(args) => super::capture::run(&args),
     };
     r.unwrap_or_else(|code| code)
 }

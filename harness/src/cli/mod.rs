@@ -1,8 +1,10 @@
 //! The `cnlab` command line.
 
 mod bench;
+mod capture;
 mod commands;
 pub mod get;
+mod graph;
 mod matrix;
 mod pods;
 mod progress;
@@ -290,6 +292,18 @@ pub enum Command {
     /// server saw) and names the cells the topology cannot form. --save keeps
     /// the matrix as JSON; --expect SAVED exits 1 listing the cells that differ.
     Matrix(matrix::MatrixArgs),
+    /// Draw the lab: VPC, vSwitches, security groups, ENIs (primary,
+    /// secondary, trunk, member), nodes, pods, SLBs and externals, as SVG, DOT
+    /// or Mermaid; with --path FROM TO, one real probe's request and reply hops.
+    ///
+    /// `cnlab graph topologies/scenarios/t10-slb-to-member-enis.yaml --path
+    /// external/client service/trunking/nginx-cluster:80@lb -o t10.svg`
+    Graph(graph::GraphArgs),
+    /// Stream a live pcapng from a running lab (`cnlab up --detach`), one
+    /// interface per observation point, named by its id; until Ctrl-C.
+    ///
+    /// `cnlab capture LAB pod/default/web eth0/node-2 | wireshark -k -i -`
+    Capture(capture::CaptureArgs),
 }
 
 pub fn main() -> i32 {
@@ -315,6 +329,7 @@ pub fn main() -> i32 {
             | Command::Bench(_)
             | Command::Vm(_)
             | Command::Matrix(_)
+            | Command::Graph(_)
     ) {
         // SAFETY: restoring a default signal disposition before any output.
         unsafe {

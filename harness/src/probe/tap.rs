@@ -96,6 +96,22 @@ impl Taps {
     /// Opens a tap in every namespace that has points and starts reading.
     /// Namespaces are opened a few at a time on threads of their own.
     pub fn open(targets: &[(&NetNs, Vec<TapPoint>)]) -> Result<Taps, ProbeError> {
+        Self::open_with(targets, None)
+    }
+
+    /// As `open`, handing every capture to `sink` as it is read (each poll
+    /// round's frames in time order) instead of keeping it: `cnlab capture`.
+    pub fn open_streaming(
+        targets: &[(&NetNs, Vec<TapPoint>)],
+        sink: std::sync::mpsc::Sender<Capture>,
+    ) -> Result<Taps, ProbeError> {
+        Self::open_with(targets, Some(sink))
+    }
+
+    fn open_with(
+        targets: &[(&NetNs, Vec<TapPoint>)],
+        sink: Option<std::sync::mpsc::Sender<Capture>>,
+    ) -> Result<Taps, ProbeError> {
         let mut grouped: Vec<(&NetNs, Vec<TapPoint>)> = Vec::new();
         for (ns, points) in targets.iter().filter(|(_, p)| !p.is_empty()) {
             match grouped.iter_mut().find(|(g, _)| g.name() == ns.name()) {
@@ -152,7 +168,7 @@ impl Taps {
         let flag = stop.clone();
         let reader = std::thread::Builder::new()
             .name("cnlab-tap".into())
-            .spawn(move || read_until_stopped(taps, &flag))
+            .spawn(move || read_until_stopped(taps, &flag, sink))
             .map_err(|source| ProbeError::Runtime {
                 what: "starting the tap reader",
                 source,
@@ -184,7 +200,11 @@ impl Drop for Taps {
     }
 }
 
-fn read_until_stopped(mut taps: Vec<NsTap>, stop: &AtomicBool) -> Vec<Capture> {
+fn read_until_stopped(
+    mut taps: Vec<NsTap>,
+    stop: &AtomicBool,
+    sink: Option<std::sync::mpsc::Sender<Capture>>,
+) -> Vec<Capture> {
     let mut out = Vec::new();
     let fds: Vec<RawFd> = taps.iter().map(|t| t.ring.raw_fd()).collect();
     loop {
@@ -205,6 +225,13 @@ fn read_until_stopped(mut taps: Vec<NsTap>, stop: &AtomicBool) -> Vec<Capture> {
             // When stopping, drain completely; otherwise take a batch.
             let limit = if stopping { usize::MAX } else { BATCH };
             drain(&mut taps[i], &mut out, limit);
+        }
+        if let Some(tx) = &sink {
+            out.sort_by_key(|c| c.ts_ns);
+            // The receiver gone (the capture ended) stops the reader too.
+            if out.drain(..).any(|c| tx.send(c).is_err()) {
+                break;
+            }
         }
         if stopping {
             break;
