@@ -234,7 +234,9 @@ fn pods_get_slice_addresses_and_hang_off_cni0() {
             identity: "pod/default/web".into(),
             port: 80,
             tcp: true,
-            udp: true
+            udp: false,
+            bind: None,
+            http: None,
         }]
     );
     let n2 = ns(&p, &format!("node/{N2}"));
@@ -300,5 +302,5 @@ fn render_reads_like_ip_output() {
     assert!(text.contains("default via 10.0.4.20 dev inst table 100 onlink"));
     assert!(text.contains("100: from all iif vpc lookup 100"));
     assert!(text.contains("172.16.0.0/24 -> cn-hangzhou.10.0.4.20 (eni-"));
-    assert!(text.contains("tcp+udp 80 answers as pod/default/web"));
+    assert!(text.contains("tcp 80 answers as pod/default/web"));
 }

@@ -305,7 +305,9 @@ fn servers_endpoints_for_nodes_externals_and_host_network_pods() {
             identity: "external/mysql-ecs".into(),
             port: 3306,
             tcp: true,
-            udp: true
+            udp: true,
+            bind: None,
+            http: None,
         }
     );
     let eni = p.enis.iter().find(|e| e.role == EniRole::External).unwrap();

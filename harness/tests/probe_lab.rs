@@ -158,6 +158,8 @@ fn server(identity: &str, port: u16) -> ServerPlan {
         port,
         tcp: true,
         udp: true,
+        bind: None,
+        http: None,
     }
 }
 
@@ -176,6 +178,7 @@ fn spec(
         port,
         src_port,
         deadline: Duration::from_millis(deadline_ms),
+        http: false,
     }
 }
 

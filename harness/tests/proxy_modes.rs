@@ -201,3 +201,33 @@ fn session_affinity_config_is_validated_as_the_api_server_does() {
         "{e}"
     );
 }
+
+/// healthCheckNodePort: kube-proxy's health server on every node (200 with
+/// local endpoints, 503 without), on every address except in nftables
+/// mode (nodePortAddresses `primary`), and iptables' filter ACCEPT for it.
+#[test]
+fn health_check_node_port_is_served_on_every_node() {
+    let plan_of = |proxy| {
+        let mut r = load_file("conformance/kube-proxy/health-check-node-port.yaml");
+        r.topo.cluster.proxy = proxy;
+        plan(&r, Backends::PORTABLE).unwrap()
+    };
+    let p = plan_of(ProxyMode::Iptables);
+    let status = |p: &LabPlan, node: &str| {
+        let s = ns(p, node)
+            .servers
+            .iter()
+            .find(|s| s.port == 30100)
+            .unwrap();
+        (s.http.as_ref().unwrap().status, s.bind, s.udp)
+    };
+    assert_eq!(status(&p, "node/node-a"), (200, None, false));
+    assert_eq!(status(&p, "node/node-b"), (503, None, false));
+    let ipt = ns(&p, "node/node-b").iptables.clone().unwrap();
+    assert!(ipt.contains("-A KUBE-NODEPORTS -m comment --comment \"ns1/web:p80 health check node port\" -m tcp -p tcp --dport 30100 -j ACCEPT"), "{ipt}");
+    let p = plan_of(ProxyMode::Nftables);
+    assert_eq!(
+        status(&p, "node/node-b").1,
+        Some("10.0.4.11".parse().unwrap())
+    );
+}

@@ -33,6 +33,7 @@ fn tcp(lab: &Lab, from: &NetNs, dst: Ipv4Addr, port: u16) -> ProbeOutcome {
             port,
             src_port: Some(lab.next_probe_port()),
             deadline: Duration::from_millis(1500),
+            http: false,
         },
     )
 }
@@ -183,6 +184,8 @@ fn hot_plugged_eni_carries_traffic_and_its_security_group() {
         port,
         tcp: true,
         udp: false,
+        bind: None,
+        http: None,
     };
     let _servers = EchoServers::start(&[(node_ns, server(NEW_PORT))]).unwrap();
 

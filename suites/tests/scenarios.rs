@@ -16,6 +16,7 @@ fn run(path: PathBuf) {
         results: &o.results,
         error: o.error.clone(),
         pending: o.pending.clone(),
+        not_modelled: o.not_modelled.clone(),
     };
     let table = report::table(&[view]);
     println!("{table}");

@@ -133,6 +133,7 @@ fn tcp_expect(from: &str, to: &str) -> Expectation {
         repeat: None,
         sticky: None,
         refused_by: None,
+        http_status: None,
         path: None,
         avoids: None,
         timeout_ms: None,

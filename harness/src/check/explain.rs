@@ -67,6 +67,7 @@ pub fn explain(lab: &Lab, e: &Expectation, deadline: Duration) -> Explanation {
         e.proto,
         deadline,
         true,
+        e.http_status.is_some(),
     );
     let rules = match (before, counters::snapshot(lab)) {
         (Some((b, _)), Ok((a, verdicts))) => counters::moved(&b, &a, &verdicts)
@@ -214,6 +215,7 @@ impl Explanation {
                 seen_peer: None,
                 served_by: None,
                 refused_by: None,
+                http_status: None,
                 detail: String::new(),
                 elapsed: Duration::ZERO,
             },

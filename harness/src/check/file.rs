@@ -20,6 +20,9 @@ pub struct FileOutcome {
     pub environment: bool,
     pub warnings: Vec<Problem>,
     pub pending: Vec<String>,
+    /// What the file says that decides nothing in the lab (fields and
+    /// objects not modelled), so the report shows what its verdicts ignore.
+    pub not_modelled: Vec<String>,
     pub up_time: Duration,
     pub check_time: Duration,
     pub down_time: Duration,
@@ -36,6 +39,7 @@ impl FileOutcome {
             environment,
             warnings: vec![],
             pending: vec![],
+            not_modelled: vec![],
             up_time: Duration::ZERO,
             check_time: Duration::ZERO,
             down_time: Duration::ZERO,
@@ -52,6 +56,9 @@ impl FileOutcome {
         self.pending.iter().any(|p| p.contains(CNI_ADD_FAILED))
     }
 }
+
+/// The words every "decides nothing here" warning and plan note carries.
+pub const NOT_MODELLED: &str = "not modelled";
 
 pub fn check_file(path: &Path, opts: &UpOptions, parallel: usize) -> FileOutcome {
     check_loaded(path, super::input::load_planned(path), opts, parallel)
@@ -90,6 +97,11 @@ pub fn check_keeping(
             return (out, None);
         }
     };
+    out.not_modelled = warnings
+        .iter()
+        .filter(|w| w.to_string().contains(NOT_MODELLED))
+        .map(|w| w.to_string())
+        .collect();
     out.warnings = warnings;
     let opts = UpOptions {
         file: Some(file),
@@ -112,6 +124,13 @@ pub fn check_keeping(
         .iter()
         .map(|p| format!("{}: {}", p.pod, p.reason))
         .collect();
+    out.not_modelled.extend(
+        lab.plan()
+            .notes
+            .iter()
+            .filter(|n| n.contains(NOT_MODELLED))
+            .cloned(),
+    );
     let t = Instant::now();
     let run = super::RunOptions {
         pcap: pcap.map(Path::to_path_buf),

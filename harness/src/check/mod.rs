@@ -137,12 +137,17 @@ pub fn check_one_with(lab: &Lab, e: &Expectation, opts: &RunOptions) -> CheckRes
         return pending(lab.plan(), e, t);
     }
     let deadline = deadline(e);
+    let http = e.http_status.is_some();
     let wants_path = e.path.is_some() || e.avoids.is_some() || opts.pcap.is_some();
-    let (mut observed, frames) =
-        observe::observe_captured(lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path);
+    let (mut observed, frames) = observe::observe_captured(
+        lab, &e.name, &e.from, &e.to, e.proto, deadline, wants_path, http,
+    );
     if observed.error.is_none() {
         for _ in 1..repeat::probes_for(e) {
-            let again = observe(lab, &e.name, &e.from, &e.to, e.proto, deadline, false);
+            let again = observe::observe_captured(
+                lab, &e.name, &e.from, &e.to, e.proto, deadline, false, http,
+            )
+            .0;
             if let Some(err) = again.error {
                 observed.error = Some(err);
                 break;
@@ -178,6 +183,7 @@ fn no_probe(verdict: Verdict, detail: String) -> Observation {
             seen_peer: None,
             served_by: None,
             refused_by: None,
+            http_status: None,
             detail,
             elapsed: Duration::ZERO,
         },
@@ -291,6 +297,18 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                     "expected served by {want}, nobody identified itself"
                 )),
             }
+        }
+    }
+    if let (Some(want), Verdict::Connected) = (e.http_status, got) {
+        if o.outcome.http_status != Some(want) {
+            let status = o
+                .outcome
+                .http_status
+                .map_or("no status".to_string(), |s| s.to_string());
+            f.push(format!(
+                "expected HTTP {want}, got {status}: {}",
+                o.outcome.detail.replace("\r\n", " | ")
+            ));
         }
     }
     if got == Verdict::Refused {

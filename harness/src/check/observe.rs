@@ -148,11 +148,13 @@ pub fn observe(
     deadline: Duration,
     taps: bool,
 ) -> Observation {
-    observe_captured(lab, name, from, to, proto, deadline, taps).0
+    observe_captured(lab, name, from, to, proto, deadline, taps, false).0
 }
 
 /// As `observe`, also returning every frame the taps saw of this probe
 /// (its client port or ICMP identifier, in either direction), in time order.
+/// With `http`, the probe is an HTTP GET instead of the echo exchange.
+#[allow(clippy::too_many_arguments)]
 pub fn observe_captured(
     lab: &Lab,
     name: &str,
@@ -161,6 +163,7 @@ pub fn observe_captured(
     proto: Proto,
     deadline: Duration,
     taps: bool,
+    http: bool,
 ) -> (Observation, Vec<Capture>) {
     let plan = lab.plan();
     let failed = |e: String| Observation {
@@ -170,6 +173,7 @@ pub fn observe_captured(
             seen_peer: None,
             served_by: None,
             refused_by: None,
+            http_status: None,
             detail: e.clone(),
             elapsed: Duration::ZERO,
         },
@@ -202,6 +206,7 @@ pub fn observe_captured(
         port,
         src_port: Some(src_port),
         deadline,
+        http,
     };
     let tapset = if taps { open_taps(lab) } else { Ok(None) };
     let tapset = match tapset {

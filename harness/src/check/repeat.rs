@@ -153,6 +153,7 @@ mod tests {
             repeat,
             sticky: sticky.then_some(true),
             refused_by: None,
+            http_status: None,
             path: None,
             avoids: None,
             timeout_ms: None,

@@ -14,6 +14,8 @@ pub struct FileResults<'a> {
     pub error: Option<String>,
     /// Pods left pending by the CNI, with their reason.
     pub pending: Vec<String>,
+    /// Fields and objects of the file that decide nothing in the lab.
+    pub not_modelled: Vec<String>,
 }
 
 fn observed_source(r: &CheckResult) -> String {
@@ -47,6 +49,9 @@ pub fn table_styled(files: &[FileResults], style: Style) -> String {
         }
         for p in &f.pending {
             out.push_str(&format!("   pending pod {p}\n"));
+        }
+        for n in &f.not_modelled {
+            out.push_str(&format!("   not modelled (decides nothing here): {n}\n"));
         }
         let head = [
             "",
@@ -196,6 +201,7 @@ pub fn json(files: &[FileResults]) -> serde_json::Value {
                 "lab": f.lab_id,
                 "error": f.error,
                 "pending": f.pending,
+                "not_modelled": f.not_modelled,
                 "results": f.results.iter().map(|r| json!({
                     "name": r.expect.name,
                     "from": r.expect.from,

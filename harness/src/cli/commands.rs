@@ -271,6 +271,7 @@ fn check(
             results: &o.results,
             error: o.error.clone(),
             pending: o.pending.clone(),
+            not_modelled: o.not_modelled.clone(),
         })
         .collect();
     live.finish();

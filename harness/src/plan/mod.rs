@@ -422,16 +422,26 @@ fn add_servers(
         };
         for c in &r.pods[p.pod].spec.containers {
             for port in &c.ports {
-                add_server(d, ns, &p.key(), port.container_port)?;
+                // A pod answers only on the protocols it declares
+                // (containerPort.protocol, default TCP).
+                let udp = port.protocol.as_deref() == Some("UDP");
+                add_server(d, ns, &p.key(), port.container_port, !udp, udp)?;
             }
         }
     }
     for (n, ctx) in r.topo.nodes.iter().zip(nodes) {
         for port in &n.ports {
-            add_server(d, ctx.ns, &PointId::node(&n.name), *port)?;
+            add_server(d, ctx.ns, &PointId::node(&n.name), *port, true, true)?;
         }
         if r.topo.cluster.node_local_dns.is_some() {
-            add_server(d, ctx.ns, &PointId::node(&n.name), NODE_LOCAL_DNS_PORT)?;
+            add_server(
+                d,
+                ctx.ns,
+                &PointId::node(&n.name),
+                NODE_LOCAL_DNS_PORT,
+                true,
+                true,
+            )?;
         }
     }
     for x in &r.topo.externals {
@@ -440,7 +450,7 @@ fn add_servers(
             continue;
         };
         for port in &x.ports {
-            add_server(d, ns, &key, *port)?;
+            add_server(d, ns, &key, *port, true, true)?;
         }
     }
     Ok(())
@@ -458,27 +468,40 @@ fn node_local_dns(d: &mut Draft, ns: NsIdx, ip: Ipv4Addr) {
     d.addr(ns, NODE_LOCAL_DNS_LINK, cloud::host_net(ip), Scope::Global);
 }
 
-/// Echo servers answer TCP and UDP; one identity per port and namespace.
-fn add_server(d: &mut Draft, ns: NsIdx, identity: &PointId, port: u16) -> Result<(), PlanError> {
+/// One echo server per port and namespace, on the protocols asked for
+/// (a pod's declared containerPort protocols; nodes' and externals'
+/// `ports` answer both); one identity per port and namespace.
+fn add_server(
+    d: &mut Draft,
+    ns: NsIdx,
+    identity: &PointId,
+    port: u16,
+    tcp: bool,
+    udp: bool,
+) -> Result<(), PlanError> {
     let identity = identity.to_string();
     let key = d.key(ns).to_string();
     let servers = &mut d.ns(ns).servers;
-    if let Some(s) = servers.iter().find(|s| s.port == port) {
+    if let Some(s) = servers.iter_mut().find(|s| s.port == port) {
         if s.identity == identity {
+            s.tcp |= tcp;
+            s.udp |= udp;
             return Ok(());
         }
         return Err(PlanError::PortClash {
             ns: key,
             port,
             first: s.identity.clone(),
-            second: identity.into(),
+            second: identity,
         });
     }
     servers.push(ServerPlan {
-        identity: identity.into(),
+        identity,
         port,
-        tcp: true,
-        udp: true,
+        tcp,
+        udp,
+        bind: None,
+        http: None,
     });
     Ok(())
 }

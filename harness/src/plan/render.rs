@@ -327,7 +327,13 @@ fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
                     (false, true) => "udp",
                     (false, false) => "none",
                 };
-                format!("{proto} {} answers as {}", s.port, s.identity)
+                let http = s
+                    .http
+                    .as_ref()
+                    .map(|h| format!(" (HTTP {} {})", h.status, h.reason))
+                    .unwrap_or_default();
+                let on = s.bind.map(|a| format!(" on {a}")).unwrap_or_default();
+                format!("{proto} {}{on} answers as {}{http}", s.port, s.identity)
             })
             .collect(),
     );

@@ -361,6 +361,40 @@ pub struct ServerPlan {
     pub port: u16,
     pub tcp: bool,
     pub udp: bool,
+    /// Listen on this address only (default: every address).
+    #[serde(default)]
+    pub bind: Option<Ipv4Addr>,
+    /// An HTTP server answering every request with this (kube-proxy's
+    /// health check node port) instead of the echo protocol.
+    #[serde(default)]
+    pub http: Option<HttpReply>,
+}
+
+/// A fixed HTTP response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HttpReply {
+    pub status: u16,
+    pub reason: String,
+    /// Header lines (`Name: value`), in order.
+    pub headers: Vec<String>,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The bytes on the wire (HTTP/1.1, connection closed after it).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut s = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for h in &self.headers {
+            s += h;
+            s += "\r\n";
+        }
+        s += &format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.body.len(),
+            self.body
+        );
+        s.into_bytes()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -626,6 +660,10 @@ pub struct ServicePlan {
     /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, default 10800).
     #[serde(default)]
     pub affinity_timeout: Option<u32>,
+    /// LoadBalancer + externalTrafficPolicy Local: kube-proxy's health check
+    /// port (given, or allocated as the API server does).
+    #[serde(default)]
+    pub health_check_node_port: Option<u16>,
     /// Endpoints of the pods matching the selector (or of pasted
     /// EndpointSlices), each with its conditions; pending pods excluded.
     pub endpoints: Vec<SvcEndpoint>,

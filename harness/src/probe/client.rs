@@ -31,6 +31,9 @@ pub struct ProbeSpec {
     /// out); ICMP: the echo identifier. None: the kernel (or a counter) picks.
     pub src_port: Option<u16>,
     pub deadline: Duration,
+    /// TCP: send an HTTP GET and read the status line instead of the echo
+    /// exchange (kube-proxy's health check node port).
+    pub http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct ProbeOutcome {
     pub served_by: Option<String>,
     /// `refused` only: a TCP RST or an ICMP port-unreachable.
     pub refused_by: Option<RefusedBy>,
+    /// `http` probes: the response's status code.
+    pub http_status: Option<u16>,
     pub detail: String,
     pub elapsed: Duration,
 }
@@ -56,6 +61,7 @@ impl ProbeOutcome {
             seen_peer: None,
             served_by: None,
             refused_by: None,
+            http_status: None,
             detail: detail.into(),
             elapsed: Duration::ZERO,
         }
@@ -178,6 +184,7 @@ fn judge_reply(
         seen_peer,
         served_by: Some(reply.served_by),
         refused_by: None,
+        http_status: None,
         detail,
         elapsed: Duration::ZERO,
     })
@@ -210,6 +217,21 @@ fn probe_tcp(spec: &ProbeSpec, deadline: Instant) -> ProbeOutcome {
         };
     }
     let local = local_of(&sock);
+    if spec.http {
+        return match exchange_http(spec, &sock, deadline) {
+            Ok((status, text)) => ProbeOutcome {
+                verdict: Verdict::Connected,
+                local,
+                http_status: Some(status),
+                detail: text,
+                ..ProbeOutcome::timeout("")
+            },
+            Err(why) => ProbeOutcome {
+                local,
+                ..ProbeOutcome::timeout(format!("connected but {why}"))
+            },
+        };
+    }
     match exchange_tcp(spec, &sock, deadline) {
         Ok(line) => judge_reply(spec, &line, local).unwrap_or_else(|why| ProbeOutcome {
             local,
@@ -268,6 +290,53 @@ fn exchange_tcp(spec: &ProbeSpec, sock: &Socket, deadline: Instant) -> Result<Ve
             Err(e) => return Err(format!("reading the reply failed: {}", describe(&e))),
         }
     }
+}
+
+/// `GET /healthz` (kube-proxy's service health handler answers any path),
+/// then the whole response until the server closes: its status code and
+/// the response as text.
+fn exchange_http(
+    spec: &ProbeSpec,
+    sock: &Socket,
+    deadline: Instant,
+) -> Result<(u16, String), String> {
+    let mut sock = sock;
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: cnlab\r\nConnection: close\r\n\r\n",
+        spec.dst, spec.port
+    );
+    sock.set_write_timeout(Some(remaining(deadline)))
+        .map_err(|e| format!("setting a send timeout failed: {e}"))?;
+    sock.write_all(req.as_bytes())
+        .map_err(|e| format!("sending the request failed: {}", describe(&e)))?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        sock.set_read_timeout(Some(remaining(deadline)))
+            .map_err(|e| format!("setting a receive timeout failed: {e}"))?;
+        match sock.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) if got.len() < 65536 => got.extend_from_slice(&chunk[..n]),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if got.is_empty() => return Err(format!("no HTTP response: {}", describe(&e))),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let status = text
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("HTTP/1."))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "the reply is not an HTTP response ({:?})",
+                text.lines().next().unwrap_or("")
+            )
+        })?;
+    Ok((status, text))
 }
 
 fn probe_udp(spec: &ProbeSpec, deadline: Instant) -> ProbeOutcome {

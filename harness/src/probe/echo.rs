@@ -137,7 +137,14 @@ impl EchoServers {
             };
             if let Some(l) = socks.tcp {
                 let l = tokio::net::TcpListener::from_std(l).map_err(|e| err("tcp", e))?;
-                rt.spawn(serve_tcp(l, identity.clone()));
+                match &plan.http {
+                    Some(reply) => {
+                        rt.spawn(serve_http(l, Arc::from(reply.to_bytes())));
+                    }
+                    None => {
+                        rt.spawn(serve_tcp(l, identity.clone()));
+                    }
+                }
             }
             if let Some(u) = socks.udp {
                 let u = tokio::net::UdpSocket::from_std(u).map_err(|e| err("udp", e))?;
@@ -166,7 +173,7 @@ impl Drop for EchoServers {
 /// Creates the plan's sockets on the calling thread (which is inside `ns`).
 fn make_sockets(ns: &str, plan: &ServerPlan) -> Result<Sockets, ProbeError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, plan.port));
+    let any = SocketAddr::from((plan.bind.unwrap_or(Ipv4Addr::UNSPECIFIED), plan.port));
     let err = |proto, what, source| ProbeError::Server {
         ns: ns.to_string(),
         identity: plan.identity.clone(),
@@ -247,6 +254,37 @@ async fn answer_tcp(mut stream: tokio::net::TcpStream, peer: SocketAddr, identit
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// A fixed HTTP reply to every request (read up to the blank line ending
+/// its headers), then close.
+async fn serve_http(listener: tokio::net::TcpListener, reply: Arc<[u8]>) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, _)) => {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::with_capacity(256);
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                        let mut chunk = [0u8; 512];
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    })
+                    .await;
+                    let _ = stream.write_all(&reply).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            Err(e) => {
+                tracing::debug!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 async fn serve_udp(sock: tokio::net::UdpSocket, identity: Arc<str>, port: u16) {

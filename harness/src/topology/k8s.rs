@@ -138,6 +138,9 @@ pub struct ServiceSpec {
     pub internal_traffic_policy: Option<String>,
     /// `None` (default) or `ClientIP`.
     pub session_affinity: Option<String>,
+    /// LoadBalancer with externalTrafficPolicy Local: kube-proxy's health
+    /// check port on every node (allocated from the NodePort range if absent).
+    pub health_check_node_port: Option<u16>,
     pub session_affinity_config: Option<SessionAffinityConfig>,
 }
 

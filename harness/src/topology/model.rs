@@ -426,6 +426,10 @@ pub struct Expectation {
     /// port-unreachable as IPVS sends for a virtual server without real servers).
     #[serde(default)]
     pub refused_by: Option<RefusedBy>,
+    /// Send an HTTP GET instead of the echo request and expect this status
+    /// (kube-proxy's health check node port answers 200 or 503).
+    #[serde(default)]
+    pub http_status: Option<u16>,
     #[serde(default)]
     pub path: Option<Vec<String>>,
     #[serde(default)]

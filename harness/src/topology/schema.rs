@@ -262,6 +262,7 @@ pub const SECTIONS: &[Section] = &[
             key("repeat", Ty::Uint(1, None), "Probes to send. Default 1; with a `served_by` list, enough that a random scheduler misses a listed backend with probability below 1e-4 (15 for two); with `sticky`, 8."),
             key("sticky", Ty::Bool, "Every repeated probe answered by the same backend (session affinity)."),
             key("refused_by", Ty::Enum(words!(REFUSED_BY)), "With `result: refused`: how — a TCP RST, or ICMP port-unreachable (IPVS without real servers)."),
+            key("http_status", Ty::Uint(100, Some(599)), "Send an HTTP GET (not the echo request) and expect this status: kube-proxy's healthCheckNodePort answers 200 with local endpoints, 503 without."),
             key("path", Ty::List(&TEXT), "Observation points the request and reply must cross, in order (`trunk/<node>@vlan=1027` also checks the VLAN)."),
             key("avoids", Ty::List(&TEXT), "Observation points they must not cross (`eni/*` matches every ENI)."),
             key("timeout_ms", Ty::Uint(1, None), "Probe deadline. Default 1500."),

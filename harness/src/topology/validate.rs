@@ -970,6 +970,15 @@ impl<'a> V<'a> {
                     if port.container_port == 0 && self.ok(&pp) {
                         self.err(&pp, "containerPort must be 1..=65535");
                     }
+                    // The pod's echo server answers on exactly these.
+                    if let Some(proto) = port.protocol.as_deref() {
+                        if proto != "TCP" && proto != "UDP" {
+                            self.err(
+                                &format!("{path}.spec.containers[{c}].ports[{p}].protocol"),
+                                format!("unknown value {proto:?} (accepted: TCP, UDP; SCTP is not modelled)"),
+                            );
+                        }
+                    }
                 }
             }
             let ip_path = format!("{path}.status.podIP");
@@ -1108,6 +1117,29 @@ impl<'a> V<'a> {
                         }
                         None => {
                             node_ports.insert(np, npp);
+                        }
+                    }
+                }
+            }
+            if let Some(hc) = spec.health_check_node_port {
+                let hp = format!("{path}.spec.healthCheckNodePort");
+                let local_lb = spec.type_.as_deref() == Some("LoadBalancer")
+                    && spec.external_traffic_policy.as_deref() == Some("Local");
+                if !local_lb {
+                    // pkg/apis/core/validation: "may only be set when `type`
+                    // is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'".
+                    self.err(&hp, "may only be set when type is LoadBalancer and externalTrafficPolicy is Local");
+                } else {
+                    match node_ports.get(&hc) {
+                        Some(first) => {
+                            let at = self.place(first);
+                            self.err(
+                                &hp,
+                                format!("healthCheckNodePort {hc} is already used ({at})"),
+                            );
+                        }
+                        None => {
+                            node_ports.insert(hc, hp);
                         }
                     }
                 }

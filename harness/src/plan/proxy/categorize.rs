@@ -36,6 +36,8 @@ pub struct PortView {
     pub has_endpoints: bool,
     /// `sessionAffinity: ClientIP`: `StickyMaxAgeSeconds`.
     pub affinity: Option<u32>,
+    /// The Service's healthCheckNodePort (Local LoadBalancers).
+    pub health_check_node_port: Option<u16>,
 }
 
 pub fn proto_name(p: Proto) -> &'static str {
@@ -134,6 +136,7 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
                     && v.honours_internal_policy(),
                 external_local: false,
                 affinity: s.affinity_timeout,
+                health_check_node_port: s.health_check_node_port,
             };
             view.external_local =
                 s.external_policy == TrafficPolicy::Local && view.externally_accessible();

@@ -266,6 +266,14 @@ pub fn render(
                 );
             }
         }
+        if let Some(hc) = p.health_check_node_port {
+            // Whether or not this node has endpoints: the health check
+            // itself must get through.
+            filter.rule(
+                "KUBE-NODEPORTS",
+                format!("-m comment --comment \"{name} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT"),
+            );
+        }
         // Internal traffic: masquerade what does not come from a pod (an
         // off-cluster client routed to the service range might bounce off-node).
         if let (true, Some(cip), Some(not_local)) = (has_int, &cluster_ip, &if_not_local) {

@@ -13,6 +13,7 @@
 //! nftables proxiers share (upstream `CategorizeEndpoints`) in `categorize`.
 
 pub mod categorize;
+pub mod healthcheck;
 pub mod iptables;
 pub mod ipvs;
 pub mod ipvs_emulation;
@@ -179,6 +180,19 @@ pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx], cluster_cidr: 
             backends,
         };
         let np = drv.program_node(d, &input);
+        for hs in healthcheck::servers(d.plan.proxy, &services, node) {
+            let servers = &mut d.ns(node.ns).servers;
+            match servers.iter().find(|s| s.port == hs.port && s.tcp) {
+                Some(other) => {
+                    let note = format!(
+                        "kube-proxy health check port {} on node {} is taken by {}: not served",
+                        hs.port, node.name, other.identity
+                    );
+                    d.plan.notes.push(note);
+                }
+                None => servers.push(hs),
+            }
+        }
         if drv.emulates_reroute(backends) && cni_routes_by_source(d.plan.cni) {
             d.ns(node.ns).rules.push(RulePlan {
                 priority: SERVICE_ROUTE_RULE_PRIORITY,

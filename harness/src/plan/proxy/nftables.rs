@@ -450,6 +450,7 @@ mod tests {
             external_local: false,
             has_endpoints: false,
             affinity: None,
+            health_check_node_port: None,
         }
     }
 

@@ -48,6 +48,7 @@ pub fn resolve(
             used_ips.insert(ip);
         }
         used_ports.extend(s.spec.ports.iter().filter_map(|p| p.node_port));
+        used_ports.extend(s.spec.health_check_node_port);
         used_lb.extend(s.status.load_balancer.ingress.iter().filter_map(|i| i.ip));
     }
     let mut out = Vec::new();
@@ -131,6 +132,22 @@ pub fn resolve(
             Some("Local") => TrafficPolicy::Local,
             _ => TrafficPolicy::Cluster,
         };
+        // The API server allocates it for a Local LoadBalancer (from the
+        // NodePort range) when the Service names none.
+        let health_check_node_port = match (type_, policy(&s.spec.external_traffic_policy)) {
+            (ServiceType::LoadBalancer, TrafficPolicy::Local) => {
+                Some(match s.spec.health_check_node_port {
+                    Some(p) => p,
+                    None => allocate_node_port(&format!("{key}/health"), &mut used_ports)
+                        .ok_or_else(|| PlanError::Service {
+                            service: key.clone(),
+                            reason: "no free node port left in 30000-32767 for healthCheckNodePort"
+                                .into(),
+                        })?,
+                })
+            }
+            _ => None,
+        };
         let own: Vec<&EndpointSlice> = slices
             .iter()
             .filter(|es| {
@@ -165,6 +182,7 @@ pub fn resolve(
             external_policy: policy(&s.spec.external_traffic_policy),
             internal_policy: policy(&s.spec.internal_traffic_policy),
             affinity_timeout: s.spec.affinity_timeout(),
+            health_check_node_port,
             endpoints,
         });
     }
