@@ -231,3 +231,105 @@ fn health_check_node_port_is_served_on_every_node() {
         Some("10.0.4.11".parse().unwrap())
     );
 }
+
+/// loadBalancerSourceRanges in each mode's own objects.
+#[test]
+fn source_ranges_are_each_modes_firewall() {
+    let plan_of = |proxy, backends| {
+        let mut r = load_file("conformance/kube-proxy/load-balancer-source-ranges.yaml");
+        r.topo.cluster.proxy = proxy;
+        plan(&r, backends).unwrap()
+    };
+    let p = plan_of(ProxyMode::Iptables, Backends::PORTABLE);
+    let ipt = ns(&p, "node/node-a").iptables.clone().unwrap();
+    for want in [
+        "-s 10.0.3.0/24 -j KUBE-EXT-",
+        "\"other traffic to ns1/restricted:p80 will be dropped by KUBE-PROXY-FIREWALL\"",
+        "-A KUBE-PROXY-FIREWALL -m comment --comment \"ns1/restricted:p80 traffic not accepted by KUBE-FW-",
+        // allowFromNode: 10.0.4.0/24 holds node-a's address.
+        "-s 10.0.4.0/24 -j KUBE-EXT-",
+    ] {
+        assert!(ipt.contains(want), "missing {want:?} in\n{ipt}");
+    }
+    assert_eq!(
+        ipt.matches("-A KUBE-PROXY-FIREWALL -m comment").count(),
+        3,
+        "{ipt}"
+    );
+    let p = plan_of(ProxyMode::Nftables, Backends::PORTABLE);
+    let nft = ns(&p, "node/node-a").nft.clone().unwrap();
+    assert!(nft.contains("ip saddr != { 10.0.3.0/24 } drop"), "{nft}");
+    assert!(nft.contains(": goto firewall-"), "{nft}");
+    for backends in [Backends::PORTABLE, Backends::NATIVE] {
+        let p = plan_of(ProxyMode::Ipvs, backends);
+        let nft = ns(&p, "node/node-a").nft.clone().unwrap();
+        assert!(nft.contains("table ip cnlab_kube_proxy_firewall"), "{nft}");
+        assert!(
+            nft.contains("ct original ip saddr != { 10.0.3.0/24 } counter drop"),
+            "{nft}"
+        );
+    }
+}
+
+/// ipMode Proxy (LoadBalancerIPMode, on from 1.30): kube-proxy leaves the
+/// LB IP alone, so IPVS does not bind it and iptables has no rule for it.
+#[test]
+fn ip_mode_proxy_is_not_short_circuited_from_1_30() {
+    let plan_at = |v: &str, proxy| {
+        let mut r = load_file("conformance/kube-proxy/lb-ip-mode.yaml");
+        r.topo.cluster.kubernetes = v.into();
+        r.topo.cluster.proxy = proxy;
+        plan(&r, Backends::PORTABLE).unwrap()
+    };
+    let bound = |p: &LabPlan| {
+        p.proxy_nodes[0]
+            .bound
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(bound(&plan_at("1.29", ProxyMode::Ipvs)).contains(&"198.51.100.92".to_string()));
+    let b = bound(&plan_at("1.30", ProxyMode::Ipvs));
+    assert!(
+        !b.contains(&"198.51.100.92".to_string()) && b.contains(&"198.51.100.91".to_string()),
+        "{b:?}"
+    );
+    let ipt = ns(&plan_at("1.31", ProxyMode::Iptables), "node/node-a")
+        .iptables
+        .clone()
+        .unwrap();
+    assert!(
+        !ipt.contains("198.51.100.92") && ipt.contains("198.51.100.91"),
+        "{ipt}"
+    );
+}
+
+/// ProxyTerminatingEndpoints (on from 1.26): serving terminating endpoints
+/// only where no ready one exists.
+#[test]
+fn terminating_endpoints_serve_only_without_ready_ones_from_1_26() {
+    let plan_at = |v: &str| {
+        let mut r = load_file("conformance/kube-proxy/terminating-endpoints.yaml");
+        r.topo.cluster.kubernetes = v.into();
+        r.topo.cluster.proxy = ProxyMode::Ipvs;
+        plan(&r, Backends::PORTABLE).unwrap()
+    };
+    let rs = |p: &LabPlan, ip: &str| {
+        p.proxy_nodes[0]
+            .virtual_servers
+            .iter()
+            .find(|v| v.addr.to_string() == ip)
+            .map(|v| {
+                v.real_servers
+                    .iter()
+                    .map(|r| r.pod.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    let p = plan_at("1.26");
+    assert_eq!(rs(&p, "172.21.0.101"), ["pod/ns1/ready"]);
+    assert_eq!(rs(&p, "172.21.0.102"), ["pod/ns1/last"]);
+    assert!(rs(&p, "172.21.0.103").is_empty());
+    assert!(rs(&plan_at("1.25"), "172.21.0.102").is_empty());
+}

@@ -654,6 +654,9 @@ pub struct ServicePlan {
     pub lb_id: Option<String>,
     /// `…-loadbalancer-hostname` annotation: kube-proxy does not bind `lb_ip`.
     pub lb_hostname: bool,
+    /// `status.loadBalancer.ingress[].ipMode: Proxy` on `lb_ip`.
+    #[serde(default)]
+    pub lb_ip_mode_proxy: bool,
     pub external_policy: TrafficPolicy,
     pub internal_policy: TrafficPolicy,
     /// `sessionAffinity: ClientIP`: stickiness in seconds
@@ -664,6 +667,9 @@ pub struct ServicePlan {
     /// port (given, or allocated as the API server does).
     #[serde(default)]
     pub health_check_node_port: Option<u16>,
+    /// `loadBalancerSourceRanges` (or its annotation): who may reach the LB IP.
+    #[serde(default)]
+    pub source_ranges: Vec<ipnet::Ipv4Net>,
     /// Endpoints of the pods matching the selector (or of pasted
     /// EndpointSlices), each with its conditions; pending pods excluded.
     pub endpoints: Vec<SvcEndpoint>,
@@ -758,6 +764,9 @@ pub struct VirtualServer {
     /// (kube-proxy sets `FlagPersistent` and `Timeout`).
     #[serde(default)]
     pub persistence: Option<u32>,
+    /// LoadBalancer IPs only: `loadBalancerSourceRanges` (empty: anyone).
+    #[serde(default)]
+    pub source_ranges: Vec<Ipv4Net>,
 }
 
 /// kube-proxy's view from one node.

@@ -142,6 +142,8 @@ pub struct ServiceSpec {
     /// check port on every node (allocated from the NodePort range if absent).
     pub health_check_node_port: Option<u16>,
     pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// CIDRs allowed to reach the load balancer IP (kube-proxy's firewall).
+    pub load_balancer_source_ranges: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -162,6 +164,29 @@ pub struct ClientIpConfig {
 pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
 /// Its maximum (`MaxClientIPServiceAffinitySeconds`, one day).
 pub const MAX_AFFINITY_SECONDS: u32 = 86400;
+
+/// The older annotation kube-proxy reads when the field is empty
+/// (pkg/proxy/util `GetLoadBalancerSourceRanges`).
+pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
+impl Service {
+    /// `spec.loadBalancerSourceRanges`, else the annotation (comma separated).
+    pub fn source_ranges(&self) -> Vec<String> {
+        if !self.spec.load_balancer_source_ranges.is_empty() {
+            return self.spec.load_balancer_source_ranges.clone();
+        }
+        self.metadata
+            .annotations
+            .get(SOURCE_RANGES_ANNOTATION)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
 
 impl ServiceSpec {
     /// `sessionAffinity: ClientIP`: the stickiness timeout in seconds.
@@ -204,6 +229,10 @@ pub struct LoadBalancerStatus {
 pub struct LoadBalancerIngress {
     pub ip: Option<Ipv4Addr>,
     pub hostname: Option<String>,
+    /// `VIP` (default) or `Proxy`: a Proxy-mode LB IP is not a VIP
+    /// kube-proxy short-circuits (KEP-1860).
+    #[serde(rename = "ipMode")]
+    pub ip_mode: Option<String>,
 }
 
 // ---------------------------------------------------------------- EndpointSlice

@@ -8,7 +8,7 @@ pub use faults::LINK_FORMS;
 use super::expect::{
     parse_origin, parse_source, parse_target, Origin, ServiceVia, SourceExpect, Target,
 };
-use super::k8s::{Pod, Service, MAX_AFFINITY_SECONDS};
+use super::k8s::{Pod, Service, MAX_AFFINITY_SECONDS, SOURCE_RANGES_ANNOTATION};
 use super::lines::{is_within, join_index, join_key, split, LineMap, Seg};
 use super::model::*;
 use super::parse::{KubeIndex, Problem};
@@ -1119,6 +1119,27 @@ impl<'a> V<'a> {
                             node_ports.insert(np, npp);
                         }
                     }
+                }
+            }
+            for (j, cidr) in spec.load_balancer_source_ranges.iter().enumerate() {
+                if cidr.trim().parse::<Ipv4Net>().is_err() {
+                    self.err(
+                        &format!("{path}.spec.loadBalancerSourceRanges[{j}]"),
+                        format!("{cidr:?} is not an IPv4 CIDR (the lab is IPv4)"),
+                    );
+                }
+            }
+            if let Some(v) = svc.metadata.annotations.get(SOURCE_RANGES_ANNOTATION) {
+                if let Some(bad) = v
+                    .split(',')
+                    .map(str::trim)
+                    .find(|c| !c.is_empty() && c.parse::<Ipv4Net>().is_err())
+                {
+                    let ap = join_key(
+                        &format!("{path}.metadata.annotations"),
+                        SOURCE_RANGES_ANNOTATION,
+                    );
+                    self.err(&ap, format!("{bad:?} is not an IPv4 CIDR"));
                 }
             }
             if let Some(hc) = spec.health_check_node_port {

@@ -38,6 +38,8 @@ pub struct PortView {
     pub affinity: Option<u32>,
     /// The Service's healthCheckNodePort (Local LoadBalancers).
     pub health_check_node_port: Option<u16>,
+    /// `loadBalancerSourceRanges`: applies to the LB IPs only.
+    pub source_ranges: Vec<ipnet::Ipv4Net>,
 }
 
 pub fn proto_name(p: Proto) -> &'static str {
@@ -48,6 +50,10 @@ pub fn proto_name(p: Proto) -> &'static str {
 }
 
 impl PortView {
+    /// Upstream `usesFWChain`: LB IPs with source ranges.
+    pub fn uses_firewall(&self) -> bool {
+        !self.lb_ips.is_empty() && !self.source_ranges.is_empty()
+    }
     pub fn externally_accessible(&self) -> bool {
         self.node_port.is_some() || !self.external_ips.is_empty() || !self.lb_ips.is_empty()
     }
@@ -85,14 +91,33 @@ impl PortView {
     }
 }
 
-/// The ready endpoints of port `i` of `s` (only those on `node`, when
-/// given) that have that port: a named targetPort a pod lacks is no
-/// endpoint. Serving-but-terminating endpoints are not used (the
-/// ProxyTerminatingEndpoints fallback is not modelled yet: `version`).
-pub fn real_servers(s: &ServicePlan, i: usize, node: Option<&str>) -> Vec<RealServer> {
+/// The endpoints of port `i` of `s` kube-proxy of `v` uses (only those on
+/// `node`, when given) that have that port: a named targetPort a pod lacks
+/// is no endpoint. Ready ones; where there is none, serving-and-terminating
+/// ones from ProxyTerminatingEndpoints on (upstream `CategorizeEndpoints`:
+/// cluster-wide for Cluster, on the node for Local).
+pub fn real_servers(
+    v: ProxyVersion,
+    s: &ServicePlan,
+    i: usize,
+    node: Option<&str>,
+) -> Vec<RealServer> {
+    let ready = endpoints_where(s, i, node, |e| e.ready);
+    if !ready.is_empty() || !v.terminating_fallback() {
+        return ready;
+    }
+    endpoints_where(s, i, node, |e| e.serving && e.terminating)
+}
+
+fn endpoints_where(
+    s: &ServicePlan,
+    i: usize,
+    node: Option<&str>,
+    keep: impl Fn(&SvcEndpoint) -> bool,
+) -> Vec<RealServer> {
     s.endpoints
         .iter()
-        .filter(|e| e.ready)
+        .filter(|e| keep(e))
         .filter(|e| node.is_none_or(|n| e.node == n))
         .filter_map(|e| {
             e.target_ports
@@ -113,11 +138,8 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
     let mut out = Vec::new();
     for s in services.iter().filter(|s| s.cluster_ip.is_some()) {
         for (i, port) in s.ports.iter().enumerate() {
-            let cluster = real_servers(s, i, None);
-            let lb_ips = match (s.type_, s.lb_ip, s.lb_hostname) {
-                (ServiceType::LoadBalancer, Some(ip), false) => vec![ip],
-                _ => Vec::new(),
-            };
+            let cluster = real_servers(v, s, i, None);
+            let lb_ips: Vec<Ipv4Addr> = v.lb_vip(s).into_iter().collect();
             let mut view = PortView {
                 name: match &port.name {
                     Some(n) if !n.is_empty() => format!("{}:{n}", s.key()),
@@ -130,13 +152,14 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
                 external_ips: s.external_ips.clone(),
                 lb_ips,
                 has_endpoints: !cluster.is_empty(),
-                local: real_servers(s, i, Some(&node.name)),
+                local: real_servers(v, s, i, Some(&node.name)),
                 cluster,
                 internal_local: s.internal_policy == TrafficPolicy::Local
                     && v.honours_internal_policy(),
                 external_local: false,
                 affinity: s.affinity_timeout,
                 health_check_node_port: s.health_check_node_port,
+                source_ranges: s.source_ranges.clone(),
             };
             view.external_local =
                 s.external_policy == TrafficPolicy::Local && view.externally_accessible();

@@ -45,7 +45,7 @@ impl ProxyDriver for Iptables {
             // kube-proxy sets it so NodePorts answer on 127.0.0.1 (issues.k8s.io/90259).
             d.sysctl(n.node.ns, "net/ipv4/conf/all/route_localnet", "1");
         }
-        d.ns(n.node.ns).iptables = Some(render(&ports, n.cluster_cidr, localhost));
+        d.ns(n.node.ns).iptables = Some(render(&ports, n.cluster_cidr, localhost, n.node.ip));
         ProxyNodePlan {
             node: n.node.name.clone(),
             bound: Vec::new(),
@@ -113,6 +113,7 @@ pub fn render(
     ports: &[PortView],
     cluster_cidr: Option<Ipv4Net>,
     localhost_nodeports: bool,
+    node_ip: std::net::Ipv4Addr,
 ) -> String {
     let mut filter = Table::default();
     let mut nat = Table::default();
@@ -226,16 +227,26 @@ pub fn render(
                 );
             }
         }
-        for (ips, what) in [
-            (&p.external_ips, "external IP"),
-            (&p.lb_ips, "loadbalancer IP"),
+        let fw_chain = chain("KUBE-FW-", name, p.proto);
+        for (ips, what, fw) in [
+            (&p.external_ips, "external IP", false),
+            (&p.lb_ips, "loadbalancer IP", p.uses_firewall()),
         ] {
             for ip in ips {
                 let d = dest(p, ip, p.port);
                 if p.has_endpoints {
+                    let to = if fw { &fw_chain } else { &ext_chain };
                     nat.rule(
                         "KUBE-SERVICES",
-                        format!("-m comment --comment \"{name} {what}\" {d} -j {ext_chain}"),
+                        format!("-m comment --comment \"{name} {what}\" {d} -j {to}"),
+                    );
+                }
+                if fw {
+                    // Whatever KUBE-FW-* did not DNAT still has the LB IP
+                    // as destination here, after nat PREROUTING/OUTPUT.
+                    filter.rule(
+                        "KUBE-PROXY-FIREWALL",
+                        format!("-m comment --comment \"{name} traffic not accepted by {fw_chain}\" {d} -j DROP"),
                     );
                 }
                 if !has_ext {
@@ -314,6 +325,25 @@ pub fn render(
             if has_ext {
                 nat.rule(&ext_chain, format!("-j {external_policy_chain}"));
             }
+        }
+        if p.uses_firewall() && p.has_endpoints {
+            // loadBalancerSourceRanges: only for VIP-like LBs that keep the
+            // client address (not for LBs that send to the NodePort).
+            nat.chain(&fw_chain);
+            let c = format!("-m comment --comment \"{name} loadbalancer IP\"");
+            for cidr in &p.source_ranges {
+                nat.rule(&fw_chain, format!("{c} -s {cidr} -j {ext_chain}"));
+            }
+            // The node reaching its own LB IP may use it as source.
+            if p.source_ranges.iter().any(|c| c.contains(&node_ip)) {
+                for ip in &p.lb_ips {
+                    nat.rule(&fw_chain, format!("{c} -s {ip}/32 -j {ext_chain}"));
+                }
+            }
+            nat.rule(
+                &fw_chain,
+                format!("-m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\""),
+            );
         }
         if p.uses_cluster() && !p.cluster.is_empty() {
             service_to_endpoints(&mut nat, p, &svc_chain, &p.cluster);

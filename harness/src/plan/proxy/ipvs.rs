@@ -55,6 +55,9 @@ impl ProxyDriver for Ipvs {
         for ip in &bound {
             d.addr(n.node.ns, KUBE_IPVS0, host_net(*ip), Scope::Global);
         }
+        if let Some(fw) = source_ranges_firewall(&vss, n.node.ip) {
+            append_nft(d, n.node.ns, &fw);
+        }
         if n.backends.ipvs {
             ipvs_native::program_node(d, n.node, &vss);
         } else {
@@ -80,4 +83,56 @@ impl ProxyDriver for Ipvs {
     fn emulates_reroute(&self, backends: Backends) -> bool {
         !backends.ipvs
     }
+}
+
+/// nft table holding the IPVS mode's loadBalancerSourceRanges firewall.
+pub const FIREWALL_TABLE: &str = "cnlab_kube_proxy_firewall";
+
+/// kube-proxy IPVS's source-range firewall (pkg/proxy/ipvs/proxier.go, in
+/// the filter table since it moved out of nat): `KUBE-PROXY-FIREWALL`
+/// from INPUT/FORWARD/OUTPUT for new connections, `-m set --match-set
+/// KUBE-LOAD-BALANCER-FW dst,dst -j KUBE-SOURCE-RANGES-FIREWALL`, which
+/// RETURNs what `KUBE-LOAD-BALANCER-SOURCE-CIDR` (lb ip, port, source
+/// cidr) or `KUBE-LOAD-BALANCER-SOURCE-IP` (lb ip, port, lb ip: the node
+/// itself, when a range holds the node IP) match and DROPs the rest. Here
+/// one nftables rule per LB IP and port does the same. Both backends
+/// (native IPVS and the emulation) use it: it is iptables, not IPVS.
+pub fn source_ranges_firewall(vss: &[VirtualServer], node_ip: Ipv4Addr) -> Option<String> {
+    let mut rules = String::new();
+    for vs in vss
+        .iter()
+        .filter(|v| v.kind == VipKind::LoadBalancer && !v.source_ranges.is_empty())
+    {
+        let l4 = if vs.proto == crate::topology::model::Proto::Udp {
+            "udp"
+        } else {
+            "tcp"
+        };
+        let mut allowed: Vec<String> = vs.source_ranges.iter().map(|c| c.to_string()).collect();
+        if vs.source_ranges.iter().any(|c| c.contains(&node_ip)) {
+            allowed.push(vs.addr.to_string());
+        }
+        // The connection's original tuple: real IPVS rewrites after filter
+        // INPUT, the emulation's DNAT before it.
+        rules += &format!(
+            "    ct original ip daddr {} meta l4proto {l4} ct original proto-dst {} ct original ip saddr != {{ {} }} counter drop comment \"{} KUBE-LOAD-BALANCER-FW, not in KUBE-LOAD-BALANCER-SOURCE-CIDR/-SOURCE-IP\"\n",
+            vs.addr,
+            vs.port,
+            allowed.join(", "),
+            vs.service
+        );
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    let mut s = format!(
+        "table ip {FIREWALL_TABLE} {{\n  chain KUBE-SOURCE-RANGES-FIREWALL {{\n{rules}  }}\n"
+    );
+    for hook in ["input", "forward", "output"] {
+        s += &format!(
+            "  chain {hook} {{\n    type filter hook {hook} priority filter; policy accept;\n    ct state new jump KUBE-SOURCE-RANGES-FIREWALL comment \"KUBE-PROXY-FIREWALL\"\n  }}\n"
+        );
+    }
+    s += "}\n";
+    Some(s)
 }

@@ -133,6 +133,7 @@ mod tests {
                 .collect(),
             masquerade: m,
             persistence: None,
+            source_ranges: Vec::new(),
         }
     }
 

@@ -108,8 +108,8 @@ pub fn virtual_servers(
     let mut out = Vec::new();
     for s in services {
         for (i, port) in s.ports.iter().enumerate() {
-            let all = categorize::real_servers(s, i, None);
-            let local = categorize::real_servers(s, i, Some(&node.name));
+            let all = categorize::real_servers(v, s, i, None);
+            let local = categorize::real_servers(v, s, i, Some(&node.name));
             let external = v.external_real_servers(s.external_policy, &all, &local);
             let ext_masq = match s.external_policy {
                 TrafficPolicy::Cluster => Masquerade::Always,
@@ -124,6 +124,11 @@ pub fn virtual_servers(
                 real_servers: rs.clone(),
                 masquerade,
                 persistence: s.affinity_timeout,
+                source_ranges: if kind == VipKind::LoadBalancer {
+                    s.source_ranges.clone()
+                } else {
+                    Vec::new()
+                },
             };
             if let Some(ip) = s.cluster_ip {
                 let internal = v.internal_real_servers(s.internal_policy, &all, &local);
@@ -138,8 +143,7 @@ pub fn virtual_servers(
             for ip in &s.external_ips {
                 out.push(vs(VipKind::ExternalIp, *ip, port.port, &external, ext_masq));
             }
-            if let (ServiceType::LoadBalancer, Some(ip), false) = (s.type_, s.lb_ip, s.lb_hostname)
-            {
+            if let Some(ip) = v.lb_vip(s) {
                 out.push(vs(
                     VipKind::LoadBalancer,
                     ip,

@@ -109,6 +109,7 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
     let mut no_ep_nodeports = Vec::new();
     let mut chains: Vec<(String, Vec<String>)> = Vec::new();
     let mut affinity_sets: Vec<String> = Vec::new();
+    let mut firewall_ips: Vec<String> = Vec::new();
     let add = |chains: &mut Vec<(String, Vec<String>)>, name: &str, rule: String| match chains
         .iter_mut()
         .find(|(n, _)| n == name)
@@ -164,6 +165,23 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
                     p.proto, p.port
                 ));
             }
+        }
+        if p.uses_firewall() {
+            // loadBalancerSourceRanges, checked in filter-prerouting before
+            // DNAT; the node reaching its own LB IP may use it as source.
+            let fw = chain("firewall-", p);
+            let mut allowed: Vec<String> = p.source_ranges.iter().map(|c| c.to_string()).collect();
+            if p.source_ranges.iter().any(|c| c.contains(&node_ip)) {
+                allowed.extend(p.lb_ips.iter().map(|i| i.to_string()));
+            }
+            for ip in &p.lb_ips {
+                firewall_ips.push(format!("{ip} . {} . {} : goto {fw}", p.proto, p.port));
+            }
+            add(
+                &mut chains,
+                &fw,
+                format!("ip saddr != {{ {} }} drop", allowed.join(", ")),
+            );
         }
         if let Some(np) = p.node_port {
             if p.has_endpoints {
@@ -305,7 +323,7 @@ pub fn render(ports: &[PortView], node_ip: std::net::Ipv4Addr, if_local: Option<
             "firewall-ips",
             "ipv4_addr . inet_proto . inet_service : verdict",
             "destinations that are subject to LoadBalancerSourceRanges",
-            &Vec::new(),
+            &firewall_ips,
         ),
         (
             "service-ips",
@@ -451,6 +469,7 @@ mod tests {
             has_endpoints: false,
             affinity: None,
             health_check_node_port: None,
+            source_ranges: vec![],
         }
     }
 

@@ -179,10 +179,21 @@ pub fn resolve(
             lb_ip,
             lb_id,
             lb_hostname,
+            lb_ip_mode_proxy: s
+                .status
+                .load_balancer
+                .ingress
+                .iter()
+                .any(|i| i.ip.is_some() && i.ip == lb_ip && i.ip_mode.as_deref() == Some("Proxy")),
             external_policy: policy(&s.spec.external_traffic_policy),
             internal_policy: policy(&s.spec.internal_traffic_policy),
             affinity_timeout: s.spec.affinity_timeout(),
             health_check_node_port,
+            source_ranges: s
+                .source_ranges()
+                .iter()
+                .filter_map(|c| c.trim().parse().ok())
+                .collect(),
             endpoints,
         });
     }

@@ -9,7 +9,7 @@
 //!
 //! The table of every gate, with its KEP or PR, is docs/kube-proxy.md.
 
-use crate::plan::types::TrafficPolicy;
+use crate::plan::types::{ServicePlan, ServiceType, TrafficPolicy};
 use crate::topology::validate::KubeVersion;
 
 /// `1.<minor>.0`.
@@ -38,12 +38,12 @@ pub const IPVS_DEPRECATED_SINCE: KubeVersion = v1(35);
 pub const IPVS_DEPRECATION: &str =
     "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead.";
 /// Terminating endpoints serve when a node has no ready one (KEP-1669
-/// ProxyTerminatingEndpoints: beta and on by default 1.26, GA 1.28). Not
-/// applied yet: the plan's endpoints carry no terminating state.
+/// ProxyTerminatingEndpoints: alpha and off 1.22, beta and on by default
+/// 1.26, GA 1.28).
 pub const TERMINATING_FALLBACK_SINCE: KubeVersion = v1(26);
 /// `status.loadBalancer.ingress[].ipMode: Proxy` stops kube-proxy from
 /// short-circuiting the LB IP (KEP-1860 LoadBalancerIPMode: beta and on by
-/// default 1.30, GA 1.32). Not applied yet: the plan carries no ipMode.
+/// default 1.30, GA 1.32; alpha and off in 1.29).
 pub const LB_IP_MODE_SINCE: KubeVersion = v1(30);
 
 /// kube-proxy of one Kubernetes version.
@@ -75,6 +75,25 @@ impl ProxyVersion {
 
     pub fn has_nftables_mode(self) -> bool {
         self.0 >= NFTABLES_SINCE
+    }
+
+    /// The LB IP kube-proxy programs for `s` (upstream `LoadBalancerVIPs`):
+    /// none for the hostname annotation (the status carries no IP), none
+    /// for `ipMode: Proxy` where the LoadBalancerIPMode gate is on.
+    pub fn lb_vip(self, s: &ServicePlan) -> Option<std::net::Ipv4Addr> {
+        match (s.type_, s.lb_ip, s.lb_hostname) {
+            (ServiceType::LoadBalancer, Some(ip), false)
+                if !(s.lb_ip_mode_proxy && self.0 >= LB_IP_MODE_SINCE) =>
+            {
+                Some(ip)
+            }
+            _ => None,
+        }
+    }
+
+    /// Serving terminating endpoints are used where no ready one is.
+    pub fn terminating_fallback(self) -> bool {
+        self.0 >= TERMINATING_FALLBACK_SINCE
     }
 
     pub fn ipvs_deprecated(self) -> bool {
