@@ -164,6 +164,7 @@ impl Lab {
                 repeat: None,
                 sticky: None,
                 refused_by: None,
+                http_status: None,
                 path: None,
                 avoids: None,
                 timeout_ms: None,
@@ -195,6 +196,7 @@ impl Lab {
             results: &results,
             error: None,
             pending: vec![],
+            not_modelled: vec![],
         };
         panic!("{}", check::report::table(&[view]));
     }
