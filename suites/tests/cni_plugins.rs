@@ -481,6 +481,24 @@ fn get_pods_shows_results_and_errors_and_cni_check_reports_the_plugins_error() {
     let r = load_str(&text, "cni-get-pods")
         .unwrap_or_else(|e| panic!("{e}"))
         .resolved;
+    // Planned only (`--file`): every pod waits for ADD, its node's chain named.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cni-get-pods.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(cnlab_bin())
+        .args(["get", "pods", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let planned = String::from_utf8_lossy(&out.stdout);
+    let d = planned
+        .lines()
+        .find(|l| l.starts_with("default/d "))
+        .unwrap_or_default();
+    assert!(
+        d.contains("brokennet: no-such-plugin") && d.contains("Pending: waiting for CNI ADD"),
+        "{planned}"
+    );
     let lab = Lab::up(&r, &UpOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let id = lab.id().to_string();
     let cnlab = |args: &[&str]| {

@@ -85,7 +85,10 @@ pub fn get_pods(output: Output, file: Option<&Path>, lab: Option<&str>) -> Resul
                     c.cni_version.clone(),
                     c.result.as_ref(),
                 ),
-                None => (builtin.clone(), "-".into(), None),
+                None => match chain_of(&plan, p.node.as_deref()) {
+                    Some((network, version)) => (network, version, None),
+                    None => (builtin.clone(), "-".into(), None),
+                },
             };
             let cells = r.map(columns).unwrap_or_else(|| vec!["-".into(); 4]);
             let mut row = vec![
@@ -114,6 +117,22 @@ pub fn get_pods(output: Output, file: Option<&Path>, lab: Option<&str>) -> Resul
             "STATUS",
         ],
         &rows,
+    ))
+}
+
+/// The chain a node's pods get (`network: plugin,…`, cniVersion), for a
+/// pod with no record yet (a planned lab: ADD has not run).
+fn chain_of(plan: &LabPlan, node: Option<&str>) -> Option<(String, String)> {
+    let c = plan
+        .cni_runtime
+        .as_ref()?
+        .chains
+        .iter()
+        .find(|c| Some(c.node.as_str()) == node)?;
+    let conf = crate::cni::Conflist::from_value(&c.conflist).ok()?;
+    Some((
+        format!("{}: {}", conf.name, conf.types().join(",")),
+        conf.cni_version,
     ))
 }
 
