@@ -87,7 +87,7 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
             );
         }
         GetWhat::Endpoints => {
-            o += "NAMESPACE  NAME  ENDPOINTS\n";
+            let mut rows = Vec::new();
             for s in &plan.services {
                 let eps: Vec<String> = s
                     .endpoints
@@ -110,17 +110,17 @@ pub fn render_get(plan: &LabPlan, what: GetWhat) -> String {
                         })
                     })
                     .collect();
-                o += &format!(
-                    "{}  {}  {}\n",
-                    s.ns,
-                    s.name,
+                rows.push(vec![
+                    s.ns.clone(),
+                    s.name.clone(),
                     if eps.is_empty() {
                         "<none>".into()
                     } else {
                         eps.join(", ")
-                    }
-                );
+                    },
+                ]);
             }
+            o += &super::get::table(&["NAMESPACE", "NAME", "ENDPOINTS"], &rows);
         }
         GetWhat::Slb => {
             for slb in &plan.slbs {
