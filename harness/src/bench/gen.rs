@@ -5,7 +5,7 @@
 use crate::topology::PointId;
 use std::fmt::Write;
 
-use crate::topology::model::{Expectation, Proto, Verdict};
+use crate::topology::model::{Expectation, Verdict};
 
 /// Namespace every benchmark pod lives in.
 pub const POD_NAMESPACE: &str = "bench";
@@ -122,24 +122,14 @@ pub fn flat_yaml(n: usize) -> String {
 
 fn tcp_expect(from: &str, to: &str) -> Expectation {
     Expectation {
-        name: format!("{from} -> {to}"),
-        from: PointId::pod(POD_NAMESPACE, from).to_string(),
-        to: format!("{}:{POD_PORT}", PointId::pod(POD_NAMESPACE, to)),
-        proto: Proto::Tcp,
-        result: Verdict::Connected,
         // Pod to pod on one bridge: no NAT, the server sees the client.
         source: Some("client".into()),
-        served_by: None,
-        repeat: None,
-        sticky: None,
-        refused_by: None,
-        http_status: None,
-        path: None,
-        avoids: None,
-        timeout_ms: None,
-        when: None,
-        reason: None,
-        after: None,
+        ..Expectation::new(
+            format!("{from} -> {to}"),
+            PointId::pod(POD_NAMESPACE, from).to_string(),
+            format!("{}:{POD_PORT}", PointId::pod(POD_NAMESPACE, to)),
+            Verdict::Connected,
+        )
     }
 }
 

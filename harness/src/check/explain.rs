@@ -209,22 +209,10 @@ impl Explanation {
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         let o = crate::check::Observation {
-            outcome: crate::probe::ProbeOutcome {
-                verdict: self.verdict,
-                local: None,
-                seen_peer: None,
-                served_by: None,
-                refused_by: None,
-                http_status: None,
-                detail: String::new(),
-                elapsed: Duration::ZERO,
-            },
-            dst: None,
             request: self.request.clone(),
             reply: self.reply.clone(),
-            error: None,
             display: self.display.clone(),
-            repeats: vec![],
+            ..crate::check::Observation::without_probe(self.verdict, String::new())
         };
         out.push(format!("packets: {}", show_journey(&o)));
         if let Some(l) = &self.last_seen {

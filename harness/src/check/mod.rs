@@ -176,24 +176,7 @@ pub fn check_one_with(lab: &Lab, e: &Expectation, opts: &RunOptions) -> CheckRes
 
 /// What an expectation that sent no probe observed.
 fn no_probe(verdict: Verdict, detail: String) -> Observation {
-    Observation {
-        outcome: crate::probe::ProbeOutcome {
-            verdict,
-            local: None,
-            seen_peer: None,
-            served_by: None,
-            refused_by: None,
-            http_status: None,
-            detail,
-            elapsed: Duration::ZERO,
-        },
-        dst: None,
-        request: vec![],
-        reply: vec![],
-        error: None,
-        display: Default::default(),
-        repeats: vec![],
-    }
+    Observation::without_probe(verdict, detail)
 }
 
 /// `result: pending`: the CNI left the pod pending (for the reason given).

@@ -34,6 +34,23 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// What an expectation observed when no packet was sent: its verdict and
+    /// why, no hops.
+    pub(crate) fn without_probe(verdict: crate::topology::model::Verdict, detail: String) -> Self {
+        Observation {
+            outcome: ProbeOutcome {
+                verdict,
+                ..ProbeOutcome::timeout(detail)
+            },
+            dst: None,
+            request: vec![],
+            reply: vec![],
+            error: None,
+            display: Default::default(),
+            repeats: vec![],
+        }
+    }
+
     /// Every probe's outcome, the first one first.
     pub fn outcomes(&self) -> impl Iterator<Item = &ProbeOutcome> {
         std::iter::once(&self.outcome).chain(self.repeats.iter())
@@ -167,22 +184,8 @@ pub fn observe_captured(
 ) -> (Observation, Vec<Capture>) {
     let plan = lab.plan();
     let failed = |e: String| Observation {
-        outcome: ProbeOutcome {
-            verdict: crate::topology::model::Verdict::Timeout,
-            local: None,
-            seen_peer: None,
-            served_by: None,
-            refused_by: None,
-            http_status: None,
-            detail: e.clone(),
-            elapsed: Duration::ZERO,
-        },
-        dst: None,
-        request: vec![],
-        reply: vec![],
-        error: Some(e),
-        display: Default::default(),
-        repeats: vec![],
+        error: Some(e.clone()),
+        ..Observation::without_probe(crate::topology::model::Verdict::Timeout, e)
     };
     let client_ns = match resolve_origin(plan, from) {
         Ok(i) => i,

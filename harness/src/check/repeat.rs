@@ -143,23 +143,10 @@ mod tests {
 
     fn exp(served: &[&str], repeat: Option<u32>, sticky: bool) -> Expectation {
         Expectation {
-            name: "t".into(),
-            from: "pod/a/c".into(),
-            to: "service/a/s:80".into(),
-            proto: crate::topology::model::Proto::Tcp,
-            result: Verdict::Connected,
-            source: None,
             served_by: (!served.is_empty()).then(|| served.iter().map(|s| s.to_string()).collect()),
             repeat,
             sticky: sticky.then_some(true),
-            refused_by: None,
-            http_status: None,
-            path: None,
-            avoids: None,
-            timeout_ms: None,
-            when: None,
-            reason: None,
-            after: None,
+            ..Expectation::new("t", "pod/a/c", "service/a/s:80", Verdict::Connected)
         }
     }
 

@@ -449,6 +449,38 @@ pub struct Expectation {
     pub after: Option<String>,
 }
 
+impl Expectation {
+    /// An expectation with only its ends and verdict set (TCP, one probe,
+    /// no source, path or repeat asserted): what the library's probe
+    /// builder and generated benchmarks start from.
+    pub fn new(
+        name: impl Into<String>,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        result: Verdict,
+    ) -> Self {
+        Expectation {
+            name: name.into(),
+            from: from.into(),
+            to: to.into(),
+            proto: Proto::Tcp,
+            result,
+            source: None,
+            served_by: None,
+            repeat: None,
+            sticky: None,
+            refused_by: None,
+            http_status: None,
+            path: None,
+            avoids: None,
+            timeout_ms: None,
+            when: None,
+            reason: None,
+            after: None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- faults
 
 /// A netem impairment on the link (veth pair) at an observation point, in
