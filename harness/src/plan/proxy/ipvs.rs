@@ -58,16 +58,17 @@ impl ProxyDriver for Ipvs {
         if let Some(fw) = source_ranges_firewall(&vss, n.node.ip) {
             append_nft(d, n.node.ns, &fw);
         }
+        // Endpoints on this node: kube-proxy's KUBE-LOOP-BACK set, on both backends.
+        let local: Vec<Ipv4Addr> = n
+            .services
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.node == n.node.name)
+            .map(|e| e.ip)
+            .collect();
         if n.backends.ipvs {
-            ipvs_native::program_node(d, n.node, &vss);
+            ipvs_native::program_node(d, n.node, &vss, &local);
         } else {
-            let local: Vec<Ipv4Addr> = n
-                .services
-                .iter()
-                .flat_map(|s| &s.endpoints)
-                .filter(|e| e.node == n.node.name)
-                .map(|e| e.ip)
-                .collect();
             append_nft(d, n.node.ns, &ipvs_emulation::render(&vss, &local));
         }
         ProxyNodePlan {

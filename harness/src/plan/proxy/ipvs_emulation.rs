@@ -50,7 +50,7 @@ fn comment(vs: &VirtualServer) -> String {
 /// --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE`: a pod reaching
 /// itself through a virtual server is masqueraded, else its own reply
 /// would never leave it (hairpin).
-fn loop_back(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
+pub(super) fn loop_back(vss: &[VirtualServer], local: &[std::net::Ipv4Addr]) -> String {
     let mut seen: Vec<(std::net::Ipv4Addr, &'static str, u16)> = Vec::new();
     for vs in vss {
         for rs in vs.real_servers.iter().filter(|r| local.contains(&r.ip)) {

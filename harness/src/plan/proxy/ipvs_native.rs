@@ -20,6 +20,7 @@ use crate::plan::cloud::NodeCtx;
 use crate::plan::draft::Draft;
 use crate::plan::types::*;
 use crate::topology::model::Proto;
+use std::net::Ipv4Addr;
 
 /// nft table holding kube-proxy's masquerade rules on the native backend.
 pub const TABLE: &str = "cnlab_kube_proxy";
@@ -71,7 +72,11 @@ fn l4(p: Proto) -> &'static str {
 
 /// Masquerade marks in nat prerouting (forwarded) and output (the node's
 /// own traffic), and the masquerade in postrouting.
-pub fn render_masquerade(vss: &[VirtualServer]) -> String {
+///
+/// Hairpin: kube-proxy's KUBE-LOOP-BACK rule sits in KUBE-POSTROUTING, after
+/// IPVS has rewritten the destination to the real server (vs/conntrack=1
+/// lets nat see it), so it matches `daddr == saddr == <local endpoint>`.
+pub fn render_masquerade(vss: &[VirtualServer], local: &[Ipv4Addr]) -> String {
     let mark = |vs: &VirtualServer| {
         format!(
             "    ip daddr {} {} dport {} counter meta mark set meta mark | {MASQ_MARK:#x} comment \"{} KUBE-MARK-MASQ\"\n",
@@ -95,20 +100,21 @@ pub fn render_masquerade(vss: &[VirtualServer]) -> String {
     }
     s += &format!(
         "  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat - 5; policy accept;\n    \
-         meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} counter masquerade comment \"KUBE-POSTROUTING\"\n  }}\n}}\n"
+         meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} counter masquerade comment \"KUBE-POSTROUTING\"\n{}  }}\n}}\n",
+        super::ipvs_emulation::loop_back(vss, local)
     );
     s
 }
 
 /// Plans the node's IPVS table, kube-proxy's IPVS sysctls and the
 /// masquerade table.
-pub fn program_node(d: &mut Draft, node: &NodeCtx, vss: &[VirtualServer]) {
+pub fn program_node(d: &mut Draft, node: &NodeCtx, vss: &[VirtualServer], local: &[Ipv4Addr]) {
     let ns = d.ns(node.ns);
     ns.ipvs = services(vss);
     ns.sysctl("net/ipv4/vs/conntrack", "1");
     ns.sysctl("net/ipv4/vs/expire_nodest_conn", "1");
     ns.sysctl("net/ipv4/vs/expire_quiescent_template", "1");
-    append_nft(d, node.ns, &render_masquerade(vss));
+    append_nft(d, node.ns, &render_masquerade(vss, local));
 }
 
 #[cfg(test)]
@@ -161,6 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn a_local_endpoint_gets_the_loop_back_masquerade() {
+        let v = [vs(
+            [10, 96, 0, 10],
+            80,
+            &[[10, 0, 4, 30], [10, 0, 5, 30]],
+            Masquerade::NodeOrigin,
+        )];
+        let t = render_masquerade(&v, &[Ipv4Addr::new(10, 0, 4, 30)]);
+        let post = &t[t.find("chain postrouting").unwrap()..];
+        assert!(
+            post.contains("ip daddr 10.0.4.30 tcp dport 8080 ip saddr 10.0.4.30 counter masquerade comment \"KUBE-LOOP-BACK\""),
+            "{post}"
+        );
+        assert!(!post.contains("10.0.5.30"), "{post}");
+    }
+
+    #[test]
     fn nft_only_marks_and_masquerades() {
         let v = [
             vs(
@@ -172,8 +195,9 @@ mod tests {
             vs([10, 0, 4, 20], 30080, &[[10, 0, 4, 30]], Masquerade::Always),
             vs([10, 0, 4, 20], 30081, &[[10, 0, 4, 30]], Masquerade::Never),
         ];
-        let t = render_masquerade(&v);
+        let t = render_masquerade(&v, &[]);
         assert!(!t.contains("dnat"), "{t}");
+        assert!(!t.contains("KUBE-LOOP-BACK"), "{t}");
         assert!(!t.contains("reject"), "{t}");
         assert!(!t.contains("ct mark"), "{t}");
         assert!(!t.contains("30081"), "{t}");
