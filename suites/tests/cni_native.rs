@@ -86,7 +86,7 @@ fn failures(o: &cnlab::check::file::FileOutcome) -> Vec<String> {
 /// packets leave and enter by the ENIs (the VPC's route entries send each
 /// pod subnet to its node) and the server sees the client's own address.
 #[test]
-#[ignore = "needs the kernel's ipvlan device, absent on the development host: the kernel matrix (CNLAB_VM_MATRIX=1 scripts/test) runs it in cnlab vm"]
+#[ignore = "needs the kernel's ipvlan device, absent on the development host: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1"]
 fn ipvlan_on_the_node_eni_plumbs_pods_that_connect_with_their_own_source() {
     let caps = caps();
     let chain = |v: &str, subnet: &str, gw: &str| {
@@ -122,7 +122,7 @@ fn ipvlan_on_the_node_eni_plumbs_pods_that_connect_with_their_own_source() {
 /// those), so nothing answers on VLAN 100: the pod's ARP for its gateway
 /// goes unanswered and the probe never leaves the pod (no ENI, no VPC hop).
 #[test]
-#[ignore = "needs the kernel's 802.1Q (8021q) device, absent on the development host: the kernel matrix (CNLAB_VM_MATRIX=1 scripts/test) runs it in cnlab vm"]
+#[ignore = "needs the kernel's 802.1Q (8021q) device, absent on the development host: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1"]
 fn vlan_on_the_node_eni_plumbs_pods_whose_eth0_is_the_tagged_device() {
     let caps = caps();
     let chain = |id: u16, subnet: &str, gw: &str| {

@@ -41,7 +41,7 @@ fn kind(l: &serde_json::Value) -> &str {
 /// The tag a capture on `trunk/<node>` decodes is the id of a real 802.1Q
 /// sub-interface in that node, and no eBPF program is involved.
 #[test]
-#[ignore = "needs 802.1Q sub-interfaces: `CNLAB_VM_MATRIX=1 scripts/test` runs it on Debian kernels in cnlab vm (off by default while cells fail)"]
+#[ignore = "needs 802.1Q sub-interfaces: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1, whose kernels have it"]
 fn trunk_tags_come_from_vlan_sub_interfaces() {
     let (lab, _) = native_lab("t4-trunk-cross-node.yaml");
     assert!(
@@ -91,7 +91,7 @@ fn trunk_tags_come_from_vlan_sub_interfaces() {
 /// In ENIIP ipvlan mode every pod's eth0 is an ipvlan L2 child of its
 /// node's ENI, and the pods reach each other through them.
 #[test]
-#[ignore = "needs ipvlan: `CNLAB_VM_MATRIX=1 scripts/test` runs it on Debian kernels in cnlab vm (off by default while cells fail)"]
+#[ignore = "needs ipvlan: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1, whose kernels have it"]
 fn eniip_ipvlan_pods_are_ipvlan_children() {
     let (lab, r) = native_lab("m4-terway-eniip-ipvlan.yaml");
     let pods: Vec<String> = lab
@@ -123,7 +123,7 @@ fn eniip_ipvlan_pods_are_ipvlan_children() {
 /// for each Service port (`ipvsadm -Ln` inside the node), and kube-ipvs0
 /// is a real dummy device.
 #[test]
-#[ignore = "needs IPVS and dummy: `CNLAB_VM_MATRIX=1 scripts/test` runs it on Debian kernels in cnlab vm (off by default while cells fail)"]
+#[ignore = "needs IPVS and dummy: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1, whose kernels have it"]
 fn ipvsadm_lists_the_services_on_every_node() {
     let (lab, _) = native_lab("c1-c4-clb-bound-to-kube-ipvs0.yaml");
     assert!(lab.plan().backends.ipvs, "native plan uses IPVS");
