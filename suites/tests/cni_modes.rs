@@ -143,27 +143,6 @@ fn host_veth(lab: &Lab, ns: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("{id} planned"))
 }
 
-/// Deletes, in namespace `key`, every rule of `table` whose comment is `comment`.
-fn delete_nft_rules(lab: &Lab, key: &str, table: &str, comment: &str) {
-    let ns = lab
-        .netns_by_key(key)
-        .unwrap_or_else(|| panic!("{key} planned"));
-    let rules = nft::list_ruleset_json(ns).unwrap_or_else(|e| panic!("{e}"));
-    let mut script = String::new();
-    for r in rules["nftables"].as_array().into_iter().flatten() {
-        let r = &r["rule"];
-        if r["table"] == table && r["comment"] == comment {
-            script += &format!(
-                "delete rule ip {table} {} handle {}\n",
-                r["chain"].as_str().unwrap_or_default(),
-                r["handle"]
-            );
-        }
-    }
-    assert!(!script.is_empty(), "{key}: no rule {comment:?} in {table}");
-    nft::apply(ns, &script).unwrap_or_else(|e| panic!("{e}"));
-}
-
 fn delete_nft_table(lab: &Lab, key: &str, table: &str) {
     let ns = lab
         .netns_by_key(key)
@@ -335,7 +314,7 @@ fn terway_eniip_hairpin_needs_the_loop_back_masquerade() {
         "m3b-terway-eniip-matrix.yaml",
         "M3b web itself -> its own Service (hairpin)",
         false,
-        |lab| delete_nft_rules(lab, NODE_1, "cnlab_kube_proxy", "KUBE-LOOP-BACK"),
+        |lab| cnlab_suites::delete_nft_rules(lab, NODE_1, "cnlab_kube_proxy", "KUBE-LOOP-BACK"),
     );
 }
 

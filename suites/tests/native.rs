@@ -168,3 +168,49 @@ fn ipvsadm_lists_the_services_on_every_node() {
     }
     lab.down();
 }
+
+/// terway-eniip-ipvlan on real IPVS: IPVS leaves no NAT status in conntrack
+/// (`ip_vs_update_conntrack` only rewrites the reply tuple), so the Cilium
+/// stand-in's `ct status dnat` rules never see its flows; the rules keyed on
+/// "first packet addressed to the host" (ct mark 0x2000) carry them. Both
+/// cells hold, the two rules are deleted, both time out: the backend answers
+/// the client straight over ipvlan/eth1, bypassing the host's conntrack.
+#[test]
+#[ignore = "needs ipvlan and IPVS: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1, whose kernels have them"]
+fn eniip_ipvlan_service_replies_under_real_ipvs_need_the_host_flow_masquerade() {
+    let (lab, r) = native_lab("m4b-terway-eniip-ipvlan-matrix.yaml");
+    assert!(lab.plan().backends.ipvs, "native plan uses IPVS");
+    let cells = [
+        "M4b pod same node -> ClusterIP, backend on node-1",
+        "M4b ECS outside -> NodePort of the Local LB on node-1 (local endpoint)",
+    ];
+    let probe = |name: &str| {
+        let e = r
+            .topo
+            .expect
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("m4b states {name:?}"));
+        check::check_one(&lab, e)
+    };
+    for name in cells {
+        let res = probe(name);
+        assert!(res.passed(), "{name}: {:?}", res.failures);
+    }
+    for comment in [
+        "cilium stand-in: a pod's flow IPVS translated answers through the host",
+        "cilium stand-in: a flow IPVS sent to a pod answers through the host",
+    ] {
+        cnlab_suites::delete_nft_rules(&lab, "node/node-1", "cnlab_terway_ipvlan", comment);
+    }
+    for name in cells {
+        let res = probe(name);
+        assert_ne!(
+            res.observed.outcome.verdict,
+            cnlab::topology::model::Verdict::Connected,
+            "{name} still connects without the host-flow masquerade: {}",
+            res.observed.outcome.detail
+        );
+    }
+    lab.down();
+}

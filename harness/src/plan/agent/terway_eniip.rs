@@ -265,14 +265,47 @@ pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32, host_v
 
 /// Stand-in for the Cilium Terway chains in IPVLAN mode (`terway-cli
 /// policy` runs cilium-agent for that datapath; its eBPF reverses service
-/// NAT for the pod). Without it a reply of a flow the host DNATed for an
+/// NAT for the pod). Without it a reply of a flow the host translated for an
 /// ipvlan pod leaves by the ENI straight to the pod (or from the pod to
 /// the client) and never meets the host's conntrack. The lab masquerades
 /// such flows to the node so their replies come back through the host:
 /// connectivity as with Cilium, but backends see the node's address.
-pub const IPVLAN_SERVICE_NAT: &str = "table ip cnlab_terway_ipvlan {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    \
-     iifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a pod's service flow answers through the host\"\n    \
-     oifname \"ipvl_*\" ct status dnat counter masquerade comment \"cilium stand-in: a flow DNATed to a pod answers through the host\"\n  }\n}\n";
+///
+/// "Translated by the host" is seen two ways. nft/iptables DNAT (kube-proxy
+/// iptables/nftables, the IPVS emulation) sets `ct status dnat`. Real IPVS
+/// does not: with `vs/conntrack=1` it only rewrites the reply tuple
+/// (`ip_vs_update_conntrack`, net/netfilter/ipvs/ip_vs_nfct.c), no NAT status
+/// bit. But IPVS only takes packets addressed to the host (VIPs on
+/// kube-ipvs0, NodePorts), and a flow addressed to the host leaves it again
+/// only if something rewrote its destination: so a flow whose first packet
+/// was local (`fib daddr type local`, ct mark [`IPVLAN_HOST_FLOW_MARK`]) and
+/// that crosses ipvl_* is masqueraded too.
+pub fn ipvlan_service_nat() -> String {
+    let m = IPVLAN_HOST_FLOW_MARK;
+    let local = |hook: &str, why: &str| {
+        format!(
+            "  chain {hook} {{\n    type filter hook {hook} priority mangle; policy accept;\n    \
+             ct state new fib daddr type local ct mark set ct mark | {m:#x} comment \"cilium stand-in: {why}\"\n  }}\n"
+        )
+    };
+    let masq = |dir: &str, matches: &str, why: &str| {
+        format!("    {dir}name \"ipvl_*\" {matches} counter masquerade comment \"cilium stand-in: {why}\"\n")
+    };
+    let marked = format!("ct mark & {m:#x} == {m:#x}");
+    format!(
+        "table ip cnlab_terway_ipvlan {{\n{}{}  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{}{}{}{}  }}\n}}\n",
+        local("prerouting", "a flow addressed to the host (IPVS VIP, NodePort)"),
+        local("output", "the node's flow to its own VIP"),
+        masq("iif", "ct status dnat", "a pod's service flow answers through the host"),
+        masq("oif", "ct status dnat", "a flow DNATed to a pod answers through the host"),
+        masq("iif", &marked, "a pod's flow IPVS translated answers through the host"),
+        masq("oif", &marked, "a flow IPVS sent to a pod answers through the host"),
+    )
+}
+
+/// ct mark of flows addressed to the host, in [`ipvlan_service_nat`] (the
+/// IPVS emulation's 0x1000 and kube-proxy's 0x4000/0x8000 are other bits).
+pub const IPVLAN_HOST_FLOW_MARK: u32 = 0x2000;
 
 /// What Terway's IPVLAN filter sends to the host stack, in its order
 /// (ipvlan_linux.go: `append(cfg.HostStackCIDRs, cfg.ServiceCIDR.IPv4)`):
@@ -324,9 +357,9 @@ fn ipvlan_pod(
                 to: ipvl.clone(),
             });
             if host_child.is_empty() {
-                crate::plan::proxy::append_nft(d, node.ns, IPVLAN_SERVICE_NAT);
+                crate::plan::proxy::append_nft(d, node.ns, &ipvlan_service_nat());
                 d.plan.notes.push(format!(
-                    "{}: stand-in for Terway's Cilium: flows the host DNATs across ipvl_* are masqueraded to the node (table cnlab_terway_ipvlan), so backends see the node where Cilium keeps the client",
+                    "{}: stand-in for Terway's Cilium: flows the host translates (nft DNAT or IPVS) across ipvl_* are masqueraded to the node (table cnlab_terway_ipvlan), so backends see the node where Cilium keeps the client",
                     node.name
                 ));
             }
