@@ -1,9 +1,44 @@
 //! Labs alive in this process, so that SIGINT/SIGTERM can tear them down
 //! before the process exits (a `Drop` never runs on a signal).
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 static LIVE: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
+
+/// Scratch directories this process removes on a signal too (a `cnlab vm`
+/// run's share), each with the child writing into it, killed first.
+static SCRATCH: Mutex<Vec<(PathBuf, Option<u32>)>> = Mutex::new(Vec::new());
+
+/// `dir` is removed if a signal ends the process; `writer` (a child
+/// process writing into it) is killed before.
+pub fn register_scratch(dir: &Path, writer: Option<u32>) {
+    if let Ok(mut v) = SCRATCH.lock() {
+        v.retain(|(d, _)| d != dir);
+        v.push((dir.to_path_buf(), writer));
+    }
+}
+
+pub fn unregister_scratch(dir: &Path) {
+    if let Ok(mut v) = SCRATCH.lock() {
+        v.retain(|(d, _)| d != dir);
+    }
+}
+
+fn remove_scratch() {
+    let dirs = match SCRATCH.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    for (dir, writer) in dirs {
+        if let Some(pid) = writer.and_then(|p| i32::try_from(p).ok()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
 
 pub fn register(id: &str, namespaces: &[String]) {
     if let Ok(mut v) = LIVE.lock() {
@@ -33,7 +68,8 @@ pub fn teardown_all() -> Vec<String> {
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and so in every
 /// thread it starts later) and handles them on a dedicated thread: tear down
-/// every live lab, then exit with 128 + signal. Call first thing in `main`.
+/// every live lab, remove every scratch directory, then exit with 128 +
+/// signal (the process's `Drop`s never run). Call first thing in `main`.
 pub fn install_signal_teardown() {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -63,6 +99,7 @@ pub fn install_signal_teardown() {
         if !ids.is_empty() {
             eprintln!("cnlab: {sig:?}: tore down lab(s) {}", ids.join(", "));
         }
+        remove_scratch();
         std::process::exit(128 + sig as i32);
     });
 }

@@ -187,7 +187,7 @@ fn netem(plan: &LabPlan, imp: &Impairment, path: String) -> Result<Vec<NetemPlan
         if let Some((key, _)) = timed.iter().find(|(_, set)| *set) {
             return Err(err(
                 format!("{path}.{key}"),
-                "needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM), which this kernel lacks (`cnlab doctor`); its stand-in does loss, duplicate and rate only",
+                "needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM); this lab runs its stand-in (`cnlab doctor`: netem STAND-IN, as on a kernel without netem or with --backend portable), which does loss, duplicate and rate only",
             ));
         }
     }

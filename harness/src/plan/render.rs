@@ -11,7 +11,7 @@ pub fn render(p: &LabPlan) -> String {
     let b = p.backends;
     let _ = writeln!(
         o,
-        "# lab {}: cni {}, proxy {}, backends vlan={} ipvlan={} dummy={} ipvs={}",
+        "# lab {}: cni {}, proxy {}, backends vlan={} ipvlan={} dummy={} ipvs={} netem={}",
         p.name,
         p.cni.as_str(),
         p.proxy.as_str(),
@@ -19,6 +19,7 @@ pub fn render(p: &LabPlan) -> String {
         if b.ipvlan { "ipvlan" } else { "macvlan" },
         if b.dummy { "dummy" } else { "bridge" },
         if b.ipvs { "ipvs" } else { "nft" },
+        if b.netem { "qdisc" } else { "stand-in" },
     );
     if p.proxy == crate::topology::model::ProxyMode::Ipvs {
         let _ = writeln!(o, "# {}", ipvs_backend_label(b.ipvs));

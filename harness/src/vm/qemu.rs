@@ -123,10 +123,25 @@ fn pump(path: &Path, pos: &mut u64, to: &mut dyn Write) {
     }
 }
 
+/// The run's share: removed when the run ends, and by the signal thread
+/// when a signal ends `cnlab vm` (no `Drop` runs then).
 struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new(dir: PathBuf) -> Self {
+        crate::lab::live::register_scratch(&dir, None);
+        RunDir(dir)
+    }
+
+    /// qemu writes into the share: killed before the share is removed.
+    fn written_by(&self, pid: u32) {
+        crate::lab::live::register_scratch(&self.0, Some(pid));
+    }
+}
 
 impl Drop for RunDir {
     fn drop(&mut self) {
+        crate::lab::live::unregister_scratch(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -149,7 +164,7 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
         .join("runs")
         .join(format!("{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(VmError::io(format!("creating {}", dir.display())))?;
-    let run = RunDir(dir.clone());
+    let run = RunDir::new(dir.clone());
     let write = |name: &str, body: String| {
         std::fs::write(dir.join(name), body).map_err(VmError::io(format!("writing {name}")))
     };
@@ -215,6 +230,7 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
     let mut child = q
         .spawn()
         .map_err(|e| VmError::Qemu(format!("{QEMU} {}", accel.name()), e))?;
+    run.written_by(child.id());
     let mut qerr = child.stderr.take();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
