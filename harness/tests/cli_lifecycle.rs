@@ -201,7 +201,12 @@ fn without_root_it_says_to_use_sudo() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.path().join("cnlab");
-    std::fs::copy(CNLAB, &exe).unwrap();
+    // Copied by a child: a copy written here leaves its write descriptor
+    // open in any child another test thread forks meanwhile (until that
+    // child's exec), and executing the copy then fails with ETXTBSY
+    // ("Text file busy", seen under load).
+    let cp = Command::new("cp").arg(CNLAB).arg(&exe).status().unwrap();
+    assert!(cp.success(), "cp {CNLAB}: {cp}");
     let file = dir.path().join("quickstart.yaml");
     std::fs::copy(repo().join("topologies/examples/quickstart.yaml"), &file).unwrap();
     let mut cmd = Command::new(&exe);
