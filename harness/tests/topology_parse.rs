@@ -1470,6 +1470,8 @@ const SECTION_AT: &[(&str, &str)] = &[
     ("sg_rule", "vpc: {security_groups: [{rules: [{zzz: 1}]}]}\n"),
     ("eni_limits", "nodes: [{enis: {zzz: 1}}]\n"),
     ("node", "nodes: [{zzz: 1}]\n"),
+    ("trunk", "nodes: [{trunk: {zzz: 1}}]\n"),
+    ("member_eni", "nodes: [{trunk: {members: [{zzz: 1}]}}]\n"),
     ("external", "externals: [{zzz: 1}]\n"),
     ("load_balancer", "load_balancers: [{zzz: 1}]\n"),
     ("listener", "load_balancers: [{listeners: [{zzz: 1}]}]\n"),
@@ -1623,5 +1625,66 @@ fn host_stack_cidrs_belong_to_the_terway_modes_that_read_them() {
     assert_eq!(
         c.node_local_dns,
         Some(std::net::Ipv4Addr::new(169, 254, 20, 10))
+    );
+}
+
+/// `nodes[].trunk`: declared trunk and member ENIs, each problem at its
+/// own key before anything is built.
+#[test]
+fn declared_trunks_are_checked_key_by_key() {
+    let base = |cni: &str, enis: &str, members: &str| {
+        format!(
+            "name: t\ncluster:\n  cni: {cni}\n  cni_plugins: {{bin_dir: /, conflist: {{cniVersion: 1.0.0, name: n, plugins: [{{type: vlan, master: eth1, vlanId: 100}}]}}}}\nvpc:\n  cidr: 10.0.0.0/8\n  vswitches: [{{id: vsw-a, cidr: 10.0.4.0/24}}]\n  security_groups: [{{id: sg-a, rules: []}}]\nnodes:\n  - name: n1\n    vswitch: vsw-a\n    enis: {enis}\n    trunk:\n      members:\n{members}"
+        )
+    };
+    let ok = "        - {vlan: 100, ip: 10.0.4.50}\n";
+    let text = base("plugins", "{trunk: true}", ok);
+    let l = loads(&text);
+    let m = &l.resolved.topo.nodes[0].trunk.as_ref().unwrap().members[0];
+    assert_eq!((m.vlan, m.ip.to_string()), (100, "10.0.4.50".into()));
+    only(
+        &base("plugins", "{trunk: false}", ok),
+        "nodes[0].trunk",
+        "    trunk:",
+        "cannot carry a trunk ENI",
+    );
+    // Terway's trunking makes its own: `cni_plugins` is refused too there.
+    has(
+        &base("terway-trunking", "{trunk: true}", ok),
+        "nodes[0].trunk",
+        "    trunk:",
+        "needs cluster.cni: plugins",
+    );
+    let members = "        - {vlan: 100, ip: 10.0.4.50}\n        - {vlan: 100, ip: 10.0.5.9} # dup\n        - {vlan: 5000, ip: 10.0.4.50, security_groups: [sg-x]} # bad\n";
+    let text = base("plugins", "{trunk: true}", members);
+    has(
+        &text,
+        "nodes[0].trunk.members[1].vlan",
+        "# dup",
+        "VLAN 100 is already taken",
+    );
+    has(
+        &text,
+        "nodes[0].trunk.members[1].ip",
+        "# dup",
+        "outside vswitch vsw-a",
+    );
+    has(
+        &text,
+        "nodes[0].trunk.members[2].vlan",
+        "# bad",
+        "out of range",
+    );
+    has(
+        &text,
+        "nodes[0].trunk.members[2].ip",
+        "# bad",
+        "already used by member ENI (VLAN 100) of node n1",
+    );
+    has(
+        &text,
+        "nodes[0].trunk.members[2].security_groups[0]",
+        "# bad",
+        "sg-x",
     );
 }

@@ -706,6 +706,76 @@ fn plugin_made_interfaces_are_hops_and_a_wrong_hop_fails() {
     let ok = cnlab::check::run(&lab, std::slice::from_ref(&right), 1);
     assert!(ok[0].passed(), "{:?}", ok[0].failures);
 
+    // Pod-side interfaces: each one found in a pod after ADD is a point
+    // `pod/<ns>/<name>:<ifname>`, the hop paths show; `pod/<ns>/<name>`
+    // still covers them.
+    let eth0 = plan
+        .points
+        .iter()
+        .find(|p| p.id == "pod/default/client:eth0")
+        .expect("the client's eth0 is an observation point");
+    assert_eq!(
+        (eth0.ifname.as_deref(), eth0.ns),
+        (Some("eth0"), plan.ns_index("pod/default/client").unwrap())
+    );
+    let mut by_if = pick("pod to pod on one bridge");
+    by_if.path = Some(vec![
+        "pod/default/client:eth0".into(),
+        format!("node/node-1:{veth}"),
+        "pod/default/web-local:eth0".into(),
+    ]);
+    let mut wrong_if = by_if.clone();
+    wrong_if.name = "through web's eth0".into();
+    wrong_if.path = Some(vec!["pod/default/web:eth0".into()]);
+    let res = cnlab::check::run(&lab, &[by_if, wrong_if], 1);
+    assert!(res[0].passed(), "{:?}", res[0].failures);
+    assert!(
+        !res[1].passed()
+            && res[1].failures[0].contains("path: pod/default/web:eth0 not crossed")
+            && res[1].failures[0].contains("pod/default/client:eth0 → "),
+        "{:?}",
+        res[1].failures
+    );
+    // … and `cnlab capture` names its pcapng interface by it.
+    let pcap = tempfile::NamedTempFile::new().unwrap();
+    let mut cap = Command::new(cnlab_bin())
+        .args([
+            "capture",
+            lab.id(),
+            "pod/default/client:eth0",
+            "-c",
+            "1",
+            "-w",
+        ])
+        .arg(pcap.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut captured = false;
+    for _ in 0..50 {
+        let _ = cnlab::check::run(&lab, std::slice::from_ref(&right), 1);
+        if cap.try_wait().unwrap().is_some() {
+            captured = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !captured {
+        let _ = cap.kill();
+    }
+    let out = cap.wait_with_output().unwrap();
+    let bytes = std::fs::read(pcap.path()).unwrap();
+    let named = bytes
+        .windows("pod/default/client:eth0".len())
+        .any(|w| w == b"pod/default/client:eth0");
+    assert!(
+        captured && out.status.success() && named,
+        "capture on pod/default/client:eth0: exited {:?}, {} bytes, named {named}: {}",
+        out.status,
+        bytes.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // `cnlab trace` shows the same hops.
     let out = Command::new(cnlab_bin())
         .args([
@@ -728,6 +798,8 @@ fn plugin_made_interfaces_are_hops_and_a_wrong_hop_fails() {
         "node/node-1:cni0",
         "node/node-2:cni0",
         &format!("node/node-1:{veth}"),
+        "pod/default/client:eth0",
+        "pod/default/web:eth0",
     ] {
         assert!(text.contains(hop), "trace lacks {hop}:\n{text}");
     }

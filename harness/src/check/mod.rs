@@ -407,11 +407,24 @@ fn first_missing_in_order<'a>(
     want.iter().find(|w| !it.any(|h| w.matches(h)))
 }
 
-/// `eni/*` matches every `eni/…` point; otherwise ids must be equal.
+/// `eni/*` matches every `eni/…` point; a pod (`pod/<ns>/<name>`) matches
+/// each of its interfaces (`pod/<ns>/<name>:<ifname>`); otherwise ids must
+/// be equal.
 pub fn point_matches(pattern: &str, point: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => point.starts_with(prefix),
-        None => pattern == point,
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        return point.starts_with(prefix);
+    }
+    if pattern == point {
+        return true;
+    }
+    match (pattern.parse::<PointId>(), point.parse::<PointId>()) {
+        (
+            Ok(PointId::Pod { ns, name }),
+            Ok(PointId::PodIf {
+                ns: n2, name: m2, ..
+            }),
+        ) => ns == n2 && name == m2,
+        _ => false,
     }
 }
 

@@ -226,7 +226,24 @@ pub fn observe_captured(
         None => vec![],
     };
     let (mut request, mut reply) = probe::hops(&frames, proto, src_port);
-    frames.retain(|c| c.sport == src_port || c.dport == src_port || c.icmp_id == Some(src_port));
+    // The first packet never left: the kernel held it for ARP. Show where
+    // the client's ARP requests went instead (and keep them for pcaps).
+    let client_ip = plan
+        .endpoints
+        .iter()
+        .find(|e| e.ns == client_ns)
+        .map(|e| e.ip);
+    let arp_of = match client_ip {
+        Some(ip) if request.is_empty() => {
+            request = probe::arp_hops(&frames, ip);
+            Some(ip)
+        }
+        _ => None,
+    };
+    frames.retain(|c| match c.arp {
+        Some(_) => arp_of == Some(c.src),
+        None => c.sport == src_port || c.dport == src_port || c.icmp_id == Some(src_port),
+    });
     if taps {
         add_stack_ends(plan, client_ns, &outcome, &mut request, &mut reply);
     }

@@ -166,6 +166,13 @@ pub fn add_all(
             .node_links
             .insert(c.node.clone(), link_names(&ns[c.node_ns]));
     }
+    for p in &rt.pods {
+        if matches!(out.adds.pods.get(&p.key), Some(PodAdd::Added { .. })) {
+            out.adds
+                .pod_links
+                .insert(p.key.clone(), link_names(&ns[p.ns]));
+        }
+    }
     Ok(out)
 }
 

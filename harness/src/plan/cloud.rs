@@ -223,6 +223,11 @@ pub fn claim_pinned(topo: &Topology, book: &mut AddressBook) -> Result<(), PlanE
     for x in &topo.externals {
         book.claim(x.ip, &PointId::external(&x.name).to_string())?;
     }
+    for n in &topo.nodes {
+        for m in n.trunk.iter().flat_map(|t| &t.members) {
+            book.claim(m.ip, &super::agent::trunking::member_owner(&n.name, m.vlan))?;
+        }
+    }
     Ok(())
 }
 

@@ -82,6 +82,7 @@ mod tests {
             labels: Default::default(),
             ports: vec![],
             cni_plugins: None,
+            trunk: None,
         }
     }
 

@@ -146,6 +146,11 @@ pub fn plan_cni(
     // The CNI: pod addresses, pod plumbing, route entries it needs.
     let runs_plugins = cni == Cni::Plugins || topo.cluster.cni_plugins.is_some();
     let (placement, wired) = if runs_plugins {
+        if topo.nodes.iter().any(|n| n.trunk.is_some()) {
+            // Declared trunk and member ENIs: the cloud's, before any plugin runs.
+            let mut ctx = agent::alloc::VpcIpCtx::new(&mut d, r, vpc, &nodes, &mut book);
+            agent::trunking::declared(&mut d, &mut ctx)?;
+        }
         plugins_cni(&mut d, r, &nodes, adds)?
     } else if vpc_addressing {
         // terway-eni / -eniip / -eniip-ipvlan / -trunking: VPC pod addresses.

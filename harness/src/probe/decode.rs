@@ -39,6 +39,9 @@ pub struct Decoded {
     /// `vxlan <outer src>→<outer dst>:<port> vni <n>` when the flow was
     /// found inside a VXLAN packet.
     pub encap: Option<String>,
+    /// An ARP frame (`decode_arp`): its operation (1 request, 2 reply);
+    /// `src`/`dst` are then the sender's and the target's addresses.
+    pub arp: Option<u16>,
 }
 
 /// Decodes an Ethernet frame; None for anything that carries no IPv4
@@ -56,20 +59,12 @@ fn decode(frame: &[u8], look_inside: bool) -> Option<Decoded> {
     };
     let h = ip.header();
     let mut d = Decoded {
-        vlan,
-        src: h.source_addr(),
-        dst: h.destination_addr(),
         // The transport's protocol: after IPv4 extension headers (AH) the
         // header's own field names the extension, not what follows.
         // (Found by the decode fuzz target: fuzz/corpus/decode/crash-ah-then-icmp.)
         proto: ip.payload_ip_number().0,
         ip_id: h.identification(),
-        sport: 0,
-        dport: 0,
-        tcp_flags: None,
-        icmp_type: None,
-        icmp_id: None,
-        encap: None,
+        ..Decoded::between(vlan, h.source_addr(), h.destination_addr())
     };
     match &pkt.transport {
         Some(TransportSlice::Tcp(t)) => {
@@ -97,6 +92,45 @@ fn decode(frame: &[u8], look_inside: bool) -> Option<Decoded> {
         _ => {}
     }
     Some(d)
+}
+
+/// An IPv4 ARP frame (802.1Q tags included) as a flow from the sender's
+/// address to the target's. A probe whose first packet never leaves (its
+/// next hop does not answer ARP) is followed by its ARP requests.
+pub fn decode_arp(frame: &[u8]) -> Option<Decoded> {
+    let pkt = LaxSlicedPacket::from_ethernet(frame).ok()?;
+    let Some(LaxNetSlice::Arp(arp)) = &pkt.net else {
+        return None;
+    };
+    let v4 = |b: &[u8]| <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from);
+    Some(Decoded {
+        arp: Some(arp.operation().0),
+        ..Decoded::between(
+            pkt.vlan_ids().first().map(|v| v.value()),
+            v4(arp.sender_protocol_addr())?,
+            v4(arp.target_protocol_addr())?,
+        )
+    })
+}
+
+impl Decoded {
+    /// `src` to `dst`, nothing known about what it carries yet.
+    fn between(vlan: Option<u16>, src: Ipv4Addr, dst: Ipv4Addr) -> Decoded {
+        Decoded {
+            vlan,
+            src,
+            dst,
+            proto: 0,
+            ip_id: 0,
+            sport: 0,
+            dport: 0,
+            tcp_flags: None,
+            icmp_type: None,
+            icmp_id: None,
+            encap: None,
+            arp: None,
+        }
+    }
 }
 
 /// The inner flow of a VXLAN payload (8-byte header, then an Ethernet frame).
@@ -231,5 +265,22 @@ mod tests {
         arp.extend_from_slice(&[0x08, 0x06]);
         arp.extend_from_slice(&[0u8; 28]);
         assert_eq!(decode_frame(&arp), None);
+        // Who has 10.0.4.1? Tell 10.0.4.70 (on VLAN 300).
+        let mut tagged = vec![0xff; 6];
+        tagged.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x01, 0x2c, 0x08, 0x06]);
+        tagged.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1]);
+        tagged.extend_from_slice(&[10, 0, 4, 70, 0, 0, 0, 0, 0, 0, 10, 0, 4, 1]);
+        let d = decode_arp(&tagged).unwrap();
+        assert_eq!(
+            (d.vlan, d.arp, d.src, d.dst),
+            (
+                Some(300),
+                Some(1),
+                Ipv4Addr::new(10, 0, 4, 70),
+                Ipv4Addr::new(10, 0, 4, 1)
+            )
+        );
+        assert_eq!(decode_frame(&tagged), None);
+        assert_eq!(decode_arp(&[0u8; 10]), None);
     }
 }

@@ -97,18 +97,27 @@ fn journey(captures: &[Capture], proto: Proto, client_port: u16, way: Way) -> Ve
         return Vec::new();
     };
     let window_end = first.ts_ns + JOURNEY_WINDOW.as_nanos();
+    collapse(
+        seen.into_iter()
+            .filter(|c| c.ip_id == first.ip_id && c.ts_ns <= window_end),
+        |c| c.encap.clone(),
+    )
+}
+
+/// Captures in time order to hops, consecutive captures at one point
+/// collapsed (in and out of a router, the vxlan device and its underlay):
+/// one hop, with any tag or tunnel (`note`) seen there.
+fn collapse<'c>(
+    seen: impl Iterator<Item = &'c Capture>,
+    note: impl Fn(&Capture) -> Option<String>,
+) -> Vec<Hop> {
     let mut hops: Vec<Hop> = Vec::new();
-    for c in seen
-        .into_iter()
-        .filter(|c| c.ip_id == first.ip_id && c.ts_ns <= window_end)
-    {
+    for c in seen {
         match hops.last_mut() {
             Some(last) if last.point == c.point => {
-                // Same point again (in and out of a router, the vxlan device
-                // and its underlay): one hop, with any tag or tunnel seen.
                 last.vlan = last.vlan.or(c.vlan);
                 if last.encap.is_none() {
-                    last.encap = c.encap.clone();
+                    last.encap = note(c);
                 }
             }
             _ => hops.push(Hop {
@@ -116,7 +125,7 @@ fn journey(captures: &[Capture], proto: Proto, client_port: u16, way: Way) -> Ve
                 vlan: c.vlan,
                 src: c.src,
                 dst: c.dst,
-                encap: c.encap.clone(),
+                encap: note(c),
             }),
         }
     }
@@ -131,6 +140,27 @@ pub fn hops(captures: &[Capture], proto: Proto, client_port: u16) -> (Vec<Hop>, 
         journey(captures, proto, client_port, Way::Request),
         journey(captures, proto, client_port, Way::Reply),
     )
+}
+
+/// ARP operation code of a request.
+const ARP_REQUEST: u16 = 1;
+
+/// Where the ARP requests of `sender` went, for a probe whose first packet
+/// never left (the kernel holds a packet until its next hop answers ARP):
+/// the first request's crossings, each hop labelled `arp who-has <target>`.
+pub fn arp_hops(captures: &[Capture], sender: Ipv4Addr) -> Vec<Hop> {
+    let mut seen: Vec<&Capture> = captures
+        .iter()
+        .filter(|c| c.arp == Some(ARP_REQUEST) && c.src == sender)
+        .collect();
+    seen.sort_by_key(|c| c.ts_ns);
+    let Some(first) = seen.first().copied() else {
+        return Vec::new();
+    };
+    let window_end = first.ts_ns + JOURNEY_WINDOW.as_nanos();
+    collapse(seen.into_iter().filter(|c| c.ts_ns <= window_end), |c| {
+        Some(format!("arp who-has {}", c.dst))
+    })
 }
 
 #[cfg(test)]
@@ -155,6 +185,7 @@ mod tests {
             tcp_flags: Some(flags),
             icmp_type: None,
             ip_id,
+            arp: None,
             frame: vec![],
         }
     }
@@ -239,6 +270,28 @@ mod tests {
             (req[0].src, req[0].vlan, req[0].encap.as_deref()),
             (Ipv4Addr::new(10, 0, 0, 9), Some(5), Some("vxlan x"))
         );
+    }
+
+    #[test]
+    fn unanswered_arp_is_followed_from_its_sender() {
+        let who_has = |ts: u128, point: &str, sender: u8, vlan: Option<u16>| {
+            let mut c = cap(ts, point, 0, 0, 0, 0);
+            (c.arp, c.proto, c.tcp_flags, c.vlan) = (Some(ARP_REQUEST), 0, None, vlan);
+            c.src = Ipv4Addr::new(10, 0, 4, sender);
+            c.dst = Ipv4Addr::new(10, 0, 4, 1);
+            c
+        };
+        let caps = vec![
+            who_has(1, "pod", 70, None),
+            who_has(2, "trunk", 70, Some(300)),
+            who_has(3, "hv", 70, Some(300)),
+            who_has(4, "other", 9, None),
+            who_has(1_000_000_000, "pod", 70, None),
+        ];
+        assert_eq!(hops(&caps, Proto::Tcp, 0), (vec![], vec![]));
+        let h = arp_hops(&caps, Ipv4Addr::new(10, 0, 4, 70));
+        assert_eq!(points(&h), ["pod", "trunk", "hv"]);
+        assert_eq!(h[1].label("trunk"), "trunk@vlan=300 (arp who-has 10.0.4.1)");
     }
 
     #[test]

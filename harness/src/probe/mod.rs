@@ -17,9 +17,9 @@ pub mod tap;
 use crate::kernel::KernelError;
 
 pub use client::{probe, ProbeOutcome, ProbeSpec};
-pub use decode::{decode_frame, Decoded};
+pub use decode::{decode_arp, decode_frame, Decoded};
 pub use echo::{EchoReply, EchoServers};
-pub use hops::{hops, Hop};
+pub use hops::{arp_hops, hops, Hop};
 pub use tap::{send_raw_frame, Capture, TapPoint, Taps};
 
 #[derive(Debug, thiserror::Error)]

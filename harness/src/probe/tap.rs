@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::decode::decode_frame;
+use super::decode::{decode_arp, decode_frame};
 use super::{sys, ProbeError};
 use crate::kernel::NetNs;
 
@@ -52,6 +52,9 @@ pub struct Capture {
     pub frame: Vec<u8>,
     /// IPv4 identification (ties one packet's captures together).
     pub ip_id: u16,
+    /// ARP operation for an ARP frame (then `src`/`dst` are the sender's
+    /// and target's addresses, `proto` 0).
+    pub arp: Option<u16>,
 }
 
 /// Running taps; `stop` returns what they saw (dropping them discards it).
@@ -248,7 +251,7 @@ fn drain(tap: &mut NsTap, out: &mut Vec<Capture>, limit: usize) {
     for _ in 0..limit {
         let mut seen = None;
         if !tap.ring.next_frame(|bytes, frame| {
-            seen = decode_frame(bytes).map(|d| {
+            seen = decode_frame(bytes).or_else(|| decode_arp(bytes)).map(|d| {
                 (
                     d,
                     frame.ifindex,
@@ -285,6 +288,7 @@ fn drain(tap: &mut NsTap, out: &mut Vec<Capture>, limit: usize) {
             tcp_flags: d.tcp_flags,
             icmp_type: d.icmp_type,
             ip_id: d.ip_id,
+            arp: d.arp,
             frame: bytes,
         });
     }

@@ -267,6 +267,32 @@ pub struct Node {
     /// `cni: plugins`: this node's own plugin chain (overrides the cluster's).
     #[serde(default)]
     pub cni_plugins: Option<CniPlugins>,
+    /// `cni: plugins`: a trunk ENI the cloud attaches to this node (its
+    /// `eth1`) and the member ENIs riding it, each on its own VLAN — what
+    /// Terway's trunking would create, declared for a plugin to use.
+    #[serde(default)]
+    pub trunk: Option<TrunkEnis>,
+}
+
+/// A trunk ENI and its member ENIs, as a topology declares them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct TrunkEnis {
+    pub members: Vec<MemberEni>,
+}
+
+/// A member ENI: the VPC terminates its VLAN on the trunk and delivers
+/// its address there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberEni {
+    pub vlan: u16,
+    pub ip: Ipv4Addr,
+    /// Absent: the node's vSwitch.
+    #[serde(default)]
+    pub vswitch: Option<String>,
+    /// Absent: the node's security groups.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

@@ -1038,6 +1038,7 @@ fn node(cx: &mut Cx, v: &Value, path: &str) -> Node {
         labels: o.opt(cx, "labels", string_map).unwrap_or_default(),
         ports: o.leaves(cx, "ports", port).unwrap_or_default(),
         cni_plugins: o.nested(cx, "cni_plugins", cni_plugins),
+        trunk: o.nested(cx, "trunk", trunk_enis),
     };
     o.finish(
         cx,
@@ -1051,9 +1052,43 @@ fn node(cx: &mut Cx, v: &Value, path: &str) -> Node {
             "labels",
             "ports",
             "cni_plugins",
+            "trunk",
         ],
     );
     n
+}
+
+fn trunk_enis(cx: &mut Cx, v: &Value, path: &str) -> TrunkEnis {
+    let o = Obj::new(cx, v, path, "a trunk ENI {members}");
+    let t = TrunkEnis {
+        members: o.list(cx, "members", member_eni),
+    };
+    o.finish(cx, &["members"]);
+    t
+}
+
+fn member_eni(cx: &mut Cx, v: &Value, path: &str) -> MemberEni {
+    let o = Obj::new(
+        cx,
+        v,
+        path,
+        "a member ENI {vlan, ip, vswitch, security_groups}",
+    );
+    let vlan = o.req(cx, "vlan", uint::<u16>).unwrap_or_default();
+    if !(1..=4094).contains(&vlan) && o.raw("vlan").is_some() {
+        cx.error(
+            &o.at("vlan"),
+            format!("VLAN id {vlan} is out of range (1..4094)"),
+        );
+    }
+    let m = MemberEni {
+        vlan,
+        ip: o.req(cx, "ip", ip).unwrap_or(Ipv4Addr::UNSPECIFIED),
+        vswitch: o.opt(cx, "vswitch", text),
+        security_groups: o.leaves(cx, "security_groups", text).unwrap_or_default(),
+    };
+    o.finish(cx, &["vlan", "ip", "vswitch", "security_groups"]);
+    m
 }
 
 fn external(cx: &mut Cx, v: &Value, path: &str) -> External {

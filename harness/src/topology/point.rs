@@ -24,6 +24,9 @@ pub enum EniRef {
     External(String),
     /// `eni/secondary:<node>/<link>` (a secondary ENI, e.g. `eth1`, of a node)
     Secondary { node: String, link: String },
+    /// `eni/vlan:<node>/<vlan>` (a member ENI a topology declares on a
+    /// node's trunk, by its VLAN id)
+    Vlan { node: String, vlan: u16 },
 }
 
 /// An observation point id (`path`, `avoids`, `served_by`), also the key of
@@ -34,6 +37,13 @@ pub enum PointId {
     Pod {
         ns: String,
         name: String,
+    },
+    /// `pod/<ns>/<name>:<ifname>`: one interface in a pod (found after a
+    /// CNI plugin made it).
+    PodIf {
+        ns: String,
+        name: String,
+        ifname: String,
     },
     /// `host-veth/<ns>/<name>`: the node side of a pod's link.
     HostVeth {
@@ -68,6 +78,17 @@ impl PointId {
         PointId::Pod {
             ns: ns.into(),
             name: name.into(),
+        }
+    }
+    pub fn pod_if(
+        ns: impl Into<String>,
+        name: impl Into<String>,
+        ifname: impl Into<String>,
+    ) -> Self {
+        PointId::PodIf {
+            ns: ns.into(),
+            name: name.into(),
+            ifname: ifname.into(),
         }
     }
     pub fn host_veth(ns: impl Into<String>, name: impl Into<String>) -> Self {
@@ -122,6 +143,12 @@ impl PointId {
     pub fn eni_external(name: impl Into<String>) -> Self {
         PointId::Eni(EniRef::External(name.into()))
     }
+    pub fn eni_vlan(node: impl Into<String>, vlan: u16) -> Self {
+        PointId::Eni(EniRef::Vlan {
+            node: node.into(),
+            vlan,
+        })
+    }
     pub fn eni_secondary(node: impl Into<String>, link: impl Into<String>) -> Self {
         PointId::Eni(EniRef::Secondary {
             node: node.into(),
@@ -150,14 +177,15 @@ impl PointId {
             | PointId::Trunk(n)
             | PointId::Hv(n)
             | PointId::Eni(EniRef::Primary(n))
-            | PointId::Eni(EniRef::Secondary { node: n, .. }) => Some(n),
+            | PointId::Eni(EniRef::Secondary { node: n, .. })
+            | PointId::Eni(EniRef::Vlan { node: n, .. }) => Some(n),
             _ => None,
         }
     }
 }
 
 pub(crate) const POINT_FORMS: &str =
-    "pod/, host-veth/, node/, node/<n>:<ifname>, eth0/, trunk/, hv/, eni/, vpc, slb/, external/";
+    "pod/, pod/<ns>/<name>:<ifname>, host-veth/, node/, node/<n>:<ifname>, eth0/, trunk/, hv/, eni/, vpc, slb/, external/";
 
 /// One name inside an id: non-empty, no separators or blanks.
 pub(crate) fn name(part: &str, what: &str, whole: &str) -> Result<String, String> {
@@ -194,7 +222,17 @@ impl FromStr for PointId {
             .split_once('/')
             .ok_or_else(|| format!("{s:?} is not an observation point (expected {POINT_FORMS})"))?;
         match kind {
-            "pod" => ns_name(rest, s).map(|(ns, name)| PointId::Pod { ns, name }),
+            "pod" => match rest.split_once(':') {
+                Some((pod, ifname)) => {
+                    let (ns, name) = ns_name(pod, s)?;
+                    Ok(PointId::PodIf {
+                        ns,
+                        name,
+                        ifname: self::name(ifname, "interface name", s)?,
+                    })
+                }
+                None => ns_name(rest, s).map(|(ns, name)| PointId::Pod { ns, name }),
+            },
             "host-veth" => ns_name(rest, s).map(|(ns, name)| PointId::HostVeth { ns, name }),
             "node" => match rest.split_once(':') {
                 Some((n, ifname)) => Ok(PointId::NodeIf {
@@ -222,6 +260,17 @@ fn parse_eni(rest: &str, s: &str) -> Result<EniRef, String> {
         Some(("member", p)) => ns_name(p, s).map(|(ns, name)| EniRef::Member { ns, name }),
         Some(("pod", p)) => ns_name(p, s).map(|(ns, name)| EniRef::Pod { ns, name }),
         Some(("external", n)) => Ok(EniRef::External(name(n, "external", s)?)),
+        Some(("vlan", p)) => match p.rsplit_once('/') {
+            Some((node, vlan)) => Ok(EniRef::Vlan {
+                node: name(node, "node", s)?,
+                vlan: vlan
+                    .parse()
+                    .map_err(|_| format!("{s:?}: the VLAN id {vlan:?} is not a number"))?,
+            }),
+            None => Err(format!(
+                "{s:?}: expected eni/vlan:<node>/<vlan id>, e.g. eni/vlan:n1/100"
+            )),
+        },
         Some(("secondary", p)) => match p.rsplit_once('/') {
             Some((node, link)) if !node.is_empty() && !link.is_empty() => Ok(EniRef::Secondary {
                 node: node.to_string(),
@@ -233,8 +282,8 @@ fn parse_eni(rest: &str, s: &str) -> Result<EniRef, String> {
         },
         Some((alias, _)) => Err(format!(
             "{s:?}: unknown ENI alias {alias:?} (expected eni/<id>, eni/primary:<node>, \
-             eni/member:<ns>/<pod>, eni/pod:<ns>/<pod>, eni/external:<name> or \
-             eni/secondary:<node>/<link>)"
+             eni/member:<ns>/<pod>, eni/pod:<ns>/<pod>, eni/external:<name>, \
+             eni/secondary:<node>/<link> or eni/vlan:<node>/<vlan id>)"
         )),
         None => Ok(EniRef::Id(name(rest, "ENI id", s)?)),
     }
@@ -244,6 +293,7 @@ impl fmt::Display for PointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PointId::Pod { ns, name } => write!(f, "pod/{ns}/{name}"),
+            PointId::PodIf { ns, name, ifname } => write!(f, "pod/{ns}/{name}:{ifname}"),
             PointId::HostVeth { ns, name } => write!(f, "host-veth/{ns}/{name}"),
             PointId::Node(n) => write!(f, "node/{n}"),
             PointId::NodeIf { node, ifname } => write!(f, "node/{node}:{ifname}"),
@@ -258,6 +308,7 @@ impl fmt::Display for PointId {
             PointId::Eni(EniRef::Secondary { node, link }) => {
                 write!(f, "eni/secondary:{node}/{link}")
             }
+            PointId::Eni(EniRef::Vlan { node, vlan }) => write!(f, "eni/vlan:{node}/{vlan}"),
             PointId::Vpc => write!(f, "vpc"),
             PointId::Slb(id) => write!(f, "slb/{id}"),
             PointId::External(n) => write!(f, "external/{n}"),
@@ -325,6 +376,8 @@ mod tests {
             "eni/pod:ns/p",
             "eni/external:x",
             "eni/secondary:n/eth1",
+            "eni/vlan:n/100",
+            "pod/ns/p:eth0",
             "vpc",
             "slb/lb-1",
             "external/x",
@@ -341,6 +394,12 @@ mod tests {
         assert!(bad("eni/secondary:n").contains("eni/secondary:<node>/<link>"));
         assert!(bad("eni/tertiary:n").contains("unknown ENI alias"));
         assert!(bad("node/n:").contains("interface name is empty"));
+        assert!(bad("pod/a/b:").contains("interface name is empty"));
+        assert!(bad("eni/vlan:n/x").contains("not a number"));
+        assert_eq!(
+            PointId::pod_if("a", "b", "net1").to_string(),
+            "pod/a/b:net1"
+        );
         assert_eq!(PointId::parse_pod("a/b").unwrap(), "pod/a/b");
         assert_eq!(PointId::parse_pod("pod/a/b").unwrap(), "pod/a/b");
         assert!(PointId::parse_pod("a").is_err());

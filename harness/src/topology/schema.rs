@@ -206,6 +206,24 @@ pub const SECTIONS: &[Section] = &[
             key("labels", Ty::Labels, "Node labels."),
             key("ports", Ty::List(&PORT), "Ports an echo server answers on in the node's own stack."),
             key("cni_plugins", Ty::Section("cni_plugins"), "This node's CNI plugin chain, in place of `cluster.cni_plugins`."),
+            key("trunk", Ty::Section("trunk"), "With `cni: plugins`: a trunk ENI the cloud attaches to this node (its `eth1`) and the member ENIs on it, for a plugin such as `vlan` (master `eth1`, vlanId a member's). The instance must allow a trunk (`enis.trunk` or `instance_type`)."),
+        ],
+    },
+    Section {
+        name: "trunk",
+        doc: "A node's trunk ENI (`eth1` in the node) and its member ENIs. The VPC terminates each member's VLAN on the trunk: frames tagged with it reach the member ENI (its security groups filter them) and the VPC routes the member's address back down the trunk with that tag. A VLAN with no member ENI goes nowhere.",
+        keys: &[
+            key("members", Ty::List(&Ty::Section("member_eni")), "Member ENIs, one per VLAN."),
+        ],
+    },
+    Section {
+        name: "member_eni",
+        doc: "A member ENI on a trunk.",
+        keys: &[
+            req("vlan", Ty::Uint(1, Some(4094)), "Its VLAN id on the trunk."),
+            req("ip", Ty::Ipv4, "Its private address (in its vSwitch): the address the pod on that VLAN takes."),
+            key("vswitch", TEXT, "Its vSwitch. Default the node's."),
+            key("security_groups", Ty::List(&TEXT), "Its security groups. Default the node's."),
         ],
     },
     Section {

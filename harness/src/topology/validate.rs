@@ -836,6 +836,68 @@ impl<'a> V<'a> {
                     self.claim(ip, format!("node {}", n.name), &ip_path);
                 }
             }
+            if let Some(t) = &n.trunk {
+                self.trunk(&join_key(&path, "trunk"), n, t);
+            }
+        }
+    }
+
+    /// A declared trunk: only for `cni: plugins` (Terway's trunking makes
+    /// its own), on an instance that allows one; member VLANs unique,
+    /// member addresses in their vSwitch and nobody else's.
+    fn trunk(&mut self, path: &str, n: &Node, t: &TrunkEnis) {
+        if self.r.topo.cluster.cni != Cni::Plugins {
+            self.err(
+                path,
+                format!(
+                    "a declared trunk ENI needs cluster.cni: plugins (cni {} attaches its own ENIs)",
+                    self.r.topo.cluster.cni.as_str()
+                ),
+            );
+            return;
+        }
+        if !crate::plan::limits::node_limits(n).0.trunk {
+            self.err(
+                path,
+                format!(
+                    "node {} cannot carry a trunk ENI: set enis.trunk: true or an instance_type that allows one",
+                    n.name
+                ),
+            );
+        }
+        let members = join_key(path, "members");
+        for (j, m) in t.members.iter().enumerate() {
+            let at = join_index(&members, j);
+            if let Some(k) = t.members[..j].iter().position(|o| o.vlan == m.vlan) {
+                let first = self.place(&join_key(&join_index(&members, k), "vlan"));
+                self.err(
+                    &join_key(&at, "vlan"),
+                    format!(
+                        "VLAN {} is already taken by another member ({first})",
+                        m.vlan
+                    ),
+                );
+            }
+            let vsw_id = m.vswitch.clone().unwrap_or_else(|| n.vswitch.clone());
+            if m.vswitch.is_some() {
+                let known = self.vswitches.contains_key(&vsw_id);
+                self.need(&join_key(&at, "vswitch"), "vswitch", &vsw_id, known);
+            }
+            self.need_sgs(&join_key(&at, "security_groups"), &m.security_groups);
+            let ip_path = join_key(&at, "ip");
+            if self.ok(&ip_path) {
+                let usable = match self.vswitch(&vsw_id) {
+                    Some((_, vsw)) => self.in_vswitch(&ip_path, m.ip, vsw),
+                    None => true,
+                };
+                if usable {
+                    self.claim(
+                        m.ip,
+                        format!("member ENI (VLAN {}) of node {}", m.vlan, n.name),
+                        &ip_path,
+                    );
+                }
+            }
         }
     }
 
@@ -1236,6 +1298,7 @@ impl<'a> V<'a> {
         match id.parse::<PointId>() {
             Err(e) => self.err(path, e),
             Ok(PointId::Pod { ns, name })
+            | Ok(PointId::PodIf { ns, name, .. })
             | Ok(PointId::HostVeth { ns, name })
             | Ok(PointId::Eni(EniRef::Member { ns, name }))
             | Ok(PointId::Eni(EniRef::Pod { ns, name })) => self.need_pod(path, &ns, &name),
@@ -1248,7 +1311,8 @@ impl<'a> V<'a> {
                 | PointId::Trunk(_)
                 | PointId::Hv(_)
                 | PointId::Eni(EniRef::Primary(_))
-                | PointId::Eni(EniRef::Secondary { .. })),
+                | PointId::Eni(EniRef::Secondary { .. })
+                | PointId::Eni(EniRef::Vlan { .. })),
             ) => self.need_node(path, p.node_name().unwrap_or_default()),
             Ok(PointId::External(n)) | Ok(PointId::Eni(EniRef::External(n))) => {
                 self.need_external(path, &n)

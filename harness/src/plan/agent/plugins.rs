@@ -113,20 +113,41 @@ pub const WAITING_FOR_ADD: &str = "waiting for CNI ADD";
 pub const CNI_ADD_FAILED: &str = "CNI ADD failed: ";
 
 /// What the runtime found after ADD: each pod's outcome (by pod key), and
-/// the interfaces each node has then (by node name, `lo` left out), listed
-/// over netlink — taps observe what the plugins made without knowing how.
+/// the interfaces each node and each added pod has then (by node name and
+/// pod key, `lo` left out), listed over netlink — taps observe what the
+/// plugins made without knowing how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct CniAdds {
     pub pods: BTreeMap<String, PodAdd>,
     pub node_links: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub pod_links: BTreeMap<String, Vec<String>>,
 }
 
 /// Observation points for the interfaces found in the nodes after ADD:
 /// one the plan already taps (the node's `eth0`, a pod's host veth) gets
 /// `node/<node>:<ifname>` as its alias (shown in paths, accepted in
 /// `path:`); any other (a bridge such as `cni0`, a vxlan device, an ifb)
-/// becomes the point `node/<node>:<ifname>`.
+/// becomes the point `node/<node>:<ifname>`. Each interface of a pod
+/// (`eth0`, a second network's `net1`) becomes the point
+/// `pod/<ns>/<name>:<ifname>`; `pod/<ns>/<name>` in `path:` covers them all.
 pub fn discovered_points(d: &mut Draft, nodes: &[NodeCtx], adds: &CniAdds) {
+    for (key, links) in &adds.pod_links {
+        let Ok(PointId::Pod { ns, name }) = key.parse::<PointId>() else {
+            continue;
+        };
+        let Some(pod_ns) = d.plan.ns_index(&PointId::pod(&ns, &name)) else {
+            continue;
+        };
+        for link in links {
+            d.plan.points.push(ObsPoint {
+                id: PointId::pod_if(&ns, &name, link),
+                aliases: vec![],
+                ns: pod_ns,
+                ifname: Some(link.clone()),
+            });
+        }
+    }
     for ctx in nodes {
         let Some(links) = adds.node_links.get(&ctx.name) else {
             continue;

@@ -142,20 +142,73 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
         }
     }
     for (ni, t) in &trunks {
-        let node_ns = ctx.nodes[*ni].ns;
         if !d.plan.backends.vlan_devices {
-            d.ns(node_ns).tc.push(TcPlan::Trunk {
+            // Terway's side: eBPF tags each pod's packets on eth1.
+            d.ns(ctx.nodes[*ni].ns).tc.push(TcPlan::Trunk {
                 link: TRUNK_LINK.into(),
                 pods: t.pods.clone(),
             });
-            d.ns(t.hv).tc.push(TcPlan::Hv {
-                trunk_link: HV_TRUNK_SIDE.into(),
-                members: t.members.clone(),
-            });
         }
-        let _ = &t.id;
     }
+    hv_tagging(d, &trunks);
     (placement, out)
+}
+
+/// The cloud's side of every trunk without 802.1Q devices: eBPF in
+/// `hv/<node>` maps each member's VLAN to its member link.
+fn hv_tagging(d: &mut Draft, trunks: &BTreeMap<usize, Trunk>) {
+    if d.plan.backends.vlan_devices {
+        return;
+    }
+    for t in trunks.values() {
+        d.ns(t.hv).tc.push(TcPlan::Hv {
+            trunk_link: HV_TRUNK_SIDE.into(),
+            members: t.members.clone(),
+        });
+    }
+}
+
+/// `cni: plugins`: the trunk ENIs and member ENIs the topology declares
+/// (`nodes[].trunk`), attached by the cloud as Terway's trunking has them
+/// attached, and nothing in the node beyond the trunk's `eth1`: a plugin
+/// (`vlan`, master `eth1`) makes the VLAN devices.
+pub fn declared(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> Result<(), PlanError> {
+    let mut trunks: BTreeMap<usize, Trunk> = BTreeMap::new();
+    let fault = |path: String| move |reason: String| PlanError::Fault { path, reason };
+    for (ni, n) in ctx.topo().nodes.iter().enumerate() {
+        let Some(decl) = &n.trunk else { continue };
+        let path = format!("nodes[{ni}].trunk");
+        trunk_of(d, ctx, &mut trunks, ni).map_err(fault(path.clone()))?;
+        for (j, m) in decl.members.iter().enumerate() {
+            let t = &trunks[&ni];
+            let member = Member {
+                vlan: m.vlan,
+                ip: m.ip,
+                vswitch: m.vswitch.clone().unwrap_or_else(|| n.vswitch.clone()),
+                security_groups: if m.security_groups.is_empty() {
+                    n.security_groups.clone()
+                } else {
+                    m.security_groups.clone()
+                },
+                owner: member_owner(&n.name, m.vlan),
+                alias: PointId::eni_vlan(&n.name, m.vlan),
+                pod: None,
+            };
+            let (trunk_id, hv, trunk_mac) = (t.id.clone(), t.hv, t.mac);
+            member_eni(d, ctx, ni, &trunk_id, hv, trunk_mac, &member)
+                .map_err(fault(format!("{path}.members[{j}]")))?;
+            if let Some(t) = trunks.get_mut(&ni) {
+                t.members.push((hv_member_link(m.vlan), m.vlan));
+            }
+        }
+    }
+    hv_tagging(d, &trunks);
+    Ok(())
+}
+
+/// Who holds a declared member's address in the address book.
+pub fn member_owner(node: &str, vlan: u16) -> String {
+    PointId::eni_vlan(node, vlan).to_string()
 }
 
 /// The trunk ENI of node `ni`, attached on first use.
@@ -295,32 +348,39 @@ fn fixed_address(
         .find(|ip| ctx.book.claim(*ip, owner).is_ok())
 }
 
-/// CreateNetworkInterface (member) + attach to the trunk: returns the pod IP.
-fn member_pod(
+/// A member ENI to attach to a trunk.
+struct Member {
+    vlan: u16,
+    ip: Ipv4Addr,
+    vswitch: String,
+    security_groups: Vec<String>,
+    /// Seeds the ENI id.
+    owner: String,
+    /// The point's alias (`eni/member:<pod>`, `eni/vlan:<node>/<id>`).
+    alias: PointId,
+    /// The pod it was created for (`ns/name`).
+    pod: Option<String>,
+}
+
+/// The cloud's half of a member ENI: its namespace between the VPC and
+/// `hv/<node>`, the VPC's route to its address, its VLAN terminated in
+/// `hv/<node>` (802.1Q devices bridged to the member link, or eBPF), its
+/// record (security groups). Returns its vSwitch gateway.
+fn member_eni(
     d: &mut Draft,
-    ctx: &mut VpcIpCtx<'_>,
-    trunks: &mut BTreeMap<usize, Trunk>,
+    ctx: &VpcIpCtx<'_>,
     ni: usize,
-    pod: &Pod,
-    pn: &PodNetworking,
+    trunk_id: &str,
+    hv: NsIdx,
+    trunk_mac: [u8; 6],
+    m: &Member,
 ) -> Result<Ipv4Addr, String> {
-    let node = ctx.nodes[ni].clone();
+    let node = &ctx.nodes[ni];
     let vpc = ctx.vpc;
-    let (trunk_id, hv, trunk_mac, vlan) = {
-        let t = trunk_of(d, ctx, trunks, ni)?;
-        (t.id.clone(), t.hv, t.mac, t.next_vlan)
-    };
-    let (ip, vsw_id) = member_address(ctx, pod, pn)?;
     let topo = ctx.topo();
-    let owner = pod_owner(pod);
-    let vsw = cloud::vswitch(topo, &vsw_id, &owner).map_err(|e| e.to_string())?;
-    let sgs = if pn.spec.security_group_ids.is_empty() {
-        topo.nodes[ni].security_groups.clone()
-    } else {
-        pn.spec.security_group_ids.clone()
-    };
-    let who = format!("{}/{}", pod.metadata.ns(), pod.metadata.name);
-    let id = names::eni_id(&d.plan.name, &owner, 0);
+    let (ip, vlan) = (m.ip, m.vlan);
+    let vsw = cloud::vswitch(topo, &m.vswitch, &m.owner).map_err(|e| e.to_string())?;
+    let id = names::eni_id(&d.plan.name, &m.owner, 0);
     let gw = cloud::gateway(vsw.cidr);
 
     // Cloud side: the member ENI namespace, towards the VPC and towards hv.
@@ -362,7 +422,8 @@ fn member_pod(
         RoutePlan::via(default_net(), ip, cloud::ENI_INSTANCE_SIDE, true)
             .in_table(cloud::ENI_TO_INSTANCE_TABLE),
     );
-    // The pod's address behind the trunk: the node's trunk link answers.
+    // The pod's address behind the trunk: the node's trunk link answers
+    // (a VLAN device a plugin makes on eth1 keeps eth1's MAC).
     d.ns(eni).neighs.push(NeighPlan {
         dev: cloud::ENI_INSTANCE_SIDE.into(),
         ip,
@@ -371,7 +432,7 @@ fn member_pod(
     d.route(vpc, RoutePlan::link(host_net(ip), &id));
     d.plan.points.push(ObsPoint {
         id: PointId::eni(&id),
-        aliases: vec![PointId::eni_member(pod.metadata.ns(), &pod.metadata.name)],
+        aliases: vec![m.alias.clone()],
         ns: eni,
         ifname: None,
     });
@@ -380,16 +441,68 @@ fn member_pod(
         id,
         role: EniRole::Member,
         mac: member_mac,
-        vswitch: vsw_id.clone(),
+        vswitch: m.vswitch.clone(),
         ips: vec![ip],
-        security_groups: sgs,
+        security_groups: m.security_groups.clone(),
         instance: node.name.clone(),
         vlan: Some(vlan),
-        trunk: Some(trunk_id),
-        pod: Some(who),
+        trunk: Some(trunk_id.to_string()),
+        pod: m.pod.clone(),
     });
+    // The hypervisor terminates the VLAN (802.1Q backend; otherwise
+    // `hv_tagging`'s eBPF).
+    if d.plan.backends.vlan_devices {
+        let (tagged, bridge) = (format!("t{vlan}"), format!("b{vlan}"));
+        d.link(hv, &bridge, LinkKind::Bridge);
+        d.link(
+            hv,
+            &tagged,
+            LinkKind::Vlan {
+                parent: HV_TRUNK_SIDE.into(),
+                id: vlan,
+            },
+        );
+        d.setting(hv, &tagged).master = Some(bridge.clone());
+        d.setting(hv, &member_link).master = Some(bridge);
+    }
+    Ok(gw)
+}
 
-    // VLAN plumbing, node and hypervisor.
+/// CreateNetworkInterface (member) + attach to the trunk, then Terway's
+/// side in the node: returns the pod IP.
+fn member_pod(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+    trunks: &mut BTreeMap<usize, Trunk>,
+    ni: usize,
+    pod: &Pod,
+    pn: &PodNetworking,
+) -> Result<Ipv4Addr, String> {
+    let node = ctx.nodes[ni].clone();
+    let (trunk_id, hv, trunk_mac, vlan) = {
+        let t = trunk_of(d, ctx, trunks, ni)?;
+        (t.id.clone(), t.hv, t.mac, t.next_vlan)
+    };
+    let (ip, vsw_id) = member_address(ctx, pod, pn)?;
+    let topo = ctx.topo();
+    let sgs = if pn.spec.security_group_ids.is_empty() {
+        topo.nodes[ni].security_groups.clone()
+    } else {
+        pn.spec.security_group_ids.clone()
+    };
+    let member = Member {
+        vlan,
+        ip,
+        vswitch: vsw_id,
+        security_groups: sgs,
+        owner: pod_owner(pod),
+        alias: PointId::eni_member(pod.metadata.ns(), &pod.metadata.name),
+        pod: Some(format!("{}/{}", pod.metadata.ns(), pod.metadata.name)),
+    };
+    let gw = member_eni(d, ctx, ni, &trunk_id, hv, trunk_mac, &member)?;
+    let member_link = hv_member_link(vlan);
+
+    // Terway's VLAN plumbing in the node.
     let table = vlan_table(vlan);
     if d.plan.backends.vlan_devices {
         let sub = node_vlan_link(vlan);
@@ -406,18 +519,6 @@ fn member_pod(
             RoutePlan::via(default_net(), gw, &sub, true).in_table(table),
         );
         push_neigh(d, node.ns, &sub, gw, VPC_GATEWAY_MAC);
-        let (tagged, bridge) = (format!("t{vlan}"), format!("b{vlan}"));
-        d.link(hv, &bridge, LinkKind::Bridge);
-        d.link(
-            hv,
-            &tagged,
-            LinkKind::Vlan {
-                parent: HV_TRUNK_SIDE.into(),
-                id: vlan,
-            },
-        );
-        d.setting(hv, &tagged).master = Some(bridge.clone());
-        d.setting(hv, &member_link).master = Some(bridge);
     } else {
         d.route(
             node.ns,
