@@ -87,10 +87,13 @@ fn my_plugin_carries_a_pod_to_a_service_on_another_node() {
     println!("{r}");
     assert_eq!(r.source_seen(), lab.ip_of("pod/default/client"));
     assert!(r.crossed("eni/primary:node-2"), "{r}");
+    // The first hop is the client pod's interface the plugin made (found
+    // after ADD); the pod's id covers each of its interfaces.
     assert_eq!(
         r.request_hops().first().map(String::as_str),
-        Some("pod/default/client")
+        Some("pod/default/client:eth0")
     );
+    assert!(r.crossed("pod/default/client"), "{r}");
 
     // Nothing listens on 8080: the pod's kernel resets the connection.
     let refused = lab
