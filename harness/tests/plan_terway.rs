@@ -430,3 +430,45 @@ fn host_stack_cidrs_reach_the_redirect_and_veth1() {
         assert_eq!(r.dev.as_deref(), Some("veth1"));
     }
 }
+
+/// Rule 2048 follows `cluster.terway_version`: bound to the host veth up to
+/// Terway v1.4.1 (and when absent), source only from v1.4.2 (commit
+/// efd05996). The IPVS emulation's `fwmark 0x1000 lookup main` (1024) stands
+/// for real IPVS missing the iif-bound rule, so it exists only with it.
+#[test]
+fn rule_2048_and_the_emulated_reroute_follow_the_terway_version() {
+    let text = std::fs::read_to_string(
+        plan_support::topologies_dir().join("scenarios/m3b-terway-eniip-matrix.yaml"),
+    )
+    .unwrap();
+    for (version, iif) in [("1.4.1", true), ("1.4.2", false), ("1.17.5", false)] {
+        let t = text.replace(
+            "terway_version: \"1.17.5\"",
+            &format!("terway_version: \"{version}\""),
+        );
+        let topo = load(&t);
+        for b in BOTH {
+            let p = plan(&topo, b).unwrap();
+            let node = ns(&p, "node/node-1");
+            let r2048: Vec<&RulePlan> = node.rules.iter().filter(|r| r.priority == 2048).collect();
+            assert!(!r2048.is_empty(), "{version}: no rule 2048");
+            assert!(
+                r2048.iter().all(|r| r.iif.is_some() == iif),
+                "{version}: rule 2048 iif {:?}",
+                r2048.iter().map(|r| &r.iif).collect::<Vec<_>>()
+            );
+            let reroute = node.rules.iter().any(|r| r.priority == 1024);
+            assert_eq!(reroute, iif && !b.ipvs, "{version} {b:?}: rule 1024");
+        }
+    }
+    let t = text.replace("  terway_version: \"1.17.5\"\n", "");
+    let topo = load(&t);
+    let p = plan(&topo, Backends::PORTABLE).unwrap();
+    assert!(
+        ns(&p, "node/node-1")
+            .rules
+            .iter()
+            .any(|r| r.priority == 2048 && r.iif.is_some()),
+        "absent: iif-bound"
+    );
+}

@@ -1688,3 +1688,28 @@ fn declared_trunks_are_checked_key_by_key() {
         "sg-x",
     );
 }
+
+#[test]
+fn terway_version_is_a_version_read_by_the_veth_terway_modes() {
+    // flannel has no rule 2048: the key is an error there, with its line.
+    only(
+        &insert("  pod_cidr:", "  terway_version: \"1.17.5\" # here\n"),
+        "cluster.terway_version",
+        "# here",
+        "terway-eniip and terway-trunking only",
+    );
+    has(
+        &insert("  pod_cidr:", "  terway_version: latest # here\n"),
+        "cluster.terway_version",
+        "# here",
+        "not a Terway version",
+    );
+    let l = load_file(std::path::Path::new(
+        "../topologies/scenarios/m3b-terway-eniip-matrix.yaml",
+    ))
+    .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(
+        l.resolved.topo.cluster.terway_version.as_deref(),
+        Some("1.17.5")
+    );
+}

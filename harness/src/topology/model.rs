@@ -52,6 +52,11 @@ pub struct Cluster {
     /// The node-local-dns add-on's address (169.254.20.10): every node binds
     /// it on a `nodelocaldns` dummy interface and answers on port 53.
     pub node_local_dns: Option<Ipv4Addr>,
+    /// Terway's version (terway-eniip, terway-trunking): from v1.4.2 rule
+    /// 2048 is `from <podIP> lookup <table>` (commit efd05996 "cni: remove
+    /// iif in ip rule"); before, and when absent, `from <podIP> iif <host
+    /// veth> lookup <table>`. Checked to be a version when parsed.
+    pub terway_version: Option<String>,
 }
 
 /// A CNI plugin chain: where the binaries are and the network config list.
@@ -80,6 +85,7 @@ impl Default for Cluster {
             cni_plugins: None,
             host_stack_cidrs: Vec::new(),
             node_local_dns: None,
+            terway_version: None,
         }
     }
 }

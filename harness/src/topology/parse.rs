@@ -644,6 +644,14 @@ fn kube_version_text(v: &Value) -> Result<String, String> {
     }
 }
 
+/// `cluster.terway_version`: a quoted version like "1.4.1" or "v1.17.5".
+fn terway_version_text(v: &Value) -> Result<String, String> {
+    let s = kube_version_text(v)?;
+    super::validate::KubeVersion::parse(&s)
+        .map(|_| s.clone())
+        .map_err(|_| format!("{s:?} is not a Terway version (like \"1.4.1\" or \"v1.17.5\")"))
+}
+
 /// A value out of a closed set, named in errors with every accepted value.
 fn choice<T: Copy>(
     what: &'static str,
@@ -847,6 +855,7 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
         cni_plugins: o.nested(cx, "cni_plugins", cni_plugins),
         host_stack_cidrs: o.leaves(cx, "host_stack_cidrs", cidr).unwrap_or_default(),
         node_local_dns: o.opt(cx, "node_local_dns", ip),
+        terway_version: o.opt(cx, "terway_version", terway_version_text),
     };
     o.finish(
         cx,
@@ -860,6 +869,7 @@ fn cluster(cx: &mut Cx, v: &Value, path: &str) -> Cluster {
             "cni_plugins",
             "host_stack_cidrs",
             "node_local_dns",
+            "terway_version",
         ],
     );
     c

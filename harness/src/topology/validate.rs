@@ -681,6 +681,17 @@ impl<'a> V<'a> {
                 ),
             );
         }
+        // The only version-dependent Terway behaviour the lab plans is the
+        // veth modes' rule 2048.
+        if c.terway_version.is_some() && !matches!(c.cni, Cni::TerwayEniip | Cni::TerwayTrunking) {
+            self.err(
+                "cluster.terway_version",
+                format!(
+                    "terway_version decides rule 2048 of terway-eniip and terway-trunking only, not of cni {}",
+                    c.cni.as_str()
+                ),
+            );
+        }
     }
 
     fn vpc(&mut self) {

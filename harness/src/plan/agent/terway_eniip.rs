@@ -229,24 +229,59 @@ fn add_pod_route_in_eni(d: &mut Draft, eni_ns: NsIdx, ip: Ipv4Addr) {
     );
 }
 
+/// Which rule 2048 Terway installs for a veth pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleLayout {
+    /// `from <podIP> iif <host veth> lookup <table>`: Terway v1.1.0 to
+    /// v1.4.1 (`plugin/driver/utils.go`, then `plugin/datapath/
+    /// policy_router_linux.go` `fromContainerRule.IifName`), and the lab's
+    /// default (the layout the T6 observations need).
+    IifBound,
+    /// `from <podIP> lookup <table>`: Terway v1.4.2 and later (commit
+    /// efd05996, "cni: remove iif in ip rule ... make sure all traffic can
+    /// go through the same nic").
+    SourceOnly,
+}
+
+/// Terway v1.4.2 is the first release without the iif.
+const SOURCE_ONLY_FROM: (u32, u32, u32) = (1, 4, 2);
+
+/// The rule 2048 layout of `cluster.terway_version` (absent: [`RuleLayout::IifBound`]).
+pub fn rule_layout(topo: &crate::topology::model::Topology) -> RuleLayout {
+    let v = topo
+        .cluster
+        .terway_version
+        .as_deref()
+        .and_then(|s| crate::topology::validate::KubeVersion::parse(s).ok());
+    match v {
+        Some(v) if (v.major, v.minor, v.patch) >= SOURCE_ONLY_FROM => RuleLayout::SourceOnly,
+        _ => RuleLayout::IifBound,
+    }
+}
+
 /// A veth pod (`cali…` on the host) whose traffic leaves by policy table
 /// `table`.
-pub fn veth_pod(d: &mut Draft, node: &NodeCtx, p: &PlacedPod, ip: Ipv4Addr, table: u32) -> PodWire {
+pub fn veth_pod(
+    d: &mut Draft,
+    node: &NodeCtx,
+    p: &PlacedPod,
+    ip: Ipv4Addr,
+    table: u32,
+    layout: RuleLayout,
+) -> PodWire {
     let wire = super::terway_vpc::veth_pod(d, node, p, ip);
-    pod_rules(d, node.ns, ip, table, &wire.host_veth);
+    let iif = (layout == RuleLayout::IifBound).then_some(wire.host_veth.as_str());
+    pod_rules(d, node.ns, ip, table, iif);
     wire
 }
 
 /// `512: to podIP lookup main`,
-/// `2048: from podIP iif <host veth> lookup <table>`. The iif is Terway's: `EnsureIPRule` in
-/// `plugin/driver/utils/utils_linux.go` (and the older `plugin/driver/veth`)
-/// sets `fromContainerRule.IifName` to the host veth. It decides T6: a
-/// packet IPVS emits after LOCAL_IN is re-routed as locally output (iif
-/// lo), misses this rule and leaves by the main table (eth0); a packet only
-/// forwarded (iptables/nftables DNAT) still comes in on the veth and takes it.
-/// The newer `plugin/datapath/policy_router_linux.go` drops the iif; with
-/// that layout real IPVS would send T6 by the trunk (docs/kube-proxy.md).
-pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32, host_veth: &str) {
+/// `2048: from podIP [iif <host veth>] lookup <table>` ([`RuleLayout`]). The
+/// iif decides T6: a packet IPVS emits after LOCAL_IN is re-routed as
+/// locally output (`ip_route_me_harder`, iif lo, pod source kept), misses
+/// an iif-bound rule and leaves by the main table (eth0); without the iif
+/// it takes the pod's table as a forwarded packet does (docs/kube-proxy.md).
+pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32, iif: Option<&str>) {
     let rules = &mut d.ns(node_ns).rules;
     rules.push(RulePlan {
         priority: RULE_TO_POD,
@@ -257,7 +292,7 @@ pub fn pod_rules(d: &mut Draft, node_ns: NsIdx, ip: Ipv4Addr, table: u32, host_v
     rules.push(RulePlan {
         priority: RULE_FROM_POD,
         from: Some(host_net(ip)),
-        iif: Some(host_veth.into()),
+        iif: iif.map(Into::into),
         table,
         ..Default::default()
     });
@@ -422,7 +457,10 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
                 let p = placed(i, pod, ni, Some(ip));
                 let eni = ctx.shared[ni][k].clone();
                 let wire = match dp {
-                    Datapath::Veth => veth_pod(d, &node, &p, ip, eni_table(eni.n)),
+                    Datapath::Veth => {
+                        let layout = rule_layout(ctx.topo());
+                        veth_pod(d, &node, &p, ip, eni_table(eni.n), layout)
+                    }
                     Datapath::Ipvlan => {
                         let w =
                             ipvlan_pod(d, &node, &eni, &mut host_children[ni], &p, ip, &host_stack);

@@ -134,8 +134,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
                         .map(|(_, v)| vlan_table(*v))
                         .unwrap_or(TABLE_MAIN),
                 };
+                let layout = terway_eniip::rule_layout(ctx.topo());
                 out.pods
-                    .push(terway_eniip::veth_pod(d, &node, &p, ip, table));
+                    .push(terway_eniip::veth_pod(d, &node, &p, ip, table, layout));
                 placement.placed.push(p);
             }
             Err(reason) => placement.pending.push(pending(pod, &node.name, reason)),

@@ -197,7 +197,15 @@ pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx], cluster_cidr: 
                 None => servers.push(hs),
             }
         }
-        if drv.emulates_reroute(backends) && cni_routes_by_source(d.plan.cni) {
+        // Only where a pod rule is iif-bound (Terway before v1.4.2): real
+        // IPVS's re-routed packet matches a source-only rule 2048 just as
+        // the emulation's forwarded one does.
+        let iif_bound = d
+            .ns(node.ns)
+            .rules
+            .iter()
+            .any(|r| r.from.is_some() && r.iif.is_some());
+        if drv.emulates_reroute(backends) && cni_routes_by_source(d.plan.cni) && iif_bound {
             d.ns(node.ns).rules.push(RulePlan {
                 priority: SERVICE_ROUTE_RULE_PRIORITY,
                 fwmark: Some((SERVICE_ROUTE_MARK, SERVICE_ROUTE_MARK)),
