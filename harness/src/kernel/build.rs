@@ -46,13 +46,16 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
         }
     }
     let all: Vec<usize> = (0..ns.len()).collect();
+    let mut lap = Lap::new(&plan.name);
     for_each_ns(&all, ns, plan, |i, _| global_sysctls(&plan.namespaces[i]))?;
+    lap.mark("sysctls");
     let veth_sides: Vec<usize> = all
         .iter()
         .copied()
         .filter(|i| plan.veths.iter().any(|v| v.a.ns == *i))
         .collect();
     for_each_ns(&veth_sides, ns, plan, |i, nl| create_veths(plan, ns, i, nl))?;
+    lap.mark("veths");
     // Links adopted by another namespace (a pod's ipvlan eth0 on the node's
     // ENI) are created from their parent's namespace once the parent exists.
     let parents: Vec<usize> = all
@@ -71,10 +74,34 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
         .filter(|i| !plan.namespaces[*i].adopted_links.is_empty())
         .collect();
     for_each_ns(&adopters, ns, plan, |i, nl| rename_adopted(plan, i, nl))?;
+    lap.mark("adopted links");
     for_each_ns(&all, ns, plan, |i, nl| {
         build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
     })?;
-    for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))
+    lap.mark("namespaces built");
+    for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))?;
+    lap.mark("links active");
+    Ok(())
+}
+
+/// Phase timings of one build, logged at debug level (`--log debug`).
+struct Lap<'a> {
+    lab: &'a str,
+    at: Instant,
+}
+
+impl<'a> Lap<'a> {
+    fn new(lab: &'a str) -> Self {
+        Lap {
+            lab,
+            at: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, phase: &str) {
+        tracing::debug!("build {}: {phase} {:?}", self.lab, self.at.elapsed());
+        self.at = Instant::now();
+    }
 }
 
 /// How long links may take to be activated before the build gives up.
@@ -466,6 +493,19 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
     let links = parents_first(&p.links)?;
     batch(nl, |nl| {
         links.iter().try_for_each(|l| nl.add_link(l, backends))
+    })?;
+    // The clsact qdiscs the tc hooks need, while their links are still
+    // down: grafting a qdisc onto an up link deactivates it, which waits
+    // for an expedited RCU grace period holding RTNL (every other lab's
+    // netlink work waits too). `lab::tc` finds them there.
+    let mut hooked: Vec<&str> = p.tc.iter().flat_map(|t| t.links()).collect();
+    hooked.sort_unstable();
+    hooked.dedup();
+    batch(nl, |nl| {
+        hooked.iter().try_for_each(|l| {
+            let index = nl.require_index(l, &format!("adding clsact qdisc to {l}"))?;
+            nl.add_clsact(index)
+        })
     })?;
     batch(nl, |nl| {
         for s in p

@@ -567,6 +567,13 @@ impl Netlink {
             p.header.index = peer_index;
         }
         p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
+        // One queue each way from the start, as `ip link add … numtxqueues 1
+        // numrxqueues 1`: without them a veth gets one queue per CPU and
+        // veth_newlink cuts them to one on the registered device, which waits
+        // for an expedited RCU grace period while holding RTNL — for every
+        // veth, stalling every other lab's netlink work meanwhile. Either way
+        // the veth ends up with one active queue.
+        p.attributes.extend(single_queue());
         if let Some(mac) = peer.mac {
             p.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
@@ -580,6 +587,7 @@ impl Netlink {
         }
         msg.attributes
             .push(LinkAttribute::IfName(local.name.clone()));
+        msg.attributes.extend(single_queue());
         if let Some(mac) = local.mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
@@ -1190,6 +1198,11 @@ fn describe_rule(r: &RulePlan) -> String {
     }
     s.push_str(&format!(" lookup {}", r.table));
     s
+}
+
+/// The queue counts of a device created with one TX and one RX queue.
+fn single_queue() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }
 
 #[cfg(test)]

@@ -298,6 +298,16 @@ impl Lab {
         lab.servers =
             Some(EchoServers::start(&servers).map_err(|e| LabError::Servers(e.to_string()))?);
         lab.timings.servers = t.elapsed();
+        let tm = &lab.timings;
+        tracing::info!(
+            "lab {} up: plan {:?}, namespaces {:?}, build {:?} (tc {:?}), servers {:?}",
+            lab.id,
+            tm.plan,
+            tm.namespaces,
+            tm.build,
+            tm.tc,
+            tm.servers
+        );
         let mut record = record;
         record.state = "ready".into();
         record.save().map_err(|err| LabError::Registry { err })?;

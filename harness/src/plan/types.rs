@@ -607,6 +607,21 @@ pub enum TcPlan {
     },
 }
 
+impl TcPlan {
+    /// The links this plan hooks (each gets a clsact qdisc).
+    pub fn links(&self) -> Vec<&str> {
+        match self {
+            TcPlan::Trunk { link, .. } | TcPlan::RedirectToHost { link, .. } => vec![link],
+            TcPlan::Hv {
+                trunk_link,
+                members,
+            } => std::iter::once(trunk_link.as_str())
+                .chain(members.iter().map(|(m, _)| m.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// A link planned in this namespace whose parent (`LinkKind::Ipvlan`,
 /// `Macvlan`, `Vlan`) lives in `parent_ns`. The builder creates it from the
 /// parent's namespace straight into this one (`ip link add link eth1 name
