@@ -156,8 +156,9 @@ pub fn tc_attach(requested: Option<TcAttach>) -> Result<TcAttach, LabError> {
 
 /// A lab holds a descriptor per namespace and a socket per echo server: a
 /// 10,000-pod lab needs far more than the usual soft RLIMIT_NOFILE (1,024).
-/// Raises this process's soft limit towards its hard one (a per-process
-/// limit, nothing host-wide); says so when even the hard limit is too low.
+/// Raises this process's soft limit (and, being root, its hard limit up to
+/// `fs.nr_open`) to what the lab needs: a per-process limit, nothing
+/// host-wide; says so when even that is too low.
 pub fn ensure_fd_limit(need: u64) -> Result<(), LabError> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -166,6 +167,15 @@ pub fn ensure_fd_limit(need: u64) -> Result<(), LabError> {
     // SAFETY: getrlimit/setrlimit only read/write `lim`.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
         return Ok(());
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if lim.rlim_max < need && need <= nr_open {
+        // CAP_SYS_RESOURCE lets root raise its own hard limit (a sandbox
+        // may have dropped it: setrlimit then fails and says so).
+        lim.rlim_max = need;
     }
     if lim.rlim_max < need {
         return Err(LabError::Backend(format!(
@@ -255,8 +265,16 @@ impl Lab {
                 ..Default::default()
             },
         };
-        let servers: usize = lab.plan.namespaces.iter().map(|n| n.servers.len()).sum();
-        ensure_fd_limit((lab.plan.namespaces.len() + servers) as u64 * 2 + 256)?;
+        // One descriptor per namespace and per server socket, and room for
+        // what bring-up and probing open on top (netlink, taps, clients).
+        let sockets: usize = lab
+            .plan
+            .namespaces
+            .iter()
+            .flat_map(|n| &n.servers)
+            .map(|s| usize::from(s.tcp) + usize::from(s.udp))
+            .sum();
+        ensure_fd_limit((lab.plan.namespaces.len() + sockets) as u64 + 512)?;
         // From here on, an early return drops `lab`, which tears it down.
         registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         let t = Instant::now();

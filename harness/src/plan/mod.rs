@@ -25,6 +25,7 @@ pub use render::render;
 pub use types::*;
 
 use ipnet::Ipv4Net;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::topology::model::{Cni, RouteAction};
@@ -210,8 +211,11 @@ pub fn plan_cni(
     }
 
     // Pods as endpoints, observation points and echo servers.
+    // Keyed once: a 10,000-pod lab would otherwise compare every pair.
+    let placed: HashMap<PointId, &ipam::PlacedPod> =
+        placement.placed.iter().map(|p| (p.key(), p)).collect();
     for w in &wired.pods {
-        let p = placement.placed.iter().find(|p| p.key() == w.key);
+        let p = placed.get(&w.key).copied();
         let (Some(p), Some(node)) = (p, p.map(|p| &nodes[p.node])) else {
             continue;
         };
@@ -417,10 +421,11 @@ fn add_servers(
     wired: &agent::CniOutput,
     nodes: &[cloud::NodeCtx],
 ) -> Result<(), PlanError> {
+    let wired_ns: HashMap<&PointId, usize> = wired.pods.iter().map(|w| (&w.key, w.ns)).collect();
     for p in &placement.placed {
         let ns = match p.ip {
-            Some(_) => match wired.pods.iter().find(|w| w.key == p.key()) {
-                Some(w) => w.ns,
+            Some(_) => match wired_ns.get(&p.key()) {
+                Some(ns) => *ns,
                 None => continue,
             },
             None => nodes[p.node].ns,
