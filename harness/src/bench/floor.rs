@@ -47,7 +47,9 @@ pub fn run(tag: &str, namespaces: usize, veths: usize) -> Result<FloorRun, Bench
     for v in 0..veths {
         let far = 1 + v % (namespaces - 1);
         create.push_str(&format!(
-            "link add name fv{v}a netns {} type veth peer name fv{v}b netns {}\n",
+            // One queue each way, as the lab's veths: the cheapest veth
+            // (more queues cost an RCU wait under RTNL per veth).
+            "link add name fv{v}a netns {} numtxqueues 1 numrxqueues 1 type veth peer name fv{v}b netns {} numtxqueues 1 numrxqueues 1\n",
             name(0),
             name(far)
         ));
