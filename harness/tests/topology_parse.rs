@@ -1713,3 +1713,34 @@ fn terway_version_is_a_version_read_by_the_veth_terway_modes() {
         Some("1.17.5")
     );
 }
+
+#[test]
+fn an_unversioned_veth_terway_on_ipvs_is_told_which_rule_2048_it_gets() {
+    // T6 without its pin: the layout decides the path, so the lab says which
+    // one it planned, at cluster.cni.
+    let pinned =
+        std::fs::read_to_string("../topologies/scenarios/t6-trunk-clusterip-asymmetric.yaml")
+            .unwrap();
+    assert!(loads(&pinned).warnings.is_empty());
+    let bare: String = pinned
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("terway_version:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    warns(
+        &bare,
+        "cluster.cni",
+        "cni: terway-trunking",
+        "Terway v1.4.2 and later have no iif",
+    );
+    // iptables forwards the request: the rule's iif does not matter there.
+    let iptables = bare.replace("proxy: ipvs", "proxy: iptables");
+    assert!(
+        loads(&iptables)
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("terway_version")),
+        "{:?}",
+        loads(&iptables).warnings
+    );
+}

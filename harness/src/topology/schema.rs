@@ -125,7 +125,7 @@ pub const SECTIONS: &[Section] = &[
             key("cni_plugins", Ty::Section("cni_plugins"), "With `cni: plugins`: the CNI plugin chain every node runs; with flannel and no conflist, cnlab plays flanneld and the real plugins plumb the pods."),
             key("host_stack_cidrs", Ty::List(&Ty::Cidr), "terway-eniip-ipvlan and terway-eni: Terway's eni-config `host_stack_cidrs`, destinations pods reach through the node's own stack (IPVLAN: added to the tc redirect to ipvl_N; exclusive ENI: routes via veth1)."),
             key("node_local_dns", Ty::Ipv4, "The node-local-dns add-on's address (e.g. 169.254.20.10): every node binds it on a `nodelocaldns` dummy interface and answers on port 53 (TCP and UDP)."),
-            key("terway_version", Ty::Version, "terway-eniip and terway-trunking: Terway's version, quoted. From \"1.4.2\" rule 2048 is `from <podIP> lookup <table>`; older, and when absent, `from <podIP> iif <host veth> lookup <table>`, which real IPVS's locally-output packets miss (T6)."),
+            key("terway_version", Ty::Version, "terway-eniip and terway-trunking: Terway's version, quoted. From \"1.4.2\" rule 2048 is `from <podIP> lookup <table>`; older, and when absent, `from <podIP> iif <host veth> lookup <table>`, which real IPVS's locally-output packets miss (T6). Absent with `proxy: ipvs`: a warning at `cluster.cni` says which layout was planned."),
         ],
     },
     Section {

@@ -257,9 +257,32 @@ fn proxy_warnings(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
         .collect()
 }
 
+/// Terway's rule 2048 changed in v1.4.2 (commit efd05996 dropped its
+/// `iif <host veth>`), and with IPVS that decides which ENI a pod's Service
+/// request leaves by (T6). Without `terway_version` the lab plans the older
+/// layout; say so where it can change a verdict, at `cluster.cni`.
+fn terway_version_warning(r: &Resolved, lines: &LineMap) -> Option<Problem> {
+    let c = &r.topo.cluster;
+    let veth_terway = matches!(c.cni, Cni::TerwayEniip | Cni::TerwayTrunking);
+    (veth_terway && c.proxy == ProxyMode::Ipvs && c.terway_version.is_none()).then(|| {
+        Problem::at(
+            lines,
+            "cluster.cni",
+            format!(
+                "{}: cluster.terway_version is not set, so rule 2048 is planned as Terway v1.1.0-v1.4.1 wrote it \
+                 (`from <podIP> iif <host veth>`: IPVS's requests from pods leave by eth0, as in T6); Terway v1.4.2 \
+                 and later have no iif and send them by the pod's own ENI. Set terway_version (for example \"1.17.5\") \
+                 to model a newer cluster",
+                c.cni.as_str()
+            ),
+        )
+    })
+}
+
 pub fn advise(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
     let kix = KubeIndex::of(&r.topo);
     let mut out = proxy_warnings(r, lines);
+    out.extend(terway_version_warning(r, lines));
     for (i, svc) in r.services.iter().enumerate() {
         let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;
