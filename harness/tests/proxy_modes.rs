@@ -58,7 +58,7 @@ fn ipvs_deprecation_is_warned_from_1_35() {
 
 #[test]
 fn iptables_mode_writes_upstream_chains_and_binds_nothing() {
-    let p = k_plan("1.24", Cni::Flannel, ProxyMode::Iptables);
+    let p = k_plan("1.25", Cni::Flannel, ProxyMode::Iptables);
     let c = ns(&p, "node/node-c");
     let ipt = c.iptables.as_deref().unwrap();
     for want in [
@@ -85,9 +85,51 @@ fn iptables_mode_writes_upstream_chains_and_binds_nothing() {
     assert!(c.rules.iter().all(|r| r.priority != 1024));
     assert!(!c.nft.as_deref().unwrap_or("").contains("cnlab_kube_proxy"));
     // Terway ENIIP: pods take VPC addresses, kube-proxy has no local detector.
-    let p = k_plan("1.24", Cni::TerwayEniip, ProxyMode::Iptables);
+    let p = k_plan("1.25", Cni::TerwayEniip, ProxyMode::Iptables);
     let ipt = ns(&p, "node/node-c").iptables.clone().unwrap();
     assert!(!ipt.contains("pod traffic for"), "{ipt}");
+}
+
+#[test]
+fn iptables_layout_by_version() {
+    // 1.24: KUBE-EXT / KUBE-SVL, but dropping through the kubelet's KUBE-MARK-DROP.
+    let p = k_plan("1.24", Cni::Flannel, ProxyMode::Iptables);
+    let ipt = ns(&p, "node/node-c").iptables.clone().unwrap();
+    for want in [
+        "-A KUBE-MARK-DROP -j MARK --or-mark 0x00008000",
+        "\"kubernetes firewall for dropping marked packets\" -m mark --mark 0x00008000/0x00008000 -j DROP",
+        "-m comment --comment \"demo/nginx has no local endpoints\" -j KUBE-MARK-DROP",
+        "-j KUBE-EXT-",
+    ] {
+        assert!(ipt.contains(want), "1.24: missing {want:?} in\n{ipt}");
+    }
+    for absent in [
+        "KUBE-PROXY-FIREWALL",
+        "KUBE-XLB-",
+        "-j DROP\n-A KUBE-EXTERNAL",
+    ] {
+        assert!(!ipt.contains(absent), "1.24: {absent:?} in\n{ipt}");
+    }
+    // 1.23: KUBE-XLB, a KUBE-FW for the LB IP, masquerade rules in KUBE-SVC.
+    let p = k_plan("1.23", Cni::Flannel, ProxyMode::Iptables);
+    let ipt = ns(&p, "node/node-c").iptables.clone().unwrap();
+    for want in [
+        ":KUBE-XLB-",
+        "\"Redirect pods trying to reach external loadbalancer VIP to clusterIP\" -s 172.16.0.0/16 -j KUBE-SVC-",
+        "\"demo/nginx has no local endpoints\" -j KUBE-MARK-DROP",
+        "-m comment --comment \"demo/nginx loadbalancer IP\" -m tcp -p tcp -d 203.0.113.10/32 --dport 80 -j KUBE-FW-",
+        "-m comment --comment demo/nginx -m tcp -p tcp --dport 30745 -s 127.0.0.0/8 -j KUBE-MARK-MASQ",
+        "-m comment --comment demo/web -m tcp -p tcp --dport 30800 -j KUBE-MARK-MASQ",
+    ] {
+        assert!(ipt.contains(want), "1.23: missing {want:?} in\n{ipt}");
+    }
+    for absent in ["KUBE-EXT-", "KUBE-SVL-", "KUBE-PROXY-FIREWALL"] {
+        assert!(!ipt.contains(absent), "1.23: {absent:?} in\n{ipt}");
+    }
+    // 1.27: the kubelet no longer writes KUBE-MARK-DROP (KEP-3178).
+    let p = k_plan("1.27", Cni::Flannel, ProxyMode::Iptables);
+    let ipt = ns(&p, "node/node-c").iptables.clone().unwrap();
+    assert!(!ipt.contains("KUBE-MARK-DROP"), "1.27:\n{ipt}");
 }
 
 #[test]

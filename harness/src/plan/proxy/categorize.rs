@@ -29,7 +29,8 @@ pub struct PortView {
     pub cluster: Vec<RealServer>,
     /// Ready endpoints on this node (used when the port `uses_local`).
     pub local: Vec<RealServer>,
-    /// `internalTrafficPolicy: Local`, where this version honours it.
+    /// `internalTrafficPolicy: Local`, where this version honours it on its
+    /// own (≥ 1.24; before, it narrows `cluster` instead).
     pub internal_local: bool,
     /// `externalTrafficPolicy: Local` on an externally accessible port.
     pub external_local: bool,
@@ -138,9 +139,18 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
     let mut out = Vec::new();
     for s in services.iter().filter(|s| s.cluster_ip.is_some()) {
         for (i, port) in s.ports.iter().enumerate() {
-            let cluster = real_servers(v, s, i, None);
             let lb_ips: Vec<Ipv4Addr> = v.lb_vip(s).into_iter().collect();
-            let mut view = PortView {
+            let local = real_servers(v, s, i, Some(&node.name));
+            let external_local = s.external_policy == TrafficPolicy::Local
+                && (port.node_port.is_some() || !s.external_ips.is_empty() || !lb_ips.is_empty());
+            // Before 1.24 iTP Local narrows every destination (FilterEndpoints).
+            let cluster = v.service_endpoints(
+                s.internal_policy,
+                external_local,
+                &real_servers(v, s, i, None),
+                &local,
+            );
+            let view = PortView {
                 name: match &port.name {
                     Some(n) if !n.is_empty() => format!("{}:{n}", s.key()),
                     _ => s.key(),
@@ -152,17 +162,16 @@ pub fn ports(v: ProxyVersion, services: &[ServicePlan], node: &NodeCtx) -> Vec<P
                 external_ips: s.external_ips.clone(),
                 lb_ips,
                 has_endpoints: !cluster.is_empty(),
-                local: real_servers(v, s, i, Some(&node.name)),
+                local,
                 cluster,
                 internal_local: s.internal_policy == TrafficPolicy::Local
-                    && v.honours_internal_policy(),
-                external_local: false,
+                    && v.honours_internal_policy()
+                    && v.separate_policies(),
+                external_local,
                 affinity: s.affinity_timeout,
                 health_check_node_port: s.health_check_node_port,
                 source_ranges: s.source_ranges.clone(),
             };
-            view.external_local =
-                s.external_policy == TrafficPolicy::Local && view.externally_accessible();
             out.push(view);
         }
     }

@@ -26,6 +26,7 @@ use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
 use super::categorize::{self, PortView};
+use super::version::ProxyVersion;
 use super::{NodeInput, ProxyDriver, MASQ_MARK};
 use crate::plan::draft::Draft;
 use crate::plan::types::*;
@@ -45,7 +46,18 @@ impl ProxyDriver for Iptables {
             // kube-proxy sets it so NodePorts answer on 127.0.0.1 (issues.k8s.io/90259).
             d.sysctl(n.node.ns, "net/ipv4/conf/all/route_localnet", "1");
         }
-        d.ns(n.node.ns).iptables = Some(render(&ports, n.cluster_cidr, localhost, n.node.ip));
+        let input = Input {
+            ports: &ports,
+            cluster_cidr: n.cluster_cidr,
+            localhost_nodeports: localhost,
+            node_ip: n.node.ip,
+            version: n.version,
+        };
+        d.ns(n.node.ns).iptables = Some(if n.version.iptables_ext_chains() {
+            render(&input)
+        } else {
+            super::iptables_xlb::render(&input)
+        });
         ProxyNodePlan {
             node: n.node.name.clone(),
             bound: Vec::new(),
@@ -74,25 +86,36 @@ pub fn endpoint_chain(name: &str, proto: &str, ep: &RealServer) -> String {
     )
 }
 
-const MARK_MASQ: &str = "KUBE-MARK-MASQ";
+pub(super) const MARK_MASQ: &str = "KUBE-MARK-MASQ";
+/// The kubelet's mark-for-drop chain (mark 0x8000), used by kube-proxy before 1.25.
+pub(super) const MARK_DROP: &str = "KUBE-MARK-DROP";
+
+/// What one node's restore input is rendered from.
+pub struct Input<'a> {
+    pub ports: &'a [PortView],
+    pub cluster_cidr: Option<Ipv4Net>,
+    pub localhost_nodeports: bool,
+    pub node_ip: std::net::Ipv4Addr,
+    pub version: ProxyVersion,
+}
 
 /// One table's chain lines and rule lines, in restore order.
 #[derive(Default)]
-struct Table {
+pub(super) struct Table {
     chains: Vec<String>,
     rules: Vec<String>,
 }
 
 impl Table {
-    fn chain(&mut self, name: &str) {
+    pub(super) fn chain(&mut self, name: &str) {
         if !self.chains.iter().any(|c| c == name) {
             self.chains.push(name.to_string());
         }
     }
-    fn rule(&mut self, chain: &str, args: impl AsRef<str>) {
+    pub(super) fn rule(&mut self, chain: &str, args: impl AsRef<str>) {
         self.rules.push(format!("-A {chain} {}", args.as_ref()));
     }
-    fn write(&self, o: &mut String, name: &str) {
+    pub(super) fn write(&self, o: &mut String, name: &str) {
         let _ = writeln!(o, "*{name}");
         for c in &self.chains {
             let _ = writeln!(o, ":{c} - [0:0]");
@@ -104,17 +127,13 @@ impl Table {
     }
 }
 
-fn dest(p: &PortView, ip: impl std::fmt::Display, port: u16) -> String {
+pub(super) fn dest(p: &PortView, ip: impl std::fmt::Display, port: u16) -> String {
     format!("-m {0} -p {0} -d {ip}/32 --dport {port}", p.proto)
 }
 
-/// The whole restore input for one node.
-pub fn render(
-    ports: &[PortView],
-    cluster_cidr: Option<Ipv4Net>,
-    localhost_nodeports: bool,
-    node_ip: std::net::Ipv4Addr,
-) -> String {
+/// The chains and jumps every version has, the kubelet's included;
+/// `proxy_firewall`: kube-proxy's own `KUBE-PROXY-FIREWALL` (≥ 1.25).
+pub(super) fn tables(n: &Input, proxy_firewall: bool) -> (Table, Table) {
     let mut filter = Table::default();
     let mut nat = Table::default();
     for c in [
@@ -122,11 +141,13 @@ pub fn render(
         "KUBE-EXTERNAL-SERVICES",
         "KUBE-FORWARD",
         "KUBE-NODEPORTS",
-        "KUBE-PROXY-FIREWALL",
-        "KUBE-FIREWALL",
     ] {
         filter.chain(c);
     }
+    if proxy_firewall {
+        filter.chain("KUBE-PROXY-FIREWALL");
+    }
+    filter.chain("KUBE-FIREWALL");
     for c in [
         "KUBE-SERVICES",
         "KUBE-NODEPORTS",
@@ -135,17 +156,25 @@ pub fn render(
     ] {
         nat.chain(c);
     }
+    if n.version.kubelet_mark_drop() {
+        nat.chain(MARK_DROP);
+    }
     // Jumps from the built-in chains, in the order kube-proxy's prepends
     // leave them (the kubelet's KUBE-FIREWALL last prepended, so first).
     let new = "-m conntrack --ctstate NEW";
+    let fw = |filter: &mut Table, hook: &str| {
+        if proxy_firewall {
+            filter.rule(hook, format!("{new} -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"));
+        }
+    };
     filter.rule("INPUT", "-j KUBE-FIREWALL");
-    filter.rule("INPUT", format!("{new} -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"));
+    fw(&mut filter, "INPUT");
     filter.rule(
         "INPUT",
         "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS",
     );
     filter.rule("INPUT", format!("{new} -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"));
-    filter.rule("FORWARD", format!("{new} -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"));
+    fw(&mut filter, "FORWARD");
     filter.rule(
         "FORWARD",
         "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
@@ -156,7 +185,7 @@ pub fn render(
     );
     filter.rule("FORWARD", format!("{new} -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"));
     filter.rule("OUTPUT", "-j KUBE-FIREWALL");
-    filter.rule("OUTPUT", format!("{new} -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"));
+    fw(&mut filter, "OUTPUT");
     filter.rule(
         "OUTPUT",
         format!("{new} -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
@@ -183,9 +212,52 @@ pub fn render(
     nat.rule("KUBE-POSTROUTING", format!("-j MARK --xor-mark {mark}"));
     nat.rule("KUBE-POSTROUTING", "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
     nat.rule(MARK_MASQ, format!("-j MARK --or-mark {mark}"));
-    if localhost_nodeports {
+    if n.version.kubelet_mark_drop() {
+        // The kubelet's (pkg/kubelet/kubelet_network_linux.go): what
+        // kube-proxy marks before 1.25 is dropped in filter INPUT and
+        // OUTPUT only; a marked packet that is forwarded is not.
+        nat.rule(MARK_DROP, format!("-j MARK --or-mark {DROP_MARK:#010x}"));
+        filter.rule("KUBE-FIREWALL", format!("-m comment --comment \"kubernetes firewall for dropping marked packets\" -m mark --mark {DROP_MARK:#010x}/{DROP_MARK:#010x} -j DROP"));
+    }
+    if n.localhost_nodeports {
         filter.rule("KUBE-FIREWALL", "-m comment --comment \"block incoming localnet connections\" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP");
     }
+    (filter, nat)
+}
+
+/// The kubelet's drop mark (`--iptables-drop-bit` 15).
+const DROP_MARK: u32 = 0x8000;
+
+/// `KUBE-SERVICES`' last rule and `KUBE-FORWARD`, then both tables.
+pub(super) fn finish(mut filter: Table, mut nat: Table, localhost_nodeports: bool) -> String {
+    let mark = format!("{MASQ_MARK:#010x}");
+    let nodeports = if localhost_nodeports {
+        String::new()
+    } else {
+        "! -d 127.0.0.0/8 ".to_string()
+    };
+    nat.rule(
+        "KUBE-SERVICES",
+        format!("-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL {nodeports}-j KUBE-NODEPORTS"),
+    );
+    filter.rule("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP");
+    filter.rule(
+        "KUBE-FORWARD",
+        format!("-m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT"),
+    );
+    filter.rule("KUBE-FORWARD", "-m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+    let mut o = String::new();
+    filter.write(&mut o, "filter");
+    nat.write(&mut o, "nat");
+    o
+}
+
+/// The whole restore input for one node (1.24 on: `KUBE-EXT-*`,
+/// `KUBE-SVL-*`; 1.24 itself still drops through `KUBE-MARK-DROP`).
+pub fn render(n: &Input) -> String {
+    let own_drop = n.version.drops_in_filter();
+    let (mut filter, mut nat) = tables(n, own_drop);
+    let (ports, cluster_cidr, node_ip) = (n.ports, n.cluster_cidr, n.node_ip);
     // kube-proxy's LocalTrafficDetector (--detect-local-mode ClusterCIDR).
     let if_local = cluster_cidr.map(|c| format!("-s {c}"));
     let if_not_local = cluster_cidr.map(|c| format!("! -s {c}"));
@@ -212,7 +284,13 @@ pub fn render(
             let c = format!("\"{name} has no local endpoints\"");
             ("DROP", c.clone(), "DROP", c)
         };
-        let (has_int, has_ext) = (p.has_internal_endpoints(), p.has_external_endpoints());
+        // 1.24 jumps to the policy chain whenever the Service has
+        // endpoints and marks for drop there; 1.25 drops in filter.
+        let (has_int, has_ext) = if own_drop {
+            (p.has_internal_endpoints(), p.has_external_endpoints())
+        } else {
+            (p.has_endpoints, p.has_endpoints)
+        };
         let cluster_ip = p.cluster_ip.map(|ip| dest(p, ip, p.port));
         if let Some(cip) = &cluster_ip {
             if has_int {
@@ -241,7 +319,7 @@ pub fn render(
                         format!("-m comment --comment \"{name} {what}\" {d} -j {to}"),
                     );
                 }
-                if fw {
+                if fw && own_drop {
                     // Whatever KUBE-FW-* did not DNAT still has the LB IP
                     // as destination here, after nat PREROUTING/OUTPUT.
                     filter.rule(
@@ -340,65 +418,66 @@ pub fn render(
                     nat.rule(&fw_chain, format!("{c} -s {ip}/32 -j {ext_chain}"));
                 }
             }
-            nat.rule(
-                &fw_chain,
-                format!("-m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\""),
-            );
+            if own_drop {
+                nat.rule(
+                    &fw_chain,
+                    format!("-m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\""),
+                );
+            } else {
+                nat.rule(&fw_chain, format!("{c} -j {MARK_DROP}"));
+            }
         }
         if p.uses_cluster() && !p.cluster.is_empty() {
             service_to_endpoints(&mut nat, p, &svc_chain, &p.cluster);
         }
         if p.uses_local() && !p.local.is_empty() {
             service_to_endpoints(&mut nat, p, &svl_chain, &p.local);
-        }
-        for ep in p.reachable() {
-            let sep = endpoint_chain(name, p.proto, &ep);
-            nat.chain(&sep);
-            // Hairpin: an endpoint reaching itself through the service.
+        } else if p.uses_local() && p.has_endpoints && !own_drop {
+            nat.chain(&svl_chain);
             nat.rule(
-                &sep,
-                format!("-m comment --comment {name} -s {}/32 -j {MARK_MASQ}", ep.ip),
-            );
-            // ClientIP affinity: remember the client in this endpoint's
-            // `recent` list (xt_recent, per network namespace).
-            let remember = if p.affinity.is_some() {
-                format!("-m recent --name {sep} --set ")
-            } else {
-                String::new()
-            };
-            nat.rule(
-                &sep,
-                format!(
-                    "-m comment --comment {name} {remember}-m {0} -p {0} -j DNAT --to-destination {1}:{2}",
-                    p.proto, ep.ip, ep.port
-                ),
+                &svl_chain,
+                format!("-m comment --comment \"{name} has no local endpoints\" -j {MARK_DROP}"),
             );
         }
+        endpoint_rules(&mut nat, p);
     }
-    let nodeports = if localhost_nodeports {
-        String::new()
-    } else {
-        "! -d 127.0.0.0/8 ".to_string()
-    };
-    nat.rule(
-        "KUBE-SERVICES",
-        format!("-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL {nodeports}-j KUBE-NODEPORTS"),
-    );
-    filter.rule("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP");
-    filter.rule(
-        "KUBE-FORWARD",
-        format!("-m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT"),
-    );
-    filter.rule("KUBE-FORWARD", "-m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
-    let mut o = String::new();
-    filter.write(&mut o, "filter");
-    nat.write(&mut o, "nat");
-    o
+    finish(filter, nat, n.localhost_nodeports)
+}
+
+/// One `KUBE-SEP-*` per endpoint this node may DNAT to: hairpin
+/// masquerade, affinity `--set`, DNAT (the same in every version modelled).
+pub(super) fn endpoint_rules(nat: &mut Table, p: &PortView) {
+    for ep in p.reachable() {
+        let sep = endpoint_chain(&p.name, p.proto, &ep);
+        nat.chain(&sep);
+        // Hairpin: an endpoint reaching itself through the service.
+        nat.rule(
+            &sep,
+            format!(
+                "-m comment --comment {} -s {}/32 -j {MARK_MASQ}",
+                p.name, ep.ip
+            ),
+        );
+        // ClientIP affinity: remember the client in this endpoint's
+        // `recent` list (xt_recent, per network namespace).
+        let remember = if p.affinity.is_some() {
+            format!("-m recent --name {sep} --set ")
+        } else {
+            String::new()
+        };
+        nat.rule(
+            &sep,
+            format!(
+                "-m comment --comment {3} {remember}-m {0} -p {0} -j DNAT --to-destination {1}:{2}",
+                p.proto, ep.ip, ep.port, p.name
+            ),
+        );
+    }
 }
 
 /// `KUBE-SVC-*` / `KUBE-SVL-*`: one endpoint per connection, each rule
 /// taking 1/(remaining) of what reaches it (upstream `writeServiceToEndpointRules`).
-fn service_to_endpoints(nat: &mut Table, p: &PortView, chain: &str, eps: &[RealServer]) {
+pub(super) fn service_to_endpoints(nat: &mut Table, p: &PortView, chain: &str, eps: &[RealServer]) {
     nat.chain(chain);
     // ClientIP affinity first: a client seen within the timeout goes back
     // to the endpoint that last served it (`--reap` drops older entries).

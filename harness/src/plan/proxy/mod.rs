@@ -15,6 +15,7 @@
 pub mod categorize;
 pub mod healthcheck;
 pub mod iptables;
+pub mod iptables_xlb;
 pub mod ipvs;
 pub mod ipvs_emulation;
 pub mod ipvs_native;
@@ -108,8 +109,17 @@ pub fn virtual_servers(
     let mut out = Vec::new();
     for s in services {
         for (i, port) in s.ports.iter().enumerate() {
-            let all = categorize::real_servers(v, s, i, None);
             let local = categorize::real_servers(v, s, i, Some(&node.name));
+            let external_local = s.external_policy == TrafficPolicy::Local
+                && (port.node_port.is_some()
+                    || !s.external_ips.is_empty()
+                    || v.lb_vip(s).is_some());
+            let all = v.service_endpoints(
+                s.internal_policy,
+                external_local,
+                &categorize::real_servers(v, s, i, None),
+                &local,
+            );
             let external = v.external_real_servers(s.external_policy, &all, &local);
             let ext_masq = match s.external_policy {
                 TrafficPolicy::Cluster => Masquerade::Always,

@@ -41,6 +41,28 @@ pub const IPVS_DEPRECATION: &str =
 /// ProxyTerminatingEndpoints: alpha and off 1.22, beta and on by default
 /// 1.26, GA 1.28).
 pub const TERMINATING_FALLBACK_SINCE: KubeVersion = v1(26);
+/// Before 1.24 the iptables proxier wrote `KUBE-XLB-*` for Local services
+/// and a `KUBE-FW-*` for every LB IP; 1.24 renamed and reorganised them
+/// into `KUBE-EXT-*` / `KUBE-SVL-*` (kubernetes PR 109060 "Kube proxy rule
+/// reorg XLB->EXT", on top of PR 106497).
+pub const EXT_CHAINS_SINCE: KubeVersion = v1(24);
+/// Before 1.24 kube-proxy filtered a Service's endpoints once for every
+/// destination (`proxy.FilterEndpoints`, pkg/proxy/topology.go):
+/// `externalTrafficPolicy: Local` skipped the internal policy altogether,
+/// and `internalTrafficPolicy: Local` restricted NodePorts, external IPs
+/// and LB IPs to this node's endpoints too (kubernetes issue 105470, fixed
+/// by PR 106497 "fix internalTrafficPolicy" in 1.24).
+pub const SEPARATE_POLICIES_SINCE: KubeVersion = v1(24);
+/// Before 1.25 kube-proxy's iptables proxier dropped through the kubelet's
+/// `KUBE-MARK-DROP` (mark 0x8000, dropped by the kubelet's `KUBE-FIREWALL`
+/// in filter INPUT/OUTPUT); from 1.25 it drops in its own filter chains
+/// (`KUBE-PROXY-FIREWALL`, `KUBE-EXTERNAL-SERVICES -j DROP`; KEP-3178,
+/// kubernetes PR 110289; the IPVS proxier: PR 110628).
+pub const OWN_DROP_SINCE: KubeVersion = v1(25);
+/// The kubelet creates `KUBE-MARK-DROP` and the drop-mark rule of
+/// `KUBE-FIREWALL` until IPTablesOwnershipCleanup is on (KEP-3178: alpha
+/// 1.25, beta and on by default 1.27, GA 1.28).
+pub const KUBELET_MARK_DROP_UNTIL: KubeVersion = v1(27);
 /// `status.loadBalancer.ingress[].ipMode: Proxy` stops kube-proxy from
 /// short-circuiting the LB IP (KEP-1860 LoadBalancerIPMode: beta and on by
 /// default 1.30, GA 1.32; alpha and off in 1.29).
@@ -96,6 +118,50 @@ impl ProxyVersion {
         self.0 >= TERMINATING_FALLBACK_SINCE
     }
 
+    /// iptables mode writes `KUBE-EXT-*` / `KUBE-SVL-*` (≥ 1.24), not `KUBE-XLB-*`.
+    pub fn iptables_ext_chains(self) -> bool {
+        self.0 >= EXT_CHAINS_SINCE
+    }
+
+    /// kube-proxy drops in its own filter chains (≥ 1.25), not through
+    /// the kubelet's `KUBE-MARK-DROP`.
+    pub fn drops_in_filter(self) -> bool {
+        self.0 >= OWN_DROP_SINCE
+    }
+
+    /// The kubelet still writes `KUBE-MARK-DROP` and its `KUBE-FIREWALL`
+    /// drop-mark rule (< 1.27).
+    pub fn kubelet_mark_drop(self) -> bool {
+        self.0 < KUBELET_MARK_DROP_UNTIL
+    }
+
+    /// Internal and external traffic policies apply independently (≥ 1.24).
+    pub fn separate_policies(self) -> bool {
+        self.0 >= SEPARATE_POLICIES_SINCE
+    }
+
+    /// The endpoints every destination of a Service starts from on a node
+    /// (`all` everywhere, `local` on this node): before 1.24
+    /// `internalTrafficPolicy: Local` (unless the external policy is
+    /// Local) narrowed them all to this node's (`FilterEndpoints`).
+    pub fn service_endpoints<T: Clone>(
+        self,
+        internal: TrafficPolicy,
+        external_local: bool,
+        all: &[T],
+        local: &[T],
+    ) -> Vec<T> {
+        if !self.separate_policies()
+            && self.honours_internal_policy()
+            && internal == TrafficPolicy::Local
+            && !external_local
+        {
+            local.to_vec()
+        } else {
+            all.to_vec()
+        }
+    }
+
     pub fn ipvs_deprecated(self) -> bool {
         self.0 >= IPVS_DEPRECATED_SINCE
     }
@@ -116,7 +182,9 @@ impl ProxyVersion {
         }
     }
 
-    /// Real servers of the ClusterIP on a node.
+    /// Real servers of the ClusterIP on a node (`all` as
+    /// [`Self::service_endpoints`] gives them: before 1.24 the internal
+    /// policy is already applied there, or ignored for eTP Local).
     pub fn internal_real_servers<T: Clone>(
         self,
         policy: TrafficPolicy,
@@ -124,7 +192,9 @@ impl ProxyVersion {
         local: &[T],
     ) -> Vec<T> {
         match policy {
-            TrafficPolicy::Local if self.honours_internal_policy() => local.to_vec(),
+            TrafficPolicy::Local if self.honours_internal_policy() && self.separate_policies() => {
+                local.to_vec()
+            }
             _ => all.to_vec(),
         }
     }
@@ -170,22 +240,46 @@ mod tests {
 
     #[test]
     fn internal_policy_from_1_22() {
+        // What a ClusterIP gets: the internal policy applied to the
+        // Service's endpoints on this node, as each version does it.
+        let cip = |ver: &str, p, all: &[i32], local: &[i32]| {
+            let all = v(ver).service_endpoints(p, false, all, local);
+            v(ver).internal_real_servers(p, &all, local)
+        };
+        assert_eq!(cip("1.21", Local, &[1, 2], &[1]), vec![1, 2]);
+        assert_eq!(cip("1.22", Local, &[1, 2], &[1]), vec![1]);
+        assert_eq!(cip("1.23", Local, &[1, 2], &[]), Vec::<i32>::new());
+        assert_eq!(cip("1.24", Local, &[1, 2], &[]), Vec::<i32>::new());
+        assert_eq!(cip("1.30", Cluster, &[1, 2], &[]), vec![1, 2]);
+    }
+
+    #[test]
+    fn policies_entangled_before_1_24() {
+        // iTP Local narrows every destination (eTP Cluster) before 1.24 ...
         assert_eq!(
-            v("1.21").internal_real_servers(Local, &[1, 2], &[1]),
-            vec![1, 2]
-        );
-        assert_eq!(
-            v("1.22").internal_real_servers(Local, &[1, 2], &[1]),
+            v("1.23").service_endpoints(Local, false, &[1, 2], &[1]),
             vec![1]
         );
         assert_eq!(
-            v("1.23").internal_real_servers(Local, &[1, 2], &[]),
-            Vec::<i32>::new()
-        );
-        assert_eq!(
-            v("1.30").internal_real_servers(Cluster, &[1, 2], &[]),
+            v("1.24").service_endpoints(Local, false, &[1, 2], &[1]),
             vec![1, 2]
         );
+        // ... and is ignored with eTP Local.
+        assert_eq!(
+            v("1.23").service_endpoints(Local, true, &[1, 2], &[]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            v("1.23").internal_real_servers(Local, &[1, 2], &[]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            v("1.21").service_endpoints(Local, false, &[1, 2], &[1]),
+            vec![1, 2]
+        );
+        assert!(!v("1.23.17").iptables_ext_chains() && v("1.24").iptables_ext_chains());
+        assert!(!v("1.24").drops_in_filter() && v("1.25").drops_in_filter());
+        assert!(v("1.26").kubelet_mark_drop() && !v("1.27").kubelet_mark_drop());
     }
 
     #[test]
