@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod clock;
 pub mod cloud;
 pub mod cni;
 pub mod fuzzing;

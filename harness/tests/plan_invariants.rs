@@ -284,6 +284,8 @@ fn servers_endpoints_for_nodes_externals_and_host_network_pods() {
         served,
         BTreeMap::from([
             (10250, "node/cn-hangzhou.10.0.4.21"),
+            // kube-proxy's own health server (--healthz-bind-address).
+            (10256, "node/cn-hangzhou.10.0.4.21 (kube-proxy healthz)"),
             (9100, "pod/monitoring/node-exporter-x7k2p")
         ])
     );

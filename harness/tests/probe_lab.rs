@@ -657,3 +657,77 @@ fn two_hundred_servers_and_parallel_probes() {
         "after drop",
     );
 }
+
+/// kube-proxy's own health server answers with the time of each request:
+/// two requests a second apart carry different `currentTime`s, of today's
+/// UTC date (asked of `date -u`, not of the code under test); `/livez`
+/// from 1.28; anything else 404.
+#[test]
+fn proxier_health_server_answers_live() {
+    use cnlab::plan::{HttpServe, ProxierHealth};
+    use std::io::Read;
+    let lab = Lab::new("phz", &["a"]);
+    let plan = ServerPlan {
+        identity: "node/a (kube-proxy healthz)".into(),
+        port: 10256,
+        tcp: true,
+        udp: false,
+        bind: None,
+        http: Some(HttpServe::ProxierHealth(ProxierHealth {
+            node_eligible: true,
+            livez: true,
+        })),
+    };
+    let _servers = EchoServers::start(&[(lab.ns("a"), plan)]).unwrap();
+    let get = |path: &str| -> String {
+        lab.ns("a")
+            .run(|| {
+                let mut s = std::net::TcpStream::connect("127.0.0.1:10256").unwrap();
+                write!(
+                    s,
+                    "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            })
+            .unwrap()
+    };
+    let current = |r: &str| -> String {
+        let at = r.find("\"currentTime\": \"").expect(r) + 16;
+        r[at..].split('"').next().unwrap().to_string()
+    };
+    let today = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let first = get("/healthz");
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = get("/healthz");
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    assert!(first.contains("\"nodeEligible\": true}"), "{first}");
+    assert!(
+        first.contains("X-Content-Type-Options: nosniff\r\n"),
+        "{first}"
+    );
+    assert!(
+        current(&first).starts_with(today.trim()),
+        "{first} vs {today}"
+    );
+    assert_ne!(
+        current(&first),
+        current(&second),
+        "timestamps are made per request"
+    );
+    let livez = get("/livez");
+    assert!(
+        livez.starts_with("HTTP/1.1 200 OK\r\n") && !livez.contains("nodeEligible"),
+        "{livez}"
+    );
+    assert!(get("/metrics").starts_with("HTTP/1.1 404 Not Found\r\n"));
+}

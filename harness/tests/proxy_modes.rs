@@ -261,7 +261,11 @@ fn health_check_node_port_is_served_on_every_node() {
             .iter()
             .find(|s| s.port == 30100)
             .unwrap();
-        (s.http.as_ref().unwrap().status, s.bind, s.udp)
+        let status = match s.http.as_ref().unwrap() {
+            cnlab::plan::HttpServe::Fixed(r) => r.status,
+            other => panic!("{other:?}"),
+        };
+        (status, s.bind, s.udp)
     };
     assert_eq!(status(&p, "node/node-a"), (200, None, false));
     assert_eq!(status(&p, "node/node-b"), (503, None, false));
@@ -272,6 +276,17 @@ fn health_check_node_port_is_served_on_every_node() {
         status(&p, "node/node-b").1,
         Some("10.0.4.11".parse().unwrap())
     );
+    // kube-proxy's own health server on 10256, every node, every mode.
+    for proxy in [ProxyMode::Ipvs, ProxyMode::Iptables, ProxyMode::Nftables] {
+        let p = plan_of(proxy);
+        for node in ["node/node-a", "node/node-b"] {
+            let s = ns(&p, node).servers.iter().find(|s| s.port == 10256);
+            assert!(
+                matches!(s.and_then(|s| s.http.as_ref()), Some(cnlab::plan::HttpServe::ProxierHealth(h)) if h.livez && h.node_eligible),
+                "{proxy:?} {node}: {s:?}"
+            );
+        }
+    }
 }
 
 /// loadBalancerSourceRanges in each mode's own objects.
@@ -374,4 +389,23 @@ fn terminating_endpoints_serve_only_without_ready_ones_from_1_26() {
     assert_eq!(rs(&p, "172.21.0.102"), ["pod/ns1/last"]);
     assert!(rs(&p, "172.21.0.103").is_empty());
     assert!(rs(&plan_at("1.25"), "172.21.0.102").is_empty());
+}
+
+#[test]
+fn clb_health_check_annotations_are_reported_not_modelled_at_their_line() {
+    let path =
+        plan_support::topologies_dir().join("conformance/kube-proxy/health-check-node-port.yaml");
+    let l = cnlab::topology::load_file(&path).unwrap();
+    let w: Vec<String> = l
+        .warnings
+        .iter()
+        .filter(|w| w.path.contains("alibaba-cloud-loadbalancer-health-check"))
+        .map(|w| w.to_string())
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", l.warnings);
+    assert!(
+        w[0].contains("not modelled") && w[0].contains("(line "),
+        "{}",
+        w[0]
+    );
 }

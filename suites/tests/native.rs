@@ -214,3 +214,83 @@ fn eniip_ipvlan_service_replies_under_real_ipvs_need_the_host_flow_masquerade() 
     }
     lab.down();
 }
+
+/// kube-proxy's own IPVS unit-test facts (pkg/proxy/ipvs/proxier_test.go
+/// TestNodePortIPv4, re-expressed in
+/// topologies/conformance/kube-proxy/ipvs-virtual-servers.yaml): node-a's
+/// kernel holds these virtual servers, scheduler rr, with exactly these
+/// real servers (`ipvsadm -Ln` inside the node). The addresses are the
+/// upstream case's (endpoints as that file says it adapts them).
+#[test]
+#[ignore = "needs IPVS and dummy: scripts/test runs it in cnlab vm on Debian 6.12 and 6.1, whose kernels have it"]
+fn ipvsadm_matches_the_upstream_proxier_test_cases() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let rel = "conformance/kube-proxy/ipvs-virtual-servers.yaml";
+    let r = cnlab_suites::topology(rel);
+    let opts = UpOptions {
+        backend: BackendChoice::Native,
+        ..UpOptions::default()
+    };
+    let lab = Lab::up(&r, &opts).unwrap_or_else(|e| panic!("{rel} with --backend native: {e}"));
+    let ns = lab.netns_by_key("node/node-a").expect("node-a");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ipvsadm", "-Ln"])
+        .output()
+        .unwrap_or_else(|e| panic!("ipvsadm: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "ipvsadm -Ln: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "TCP  10.20.30.41:80 rr" → {"10.180.0.2:80"}
+    let mut listed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [proto @ ("TCP" | "UDP"), addr, rest @ ..] => {
+                let key = format!("{proto} {addr} {}", rest.join(" "));
+                listed.entry(key.clone()).or_default();
+                current = Some(key);
+            }
+            ["->", rs, ..] if *rs != "RemoteAddress:Port" => {
+                if let Some(k) = &current {
+                    listed.get_mut(k).unwrap().insert(rs.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let want: &[(&str, &[&str])] = &[
+        // "1 service with node port, has 2 endpoints" (one is IPv6)
+        ("TCP 10.20.30.41:80 rr", &["10.180.0.2:80"]),
+        ("TCP 100.101.102.103:30001 rr", &["10.180.0.2:80"]),
+        // "1 UDP service with node port, has endpoints"
+        ("UDP 10.20.30.42:80 rr", &["10.180.0.3:80"]),
+        ("UDP 100.101.102.103:30002 rr", &["10.180.0.3:80"]),
+        // "service has node port but no endpoints"
+        ("TCP 10.20.30.43:80 rr", &[]),
+        ("TCP 100.101.102.103:30003 rr", &[]),
+        // "… externalTrafficPolicy local" (SCTP upstream, TCP here)
+        ("TCP 10.20.30.44:80 rr", &["10.180.0.4:80", "10.180.1.2:80"]),
+        ("TCP 100.101.102.103:30004 rr", &["10.180.0.4:80"]),
+    ];
+    for (vs, rs) in want {
+        let want: BTreeSet<String> = rs.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            listed.get(*vs),
+            Some(&want),
+            "virtual server {vs}: real servers in node-a's ipvsadm -Ln:\n{text}"
+        );
+    }
+    // Nothing else on the ClusterIPs or the node IP the cases name.
+    for vs in listed.keys() {
+        let on_case_address = vs.contains(" 10.20.30.") || vs.contains(" 100.101.102.103:");
+        assert!(
+            !on_case_address || want.iter().any(|(w, _)| w == vs),
+            "unexpected virtual server {vs} in:\n{text}"
+        );
+    }
+    lab.down();
+}

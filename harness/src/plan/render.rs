@@ -331,7 +331,12 @@ fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
                 let http = s
                     .http
                     .as_ref()
-                    .map(|h| format!(" (HTTP {} {})", h.status, h.reason))
+                    .map(|h| match h {
+                        HttpServe::Fixed(h) => format!(" (HTTP {} {})", h.status, h.reason),
+                        HttpServe::ProxierHealth(_) => {
+                            " (HTTP kube-proxy /healthz, timestamps of each request)".to_string()
+                        }
+                    })
                     .unwrap_or_default();
                 let on = s.bind.map(|a| format!(" on {a}")).unwrap_or_default();
                 format!("{proto} {}{on} answers as {}{http}", s.port, s.identity)

@@ -364,10 +364,34 @@ pub struct ServerPlan {
     /// Listen on this address only (default: every address).
     #[serde(default)]
     pub bind: Option<Ipv4Addr>,
-    /// An HTTP server answering every request with this (kube-proxy's
-    /// health check node port) instead of the echo protocol.
+    /// An HTTP server (kube-proxy's health servers) instead of the echo
+    /// protocol.
     #[serde(default)]
-    pub http: Option<HttpReply>,
+    pub http: Option<HttpServe>,
+}
+
+/// What an HTTP server answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpServe {
+    /// The same response to every request (kube-proxy's service health
+    /// server on a healthCheckNodePort).
+    Fixed(HttpReply),
+    /// kube-proxy's own health server (`--healthz-bind-address`, port
+    /// 10256): made when each request arrives, its timestamps the time of
+    /// the request (`plan::proxy::healthcheck::proxier_reply`).
+    ProxierHealth(ProxierHealth),
+}
+
+/// What decides kube-proxy's `/healthz` and `/livez` answers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProxierHealth {
+    /// The node is neither being deleted nor tainted
+    /// `ToBeDeletedByClusterAutoscaler`.
+    pub node_eligible: bool,
+    /// kube-proxy of this version has `/livez` and `nodeEligible`
+    /// (≥ 1.28, kubernetes PR 116470, KEP-3836).
+    pub livez: bool,
 }
 
 /// A fixed HTTP response.

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{sys, ProbeError};
 use crate::kernel::NetNs;
-use crate::plan::ServerPlan;
+use crate::plan::proxy::healthcheck::proxier_reply;
+use crate::plan::{HttpServe, ServerPlan};
 
 /// First word of a probe request line.
 pub const REQUEST_PREFIX: &str = "CNLAB ";
@@ -138,8 +139,8 @@ impl EchoServers {
             if let Some(l) = socks.tcp {
                 let l = tokio::net::TcpListener::from_std(l).map_err(|e| err("tcp", e))?;
                 match &plan.http {
-                    Some(reply) => {
-                        rt.spawn(serve_http(l, Arc::from(reply.to_bytes())));
+                    Some(serve) => {
+                        rt.spawn(serve_http(l, Arc::new(serve.clone())));
                     }
                     None => {
                         rt.spawn(serve_tcp(l, identity.clone()));
@@ -256,13 +257,15 @@ async fn answer_tcp(mut stream: tokio::net::TcpStream, peer: SocketAddr, identit
     let _ = stream.shutdown().await;
 }
 
-/// A fixed HTTP reply to every request (read up to the blank line ending
-/// its headers), then close.
-async fn serve_http(listener: tokio::net::TcpListener, reply: Arc<[u8]>) {
+/// Reads one request (up to the blank line ending its headers), answers
+/// it, closes. A fixed reply is the same bytes each time; kube-proxy's own
+/// health server's is made now, from the request's path and the time.
+async fn serve_http(listener: tokio::net::TcpListener, serve: Arc<HttpServe>) {
+    let started = std::time::Instant::now();
     loop {
         match listener.accept().await {
             Ok((mut stream, _)) => {
-                let reply = reply.clone();
+                let serve = serve.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::with_capacity(256);
                     let _ = tokio::time::timeout(REQUEST_TIMEOUT, async {
@@ -275,6 +278,16 @@ async fn serve_http(listener: tokio::net::TcpListener, reply: Arc<[u8]>) {
                         }
                     })
                     .await;
+                    let reply = match serve.as_ref() {
+                        HttpServe::Fixed(r) => r.to_bytes(),
+                        HttpServe::ProxierHealth(h) => {
+                            // `GET /path HTTP/1.1`
+                            let head = String::from_utf8_lossy(&buf);
+                            let path = head.split_whitespace().nth(1).unwrap_or("/");
+                            proxier_reply(h, path, std::time::SystemTime::now(), started.elapsed())
+                                .to_bytes()
+                        }
+                    };
                     let _ = stream.write_all(&reply).await;
                     let _ = stream.shutdown().await;
                 });

@@ -279,10 +279,46 @@ fn terway_version_warning(r: &Resolved, lines: &LineMap) -> Option<Problem> {
     })
 }
 
+/// ACK CCM annotations that configure the CLB listener's health check
+/// (kubernetes/cloud-provider-alibaba-cloud, clbv1/listeners.go
+/// `buildListenerFromServicePort`).
+const CLB_HEALTH_CHECK_ANNOTATIONS: &[&str] = &[
+    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-health-check",
+    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-healthy-threshold",
+    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-unhealthy-threshold",
+];
+
+/// A CLB health-check annotation decides nothing in the lab: said at its
+/// line, with what the mock does instead.
+fn clb_health_check_warnings(r: &Resolved, lines: &LineMap, kix: &KubeIndex) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (i, svc) in r.services.iter().enumerate() {
+        let path = kix
+            .services
+            .get(i)
+            .map(|k| join_index("kubernetes", *k))
+            .unwrap_or_else(|| "kubernetes".into());
+        // One remark per Service, at its first health-check annotation.
+        if let Some(key) = svc.metadata.annotations.keys().find(|k| {
+            CLB_HEALTH_CHECK_ANNOTATIONS
+                .iter()
+                .any(|p| k.starts_with(p))
+        }) {
+            out.push(Problem::at(
+                lines,
+                &join_key(&format!("{path}.metadata.annotations"), key),
+                "CLB health checks are not modelled: the SLB mock forwards to every backend the cloud controller attached (for a Local Service only the nodes with ready endpoints); to see what a check would get, probe the port with http_status",
+            ));
+        }
+    }
+    out
+}
+
 pub fn advise(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
     let kix = KubeIndex::of(&r.topo);
     let mut out = proxy_warnings(r, lines);
     out.extend(terway_version_warning(r, lines));
+    out.extend(clb_health_check_warnings(r, lines, &kix));
     for (i, svc) in r.services.iter().enumerate() {
         let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;

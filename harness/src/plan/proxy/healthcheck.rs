@@ -11,13 +11,26 @@
 //! In the lab it is an HTTP server with a fixed reply (the plan is
 //! static); `serviceProxyHealthy` is true since the lab's kube-proxy has
 //! programmed everything before any probe runs.
+//!
+//! kube-proxy's own health server (pkg/proxy/healthcheck/proxier_health.go,
+//! `--healthz-bind-address` 0.0.0.0:10256) runs on every node in every
+//! mode: `/healthz` and (from 1.28) `/livez`, JSON with the time of the
+//! request. Its answer is made when a request arrives
+//! ([`proxier_reply`]), so the timestamps are live.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use std::time::{Duration, SystemTime};
+
+use super::version::ProxyVersion;
+use crate::clock::Utc;
 use crate::plan::cloud::NodeCtx;
 use crate::plan::types::*;
 use crate::topology::model::ProxyMode;
+
+/// kube-proxy's `--healthz-bind-address` default port.
+pub const PROXIER_HEALTH_PORT: u16 = 10256;
 
 /// Who answers on a node's health check ports.
 pub fn identity(node: &str) -> String {
@@ -40,7 +53,11 @@ pub fn servers(mode: ProxyMode, services: &[ServicePlan], node: &NodeCtx) -> Vec
                 tcp: true,
                 udp: false,
                 bind,
-                http: Some(reply(&s.ns, &s.name, local_ready(s, &node.name))),
+                http: Some(HttpServe::Fixed(reply(
+                    &s.ns,
+                    &s.name,
+                    local_ready(s, &node.name),
+                ))),
             })
         })
         .collect()
@@ -77,9 +94,103 @@ pub fn reply(ns: &str, name: &str, count: usize) -> HttpReply {
     }
 }
 
+/// kube-proxy's own health server on `node` (0.0.0.0:10256, every mode).
+pub fn proxier_server(v: ProxyVersion, node: &NodeCtx) -> ServerPlan {
+    ServerPlan {
+        identity: format!("node/{} (kube-proxy healthz)", node.name),
+        port: PROXIER_HEALTH_PORT,
+        tcp: true,
+        udp: false,
+        bind: None,
+        http: Some(HttpServe::ProxierHealth(ProxierHealth {
+            // The lab's nodes are never being deleted nor tainted by the
+            // cluster autoscaler.
+            node_eligible: true,
+            livez: v.proxier_livez(),
+        })),
+    }
+}
+
+/// What kube-proxy's health server answers to `GET path` at `now`,
+/// `uptime` after it started (the monotonic part of Go's time string). The
+/// lab's kube-proxy has synced everything before any probe, so it is
+/// healthy and, as upstream does when healthy, `lastUpdated` is the
+/// current time.
+pub fn proxier_reply(
+    h: &ProxierHealth,
+    path: &str,
+    now: SystemTime,
+    uptime: Duration,
+) -> HttpReply {
+    let utc = Utc::of(now);
+    let t = utc.go_string(uptime);
+    let date = format!("Date: {}", utc.http_date());
+    let json = |body: String| HttpReply {
+        status: 200,
+        reason: "OK".into(),
+        headers: vec![
+            "Content-Type: application/json".into(),
+            "X-Content-Type-Options: nosniff".into(),
+            date.clone(),
+        ],
+        body,
+    };
+    // Go's ServeMux matches the path without the query.
+    match (path.split('?').next().unwrap_or(""), h.livez) {
+        ("/healthz", true) => json(format!(
+            "{{\"lastUpdated\": \"{t}\",\"currentTime\": \"{t}\", \"nodeEligible\": {}}}",
+            h.node_eligible
+        )),
+        ("/healthz", false) | ("/livez", true) => json(format!(
+            "{{\"lastUpdated\": \"{t}\",\"currentTime\": \"{t}\"}}"
+        )),
+        _ => HttpReply {
+            status: 404,
+            reason: "Not Found".into(),
+            headers: vec![
+                "Content-Type: text/plain; charset=utf-8".into(),
+                "X-Content-Type-Options: nosniff".into(),
+                date,
+            ],
+            body: "404 page not found\n".into(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxier_health_as_upstream() {
+        let at = std::time::UNIX_EPOCH + Duration::new(1_796_133_909, 5);
+        let up = Duration::from_millis(1500);
+        let new = ProxierHealth {
+            node_eligible: true,
+            livez: true,
+        };
+        let h = proxier_reply(&new, "/healthz", at, up);
+        assert_eq!(h.status, 200);
+        assert_eq!(
+            h.body,
+            "{\"lastUpdated\": \"2026-12-01 14:05:09.000000005 +0000 UTC m=+1.500000000\",\"currentTime\": \"2026-12-01 14:05:09.000000005 +0000 UTC m=+1.500000000\", \"nodeEligible\": true}"
+        );
+        assert!(h
+            .headers
+            .contains(&"Date: Tue, 01 Dec 2026 14:05:09 GMT".to_string()));
+        let l = proxier_reply(&new, "/livez", at, up);
+        assert!(l.status == 200 && !l.body.contains("nodeEligible"), "{l:?}");
+        assert_eq!(proxier_reply(&new, "/metrics", at, up).status, 404);
+        // Before 1.28: no /livez, no nodeEligible.
+        let old = ProxierHealth {
+            node_eligible: true,
+            livez: false,
+        };
+        assert!(!proxier_reply(&old, "/healthz", at, up)
+            .body
+            .contains("nodeEligible"));
+        assert_eq!(proxier_reply(&old, "/livez", at, up).status, 404);
+    }
 
     #[test]
     fn answers_as_upstream() {

@@ -194,7 +194,8 @@ pub fn program(d: &mut Draft, v: ProxyVersion, nodes: &[NodeCtx], cluster_cidr: 
             backends,
         };
         let np = drv.program_node(d, &input);
-        for hs in healthcheck::servers(d.plan.proxy, &services, node) {
+        let health = healthcheck::servers(d.plan.proxy, &services, node);
+        for hs in std::iter::once(healthcheck::proxier_server(v, node)).chain(health) {
             let servers = &mut d.ns(node.ns).servers;
             match servers.iter().find(|s| s.port == hs.port && s.tcp) {
                 Some(other) => {

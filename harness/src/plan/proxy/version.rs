@@ -63,6 +63,9 @@ pub const OWN_DROP_SINCE: KubeVersion = v1(25);
 /// `KUBE-FIREWALL` until IPTablesOwnershipCleanup is on (KEP-3178: alpha
 /// 1.25, beta and on by default 1.27, GA 1.28).
 pub const KUBELET_MARK_DROP_UNTIL: KubeVersion = v1(27);
+/// kube-proxy's health server has `/livez` and `nodeEligible` in
+/// `/healthz` from 1.28 (KEP-3836, kubernetes PR 116470).
+pub const PROXIER_LIVEZ_SINCE: KubeVersion = v1(28);
 /// `status.loadBalancer.ingress[].ipMode: Proxy` stops kube-proxy from
 /// short-circuiting the LB IP (KEP-1860 LoadBalancerIPMode: beta and on by
 /// default 1.30, GA 1.32; alpha and off in 1.29).
@@ -160,6 +163,11 @@ impl ProxyVersion {
         } else {
             all.to_vec()
         }
+    }
+
+    /// The health server serves `/livez` and reports `nodeEligible` (≥ 1.28).
+    pub fn proxier_livez(self) -> bool {
+        self.0 >= PROXIER_LIVEZ_SINCE
     }
 
     pub fn ipvs_deprecated(self) -> bool {
