@@ -146,6 +146,24 @@ impl Drop for RunDir {
     }
 }
 
+/// The console from the first oops or panic line on (at most 60 lines):
+/// the tail alone shows only the last of several oopses.
+fn panic_report(path: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let v: Vec<&str> = s.lines().collect();
+    let first = v
+        .iter()
+        .position(|l| l.contains("Oops:") || l.contains("BUG:") || l.contains("Kernel panic"))?;
+    let end = v.len().min(first + 60);
+    let mut r = v[first..end].join("\n");
+    if end < v.len() {
+        // …and how it ended.
+        r.push_str("\n…\n");
+        r.push_str(&v[v.len().saturating_sub(15).max(end)..].join("\n"));
+    }
+    Some(r)
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let v: Vec<&str> = s.lines().collect();
@@ -153,6 +171,17 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -> Result<VmRun> {
+    boot_once(kernel, image, initramfs, opts, false)
+}
+
+/// One boot; `rebooted`: this is the boot after a guest kernel panic.
+fn boot_once(
+    kernel: &Kernel,
+    image: &Path,
+    initramfs: &Path,
+    opts: &VmOptions,
+    rebooted: bool,
+) -> Result<VmRun> {
     let accel = opts
         .accel
         .unwrap_or_else(|| if kvm_works() { Accel::Kvm } else { Accel::Tcg });
@@ -261,7 +290,7 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
     let Some(rc) = rc else {
-        let mut c = tail(&console, 30);
+        let mut c = panic_report(&console).unwrap_or_else(|| tail(&console, 30));
         if !qemu_err.trim().is_empty() {
             c.push_str("\nqemu: ");
             c.push_str(qemu_err.trim());
@@ -277,7 +306,19 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
                 accel: Some(Accel::Tcg),
                 ..opts.clone()
             };
-            return boot(kernel, image, initramfs, &o);
+            return boot_once(kernel, image, initramfs, &o, rebooted);
+        }
+        // The guest kernel panicked while booting, before the command
+        // started: no command ran, so booting again decides nothing for
+        // it. Seen under TCG: an int3 oops in sched_clock_cpu while the
+        // kernel patched a static branch on another vCPU at boot.
+        let panicked = std::fs::read_to_string(&console).is_ok_and(|s| s.contains("Kernel panic"));
+        if started.is_none() && !rebooted && panicked {
+            eprintln!(
+                "cnlab vm: the guest kernel panicked while booting, before the command started; booting once more. Console:\n{c}"
+            );
+            drop(run);
+            return boot_once(kernel, image, initramfs, opts, true);
         }
         return Err(VmError::NoResult {
             status: status.to_string(),
@@ -300,4 +341,26 @@ pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -
             .unwrap_or(elapsed),
         total: elapsed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_report;
+
+    #[test]
+    fn a_panic_report_starts_at_the_first_oops() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = dir.path().join("console.log");
+        let mut log: Vec<String> = (0..100).map(|i| format!("[ 0.{i}] booting")).collect();
+        log.push("[ 1.37] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI".into());
+        log.extend((0..80).map(|i| format!("[ 1.38] trace {i}")));
+        log.push("[ 1.39] Oops: int3: 0000 [#2] PREEMPT SMP NOPTI".into());
+        log.push("[ 1.40] Kernel panic - not syncing: Fatal exception in interrupt".into());
+        std::fs::write(&console, log.join("\n")).unwrap();
+        let r = panic_report(&console).unwrap();
+        assert!(r.starts_with("[ 1.37] Oops: int3: 0000 [#1]"), "{r}");
+        assert!(r.contains("Kernel panic"), "{r}");
+        std::fs::write(&console, "[ 0.1] booting\n[ 0.2] still booting\n").unwrap();
+        assert_eq!(panic_report(&console), None);
+    }
 }
