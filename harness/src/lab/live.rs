@@ -7,21 +7,19 @@ use std::sync::Mutex;
 static LIVE: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
 
 /// Scratch directories this process removes on a signal too (a `cnlab vm`
-/// run's share), each with the child writing into it, killed first.
-static SCRATCH: Mutex<Vec<(PathBuf, Option<u32>)>> = Mutex::new(Vec::new());
+/// run's share).
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// `dir` is removed if a signal ends the process; `writer` (a child
-/// process writing into it) is killed before.
-pub fn register_scratch(dir: &Path, writer: Option<u32>) {
+/// `dir` is removed if a signal ends the process.
+pub fn register_scratch(dir: &Path) {
     if let Ok(mut v) = SCRATCH.lock() {
-        v.retain(|(d, _)| d != dir);
-        v.push((dir.to_path_buf(), writer));
+        v.push(dir.to_path_buf());
     }
 }
 
 pub fn unregister_scratch(dir: &Path) {
     if let Ok(mut v) = SCRATCH.lock() {
-        v.retain(|(d, _)| d != dir);
+        v.retain(|d| d != dir);
     }
 }
 
@@ -30,12 +28,10 @@ fn remove_scratch() {
         Ok(mut v) => std::mem::take(&mut *v),
         Err(_) => return,
     };
-    for (dir, writer) in dirs {
-        if let Some(pid) = writer.and_then(|p| i32::try_from(p).ok()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
+    // A child writing into one (qemu) is not killed nor reaped here: the
+    // main thread waits for it and would take its end for its own failure
+    // (exit 125 before ours); PR_SET_PDEATHSIG kills it when we exit.
+    for dir in dirs {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

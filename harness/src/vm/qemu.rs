@@ -129,13 +129,8 @@ struct RunDir(PathBuf);
 
 impl RunDir {
     fn new(dir: PathBuf) -> Self {
-        crate::lab::live::register_scratch(&dir, None);
+        crate::lab::live::register_scratch(&dir);
         RunDir(dir)
-    }
-
-    /// qemu writes into the share: killed before the share is removed.
-    fn written_by(&self, pid: u32) {
-        crate::lab::live::register_scratch(&self.0, Some(pid));
     }
 }
 
@@ -259,7 +254,6 @@ fn boot_once(
     let mut child = q
         .spawn()
         .map_err(|e| VmError::Qemu(format!("{QEMU} {}", accel.name()), e))?;
-    run.written_by(child.id());
     let mut qerr = child.stderr.take();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
