@@ -148,20 +148,18 @@ pub fn check_keeping(
 }
 
 /// Topology files named by the arguments: files as given, directories
-/// expanded to their `*.yaml`/`*.yml` files (sorted, not recursive).
+/// expanded to their `*.yaml`/`*.yml` files (sorted). A directory that holds
+/// no topology but subdirectories (`topologies/conformance`) expands to
+/// theirs, recursively; a directory with topologies of its own does not
+/// descend (`topologies/faults/netem` needs real netem and is named on its own).
 pub fn expand_paths(args: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, String> {
     let mut files = Vec::new();
     for a in args {
         if a.is_dir() {
-            let mut v: Vec<_> = std::fs::read_dir(a)
-                .map_err(|e| format!("{}: {e}", a.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            v.sort();
+            let v = dir_topologies(a)?;
             if v.is_empty() {
                 return Err(format!(
-                    "{}: no *.yaml topology in this directory",
+                    "{}: no *.yaml topology in this directory or its subdirectories",
                     a.display()
                 ));
             }
@@ -173,4 +171,50 @@ pub fn expand_paths(args: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBu
         }
     }
     Ok(files)
+}
+
+fn dir_topologies(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let own: Vec<_> = entries
+        .iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .cloned()
+        .collect();
+    if !own.is_empty() {
+        return Ok(own);
+    }
+    let mut out = Vec::new();
+    for sub in entries.iter().filter(|p| p.is_dir()) {
+        out.extend(dir_topologies(sub)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_paths;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_directory_of_directories_expands_to_theirs_and_one_with_topologies_does_not_descend() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+        let conf = expand_paths(&[root.join("conformance")]).unwrap();
+        assert!(!conf.is_empty());
+        assert!(conf
+            .iter()
+            .all(|f| f.starts_with(root.join("conformance/kube-proxy"))));
+        let faults = expand_paths(&[root.join("faults")]).unwrap();
+        assert!(!faults.is_empty());
+        assert!(faults
+            .iter()
+            .all(|f| f.parent() == Some(root.join("faults").as_path())));
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::create_dir(empty.path().join("sub")).unwrap();
+        let e = expand_paths(&[empty.path().to_path_buf()]).unwrap_err();
+        assert!(e.contains("no *.yaml topology"), "{e}");
+    }
 }
