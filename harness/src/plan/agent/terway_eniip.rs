@@ -447,6 +447,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
     let mut out = CniOutput::default();
     let mut host_children: Vec<BTreeMap<String, [u8; 6]>> = vec![BTreeMap::new(); ctx.nodes.len()];
     let host_stack = host_stack_cidrs(ctx.topo());
+    let layout = rule_layout(ctx.topo());
     for (i, pod) in ctx.r.pods.iter().enumerate() {
         let Some(ni) = schedule(ctx.r, &mut placement, i, pod) else {
             continue;
@@ -457,10 +458,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>, dp: Datapath) -> (Placemen
                 let p = placed(i, pod, ni, Some(ip));
                 let eni = ctx.shared[ni][k].clone();
                 let wire = match dp {
-                    Datapath::Veth => {
-                        let layout = rule_layout(ctx.topo());
-                        veth_pod(d, &node, &p, ip, eni_table(eni.n), layout)
-                    }
+                    Datapath::Veth => veth_pod(d, &node, &p, ip, eni_table(eni.n), layout),
                     Datapath::Ipvlan => {
                         let w =
                             ipvlan_pod(d, &node, &eni, &mut host_children[ni], &p, ip, &host_stack);

@@ -105,6 +105,8 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     let mut placement = Placement::default();
     let mut out = CniOutput::default();
     let mut trunks: BTreeMap<usize, Trunk> = BTreeMap::new();
+    // One rule 2048 layout for the cluster (cluster.terway_version).
+    let layout = terway_eniip::rule_layout(ctx.topo());
     for pn in ctx.r.podnetworkings.iter().filter(|p| !podeni::is_ready(p)) {
         d.plan.notes.push(format!(
             "PodNetworking {} is not Ready (status {:?}): not applied",
@@ -134,7 +136,6 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
                         .map(|(_, v)| vlan_table(*v))
                         .unwrap_or(TABLE_MAIN),
                 };
-                let layout = terway_eniip::rule_layout(ctx.topo());
                 out.pods
                     .push(terway_eniip::veth_pod(d, &node, &p, ip, table, layout));
                 placement.placed.push(p);
