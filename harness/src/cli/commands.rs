@@ -789,8 +789,7 @@ fn shell(target: &str, which: Option<&str>, command: &[String]) -> Result<i32, i
     }
     let mut cmd = std::process::Command::new(&prog);
     cmd.args(&args).env("CNLAB_NS", &plan.namespaces[idx].key);
-    ns.enter_in_child(&mut cmd);
-    let status = cmd.status().map_err(|e| {
+    let status = ns.spawn(&mut cmd).and_then(|mut c| c.wait()).map_err(|e| {
         eprintln!("cnlab shell: running {prog}: {e}");
         EXIT_FAIL
     })?;

@@ -84,12 +84,11 @@ fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    node.enter_in_child(&mut cmd);
     let spawn = |err| CniError::Spawn {
         plugin: plugin.into(),
         err,
     };
-    let mut child = cmd.spawn().map_err(spawn)?;
+    let mut child = node.spawn(&mut cmd).map_err(spawn)?;
     if let Some(mut pipe) = child.stdin.take() {
         // A plugin that exits before reading shows its own error below.
         let _ = pipe.write_all(stdin.to_string().as_bytes());

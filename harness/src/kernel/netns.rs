@@ -24,22 +24,18 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Makes `cmd`'s child process enter this namespace before it execs, so a
-    /// program (nft, iptables, a CNI plugin, a shell) runs inside it without
-    /// `ip netns exec`.
-    pub fn enter_in_child(&self, cmd: &mut std::process::Command) {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = self.fd().as_raw_fd();
-        // SAFETY: between fork and exec only setns(2), async-signal-safe;
-        // `fd` stays open in the child until exec (it is close-on-exec), and
-        // `self` outlives the spawn that uses it.
-        unsafe {
-            cmd.pre_exec(move || {
-                setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-            });
-        }
+    /// Starts `cmd` inside this namespace, so a program (nft, iptables, a CNI
+    /// plugin, a shell) runs there without `ip netns exec`.
+    ///
+    /// The child is spawned from a short-lived thread that has entered the
+    /// namespace (a new process inherits its creating thread's namespaces),
+    /// not by a `pre_exec` setns: a `pre_exec` closure makes std fall back
+    /// from posix_spawn (vfork) to fork(), which copies this process's page
+    /// tables for every nft run. Under `check -j` that copy-and-unmap was
+    /// the largest single cost of a bring-up.
+    pub fn spawn(&self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        self.run(|| cmd.spawn())
+            .map_err(|e| std::io::Error::other(e.to_string()))?
     }
 
     pub fn path_of(name: &str) -> PathBuf {

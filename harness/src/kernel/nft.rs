@@ -40,7 +40,7 @@ pub fn list_ruleset_json(ns: &NetNs) -> Result<serde_json::Value, KernelError> {
     })
 }
 
-/// Runs `program args` inside `ns` (entered between fork and exec), feeding
+/// Runs `program args` inside `ns` (spawned from a thread inside it), feeding
 /// `stdin`; returns stdout, or an error with the program's stderr.
 pub(crate) fn run_in(
     ns: &NetNs,
@@ -59,9 +59,8 @@ pub(crate) fn run_in(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    ns.enter_in_child(&mut cmd);
-    let mut child = cmd
-        .spawn()
+    let mut child = ns
+        .spawn(&mut cmd)
         .map_err(|e| err(format!("starting {program}: {e}")))?;
     if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // The child reads all of stdin before answering; a write error shows
