@@ -256,6 +256,9 @@ pub enum Tool {
     Floor,
 }
 
+/// The most probes a flat case sends (all pairs of N pods: N ≈ 1,000).
+const MAX_FLAT_PROBES: usize = 1_000_000;
+
 /// flat-N: cnlab (unless `with_lab` is false: the floor case alone),
 /// Mininet when given, and the floor, `repeat` times each.
 fn flat(
@@ -274,8 +277,21 @@ fn flat(
     let r = load_yaml(&gen::flat_yaml(n), &name)?;
     let plan = plan_of(opts, &r)?;
     let mut c = CaseReport::new(&name, &plan);
-    let pods = gen::pod_names(1, n);
-    let expects = gen::all_pairs(&pods);
+    // flat-N probes every ordered pair; the floor case alone probes nothing
+    // (and must not build N·(N−1) expectations it never sends).
+    let expects = if with_lab {
+        let pairs = n.saturating_mul(n.saturating_sub(1));
+        if pairs > MAX_FLAT_PROBES {
+            return Err(BenchError::new(format!(
+                "flat-{n} would probe all {pairs} ordered pod pairs (more than {MAX_FLAT_PROBES}); \
+                 use `--case floor --n {n}` for the floor alone, or `--case scale` for a large lab \
+                 with random probes"
+            )));
+        }
+        gen::all_pairs(&gen::pod_names(1, n))
+    } else {
+        Vec::new()
+    };
     for i in 0..repeat {
         if with_lab {
             progress(&format!(
