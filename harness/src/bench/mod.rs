@@ -176,6 +176,8 @@ struct LabRun {
     results: Vec<CheckResult>,
     /// Times the kernel's ARP table was full during the run.
     arp_table_fulls: u64,
+    /// Most descriptors this process had open at once during the run.
+    peak_fds: usize,
 }
 
 fn lab_run(
@@ -185,6 +187,7 @@ fn lab_run(
     tc_attach: Option<TcAttach>,
 ) -> Result<LabRun, BenchError> {
     let fulls = arp_table_fulls();
+    let fds = FdSampler::start();
     let t = Instant::now();
     let up_opts = UpOptions {
         backend: opts.backend,
@@ -201,6 +204,7 @@ fn lab_run(
     let t = Instant::now();
     lab.down();
     let down = t.elapsed();
+    let peak_fds = fds.stop();
     Ok(LabRun {
         up,
         timings,
@@ -208,7 +212,43 @@ fn lab_run(
         down,
         results,
         arp_table_fulls: arp_table_fulls().saturating_sub(fulls),
+        peak_fds,
     })
+}
+
+/// Counts this process's open descriptors (/proc/self/fd) every 100 ms
+/// on a thread of its own, keeping the largest count.
+struct FdSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl FdSampler {
+    fn start() -> FdSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(open_fds());
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        FdSampler { stop, thread }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// Descriptors this process has open now.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
 /// Adds one cnlab run to the case's rows and probe counts.
@@ -225,6 +265,7 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
     c.add("down", Tool::Cnlab, run.down);
     c.add("total", Tool::Cnlab, run.up + run.probe + run.down);
     c.arp_table_fulls += run.arp_table_fulls;
+    c.peak_fds = c.peak_fds.max(Some(run.peak_fds));
     c.probes = run.results.len();
     c.connected = run
         .results

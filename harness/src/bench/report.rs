@@ -64,6 +64,8 @@ pub struct CaseReport {
     pub mininet_pings: usize,
     pub mininet_loss_percent: Option<f64>,
     pub peak_rss_kib: Option<u64>,
+    /// Most descriptors open at once during cnlab runs (sampled every 100 ms).
+    pub peak_fds: Option<usize>,
     /// Times the kernel's shared ARP table overflowed during cnlab runs.
     pub arp_table_fulls: u64,
     pub notes: Vec<String>,
@@ -83,6 +85,7 @@ impl CaseReport {
             mininet_pings: 0,
             mininet_loss_percent: None,
             peak_rss_kib: None,
+            peak_fds: None,
             arp_table_fulls: 0,
             notes: Vec::new(),
             rows: Vec::new(),
@@ -271,6 +274,9 @@ impl BenchReport {
             }
             if let Some(kib) = c.peak_rss_kib {
                 facts.push(format!("peak RSS {:.0} MiB", kib as f64 / 1024.0));
+            }
+            if let Some(n) = c.peak_fds {
+                facts.push(format!("peak open fds {n}"));
             }
             if c.arp_table_fulls > 0 {
                 facts.push(format!(

@@ -100,6 +100,10 @@ pub struct Netlink {
     index: HashMap<String, u32>,
     last_errno: Option<i32>,
     rbuf: Vec<u8>,
+    /// Namespace descriptors named by queued requests (IFLA_NET_NS_FD): the
+    /// kernel resolves them when it handles the request, so they stay open
+    /// until it is acked (then or at `finish_batch`).
+    held: Vec<std::fs::File>,
 }
 
 impl Netlink {
@@ -126,6 +130,7 @@ impl Netlink {
             index: HashMap::new(),
             last_errno: None,
             rbuf: Vec::with_capacity(RECV_BUF),
+            held: Vec::new(),
         })
     }
 
@@ -172,6 +177,7 @@ impl Netlink {
         while !self.pending.is_empty() {
             self.receive(None, &mut Vec::new())?;
         }
+        self.held.clear();
         Ok(())
     }
 
@@ -231,7 +237,9 @@ impl Netlink {
             return Ok(());
         }
         self.send_out()?;
-        self.wait(seq, &what).map(|_| ())
+        let res = self.wait(seq, &what).map(|_| ());
+        self.held.clear();
+        res
     }
 
     /// A dump whose answer is needed now. In a batch, queued requests go
@@ -433,10 +441,8 @@ impl Netlink {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
         if let Some(t) = target {
-            // Resolved by the kernel while handling the request: `t` must
-            // stay open until the batch is finished.
-            msg.attributes
-                .push(LinkAttribute::NetNsFd(t.fd().as_raw_fd()));
+            let fd = self.hold(t)?;
+            msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let ((label, extra), kind, data, parent): (
             (&str, String),
@@ -528,12 +534,22 @@ impl Netlink {
     /// Creates a veth pair here with the peer placed directly in `peer_ns`.
     pub fn add_veth(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: BorrowedFd) -> Result<()> {
         let label = format!("namespace #{}", peer.ns);
-        self.veth(local, peer, peer_ns, &label, None)
+        self.veth(local, peer, peer_ns.as_raw_fd(), &label, None)
+    }
+
+    /// A descriptor on `ns` for a request about to be sent, kept open until
+    /// that request is acked.
+    fn hold(&mut self, ns: &NetNs) -> Result<std::os::fd::RawFd> {
+        let f = ns.open_file()?;
+        let fd = f.as_raw_fd();
+        self.held.push(f);
+        Ok(fd)
     }
 
     /// `add_veth`, naming the peer's namespace in errors.
     pub fn add_veth_to(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: &NetNs) -> Result<()> {
-        self.veth(local, peer, peer_ns.fd(), peer_ns.name(), None)
+        let fd = self.hold(peer_ns)?;
+        self.veth(local, peer, fd, peer_ns.name(), None)
     }
 
     /// `add_veth_to` with the interface indexes both ends must get.
@@ -551,14 +567,15 @@ impl Netlink {
         peer_ns: &NetNs,
         indexes: (u32, u32),
     ) -> Result<()> {
-        self.veth(local, peer, peer_ns.fd(), peer_ns.name(), Some(indexes))
+        let fd = self.hold(peer_ns)?;
+        self.veth(local, peer, fd, peer_ns.name(), Some(indexes))
     }
 
     fn veth(
         &mut self,
         local: &VethEnd,
         peer: &VethEnd,
-        peer_ns: BorrowedFd,
+        peer_ns: std::os::fd::RawFd,
         peer_label: &str,
         indexes: Option<(u32, u32)>,
     ) -> Result<()> {
@@ -578,9 +595,8 @@ impl Netlink {
             p.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
         // The kernel resolves the fd while handling the request, so in a
-        // batch the caller must keep `peer_ns` open until `finish_batch`.
-        p.attributes
-            .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        // batch it stays open until the ack (see `hold`).
+        p.attributes.push(LinkAttribute::NetNsFd(peer_ns));
         let mut msg = LinkMessage::default();
         if let Some((local_index, _)) = indexes {
             msg.header.index = local_index;

@@ -9,18 +9,21 @@
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use std::fs::{self, File};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::KernelError;
 
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// An open handle on a named network namespace.
+/// A named network namespace. It holds no descriptor: the namespace file
+/// is opened for each trip inside and closed after, so a 10,000-pod lab
+/// does not keep 10,000 descriptors open (RLIMIT_NOFILE is per process and
+/// a sandbox may cap its hard limit below that). The bind mount under
+/// /run/netns keeps the namespace alive; deleting it ends the namespace.
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
-    file: File,
 }
 
 impl NetNs {
@@ -78,22 +81,32 @@ impl NetNs {
         Self::open(name)
     }
 
-    /// Opens an existing named namespace.
+    /// An existing named namespace (checked: its file must be there).
     pub fn open(name: &str) -> Result<NetNs, KernelError> {
-        let file = File::open(Self::path_of(name))
-            .map_err(|e| KernelError::new(format!("opening namespace {name}: {e}")))?;
-        Ok(NetNs {
+        let ns = NetNs {
             name: name.to_string(),
-            file,
-        })
+        };
+        ns.open_file()?;
+        Ok(ns)
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+    /// A fresh descriptor on the namespace, for the caller to hold as long
+    /// as it needs it (e.g. until a netlink request naming it is acked).
+    pub fn open_file(&self) -> Result<File, KernelError> {
+        File::open(Self::path_of(&self.name))
+            .map_err(|e| KernelError::new(format!("opening namespace {}: {e}", self.name)))
+    }
+
+    /// Joins this namespace on the calling thread; the descriptor is closed
+    /// again at once (the thread's membership does not need it).
+    fn join(&self) -> Result<(), KernelError> {
+        let file = self.open_file()?;
+        setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| KernelError::new(format!("entering namespace {}: {e}", self.name)))
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result.
@@ -104,9 +117,7 @@ impl NetNs {
     {
         std::thread::scope(|s| {
             s.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                    KernelError::new(format!("entering namespace {}: {e}", self.name))
-                })?;
+                self.join()?;
                 Ok(f())
             })
             .join()
@@ -119,8 +130,7 @@ impl NetNs {
     /// Enters this namespace on the *current* thread. Only for threads the
     /// caller owns and dedicates to this namespace (never a shared worker).
     pub fn enter_current_thread(&self) -> Result<(), KernelError> {
-        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|e| KernelError::new(format!("entering namespace {}: {e}", self.name)))
+        self.join()
     }
 }
 

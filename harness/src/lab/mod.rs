@@ -154,8 +154,9 @@ pub fn tc_attach(requested: Option<TcAttach>) -> Result<TcAttach, LabError> {
     caps::choose_tc_attach(&capabilities()?, requested).map_err(LabError::Backend)
 }
 
-/// A lab holds a descriptor per namespace and a socket per echo server: a
-/// 10,000-pod lab needs far more than the usual soft RLIMIT_NOFILE (1,024).
+/// A lab holds a socket per echo server (namespaces are opened only while
+/// entered, see `NetNs`): a 10,000-pod lab needs far more than the usual
+/// soft RLIMIT_NOFILE (1,024).
 /// Raises this process's soft limit (and, being root, its hard limit up to
 /// `fs.nr_open`) to what the lab needs: a per-process limit, nothing
 /// host-wide; says so when even that is too low.
@@ -197,6 +198,10 @@ pub fn ensure_fd_limit(need: u64) -> Result<(), LabError> {
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {
     caps::choose(&capabilities()?, choice).map_err(LabError::Backend)
 }
+
+/// Descriptors a lab may open beyond its server sockets; `cnlab bench
+/// --case scale` reports the peak it measured against this.
+pub const FD_HEADROOM: u64 = 512;
 
 /// Probe source ports come from this range, one per probe, so that taps can
 /// tell the probes of one lab apart.
@@ -265,8 +270,9 @@ impl Lab {
                 ..Default::default()
             },
         };
-        // One descriptor per namespace and per server socket, and room for
-        // what bring-up and probing open on top (netlink, taps, clients).
+        // One descriptor per server socket, and room for what bring-up and
+        // probing open on top (a namespace and a netlink socket per build
+        // worker, taps, clients, BPF programs and maps).
         let sockets: usize = lab
             .plan
             .namespaces
@@ -274,7 +280,7 @@ impl Lab {
             .flat_map(|n| &n.servers)
             .map(|s| usize::from(s.tcp) + usize::from(s.udp))
             .sum();
-        ensure_fd_limit((lab.plan.namespaces.len() + sockets) as u64 + 512)?;
+        ensure_fd_limit(sockets as u64 + FD_HEADROOM)?;
         // From here on, an early return drops `lab`, which tears it down.
         registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
         let t = Instant::now();
