@@ -85,6 +85,35 @@ fn sysctl_in_a_namespace_leaves_the_root_namespace_alone() {
 }
 
 #[test]
+fn a_private_procfs_writes_the_threads_namespace_only() {
+    let lab = Lab::new(2);
+    let root_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let (private, first) = lab.0[0]
+        .run(|| {
+            let p = sysctl::ProcSys::open();
+            p.write("net/ipv4/ip_forward", "1")?;
+            Ok::<_, cnlab::kernel::KernelError>((
+                p.is_private(),
+                sysctl::read("net/ipv4/ip_forward")?,
+            ))
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        private,
+        "fsopen/fsmount of a procfs was refused: build falls back to /proc/sys (slow with many namespaces)"
+    );
+    assert_eq!(first, "1");
+    let second = lab.0[1]
+        .run(|| sysctl::read("net/ipv4/ip_forward"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, "0", "a new namespace starts with forwarding off");
+    let root_after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    assert_eq!(root_before, root_after);
+}
+
+#[test]
 fn veth_across_namespaces_with_macs_and_readback() {
     let lab = Lab::new(2);
     let (a, b) = (&lab.0[0], &lab.0[1]);

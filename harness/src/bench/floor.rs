@@ -29,12 +29,25 @@ impl Drop for Cleanup {
     }
 }
 
-/// Creates `namespaces` namespaces and `veths` veth pairs between them (a
-/// star around the first, as a node and its pods), then deletes the
-/// namespaces. Veth ends are created directly in their namespaces, never
-/// in the caller's.
-pub fn run(tag: &str, namespaces: usize, veths: usize) -> Result<FloorRun, BenchError> {
+/// Creates `namespaces` namespaces and `veths` veth pairs between them,
+/// then deletes the namespaces. Veth ends are created directly in their
+/// namespaces, never in the caller's.
+///
+/// The veths form `hubs` stars: namespace `h < hubs` holds one end of every
+/// `hubs`-th veth, the other ends go to the other namespaces in turn. A
+/// cluster lab is one star per node (a node holds its pods' veths), so its
+/// floor has one hub per node: the same objects in the same arrangement,
+/// made the cheapest way. One hub holding all 10,000 veths is not the same
+/// work: every device registration then lands in one namespace's device
+/// and sysctl tables, which grow with it.
+pub fn run(
+    tag: &str,
+    namespaces: usize,
+    veths: usize,
+    hubs: usize,
+) -> Result<FloorRun, BenchError> {
     let namespaces = namespaces.max(2);
+    let hubs = hubs.clamp(1, namespaces - 1);
     let prefix = format!("cnl-b{}{tag}-", std::process::id());
     let _cleanup = Cleanup {
         prefix: prefix.clone(),
@@ -45,12 +58,13 @@ pub fn run(tag: &str, namespaces: usize, veths: usize) -> Result<FloorRun, Bench
         create.push_str(&format!("netns add {}\n", name(i)));
     }
     for v in 0..veths {
-        let far = 1 + v % (namespaces - 1);
+        let hub = v % hubs;
+        let far = hubs + v % (namespaces - hubs);
         create.push_str(&format!(
             // One queue each way, as the lab's veths: the cheapest veth
             // (more queues cost an RCU wait under RTNL per veth).
             "link add name fv{v}a netns {} numtxqueues 1 numrxqueues 1 type veth peer name fv{v}b netns {} numtxqueues 1 numrxqueues 1\n",
-            name(0),
+            name(hub),
             name(far)
         ));
     }

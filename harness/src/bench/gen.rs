@@ -83,12 +83,11 @@ pub fn cluster_yaml(name: &str, cni: ScaleCni, nodes: usize, pods_per_node: usiz
             20 + n
         );
         if cni == ScaleCni::TerwayTrunking {
-            // One member ENI per trunk pod: room for every pod of the node.
-            let _ = write!(
-                y,
-                ", enis: {{max: {}, ips_per_eni: 10, trunk: true}}",
-                pods_per_node + 2
-            );
+            // A trunk-capable type from the planner's instance table (its
+            // ENI slots: eth0 and the trunk). Member ENIs ride the trunk and
+            // take no slot; the planner does not cap them (real Terway
+            // allows EniTotalQuantity − EniQuantity per instance).
+            y.push_str(", instance_type: ecs.g7.xlarge");
         }
         y.push_str("}\n");
     }

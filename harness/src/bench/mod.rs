@@ -282,8 +282,9 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
     }
 }
 
-fn record_floor(c: &mut CaseReport, tag: &str) -> Result<(), BenchError> {
-    let f = floor::run(tag, c.namespaces, c.veths)?;
+/// The floor for the case's objects, as `hubs` stars (see `floor::run`).
+fn record_floor(c: &mut CaseReport, tag: &str, hubs: usize) -> Result<(), BenchError> {
+    let f = floor::run(tag, c.namespaces, c.veths, hubs)?;
     c.add("up", Tool::Floor, f.create);
     c.add("down", Tool::Floor, f.destroy);
     c.add("total", Tool::Floor, f.create + f.destroy);
@@ -362,7 +363,7 @@ fn flat(
             c.namespaces,
             c.veths
         ));
-        record_floor(&mut c, "f")?;
+        record_floor(&mut c, "f", 1)?;
     }
     Ok(c)
 }
@@ -429,7 +430,7 @@ fn reference(
         let run = lab_run(opts, &r, &r.topo.expect, mode)?;
         record_lab(&mut c, &run);
         progress(&format!("reference [{}/{repeat}] floor", i + 1));
-        record_floor(&mut c, "r")?;
+        record_floor(&mut c, "r", 1)?;
     }
     Ok(c)
 }
@@ -448,6 +449,15 @@ fn scale(
     let plan = plan_of(opts, &r)?;
     let mut c = CaseReport::new(&name, &plan);
     c.notes.push(format!("cni: {}", s.cni.as_str()));
+    if s.cni == gen::ScaleCni::TerwayTrunking {
+        // Said with every figure: the datapath is measured at a density no
+        // real instance reaches (Terway: EniTotalQuantity − EniQuantity
+        // member ENIs per node, e.g. 40 − 8 = 32 on ecs.r6.8xlarge).
+        c.notes.push(format!(
+            "{} member ENIs per node: the planner does not cap member ENIs per instance type",
+            s.pods_per_node
+        ));
+    }
     let pods = gen::pod_names(s.nodes, s.pods_per_node);
     let expects = gen::random_pairs(&pods, s.probes, 0x5eed);
     reset_peak_rss();
@@ -461,8 +471,17 @@ fn scale(
         let run = lab_run(opts, &r, &expects, None)?;
         record_lab(&mut c, &run);
         progress(&format!("{name} [{}/{repeat}] floor", i + 1));
-        record_floor(&mut c, "s")?;
+        // One star per node, as the lab (plus the VPC's star of ENIs).
+        record_floor(&mut c, "s", s.nodes + 1)?;
     }
+    // The floor as a single star once, so the effect of the shape shows.
+    progress(&format!("{name} floor as one star"));
+    let one = floor::run("s1", c.namespaces, c.veths, 1)?;
+    c.notes.push(format!(
+        "floor as ONE star (every veth in one namespace): up {} ms, down {} ms",
+        one.create.as_millis(),
+        one.destroy.as_millis()
+    ));
     c.peak_rss_kib = peak_rss_kib();
     Ok(c)
 }

@@ -450,12 +450,13 @@ fn link_of_sysctl(path: &str) -> Option<&str> {
 }
 
 fn global_sysctls(p: &NsPlan) -> Result<()> {
+    let proc = sysctl::ProcSys::open();
     for (path, value) in p
         .sysctls
         .iter()
         .filter(|(path, _)| link_of_sysctl(path).is_none())
     {
-        sysctl::write(path, value)?;
+        proc.write(path, value)?;
     }
     Ok(())
 }
@@ -525,12 +526,16 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
         }
         Ok(())
     })?;
-    for (path, value) in p
+    let mut link_sysctls = p
         .sysctls
         .iter()
         .filter(|(path, _)| link_of_sysctl(path).is_some())
-    {
-        sysctl::write(path, value)?;
+        .peekable();
+    if link_sysctls.peek().is_some() {
+        let proc = sysctl::ProcSys::open();
+        for (path, value) in link_sysctls {
+            proc.write(path, value)?;
+        }
     }
     batch(nl, |nl| p.addrs.iter().try_for_each(|a| nl.add_addr(a)))?;
     let mut routes: Vec<_> = p.routes.iter().collect();
