@@ -316,6 +316,71 @@ fn fixed_allocation_keeps_the_ip_across_a_replan() {
     );
 }
 
+/// Terway attaches a node's trunk ENI when its daemon starts, before any
+/// pod (`daemon/builder.go` `setupENIManager` → `initTrunk`): the trunk is
+/// `eth1` even when the node's first pod takes a shared ENI, which then
+/// becomes `eth2`. (Found by the planner fuzz target: the shared ENI and
+/// the trunk were both `eth1`; `fuzz/corpus/planner/` keeps the input.)
+#[test]
+fn trunk_is_attached_before_a_shared_eni_pod() {
+    let mut r = load_file("scenarios/m5-terway-trunking.yaml");
+    // web (shared ENI) before centos (member ENI), both on node .20.
+    let web = r
+        .pods
+        .iter()
+        .position(|p| p.metadata.name == "web")
+        .unwrap();
+    let web = r.pods.remove(web);
+    r.pods.insert(0, web);
+    for b in BOTH {
+        let p = plan(&r, b).unwrap();
+        let v = invariants::violations(&p);
+        assert!(v.is_empty(), "{b:?}: {}", v.join("\n"));
+        let web_ip = p.endpoint("pod/default/web").unwrap().ip;
+        let shared = p.enis.iter().find(|e| e.ips.contains(&web_ip)).unwrap();
+        assert_eq!(shared.role, EniRole::Secondary);
+        let point = |id: &str| {
+            let named = |x: &&ObsPoint| {
+                x.id.to_string() == id || x.aliases.iter().any(|a| a.to_string() == id)
+            };
+            p.points.iter().find(named).unwrap()
+        };
+        let eth2 = point("eni/secondary:cn-hongkong.10.0.4.20/eth2");
+        assert_eq!(eth2.id.to_string(), format!("eni/{}", shared.id));
+        let trunk = point("trunk/cn-hongkong.10.0.4.20");
+        assert_eq!(trunk.ifname.as_deref(), Some("eth1"));
+        assert!(p.pending.is_empty(), "{:?}", p.pending);
+    }
+}
+
+/// Every trunk-capable node gets its trunk at daemon start, member pods or
+/// not (M5b's node-2 has only shared-ENI pods): its shared ENI is `eth2`
+/// and no VLAN program is loaded for a trunk nothing rides.
+#[test]
+fn every_trunk_capable_node_gets_a_trunk() {
+    let p = plan_of(
+        "scenarios/m5b-terway-trunking-matrix.yaml",
+        Backends::PORTABLE,
+    );
+    let trunks: Vec<&str> = p
+        .enis
+        .iter()
+        .filter(|e| e.role == EniRole::Trunk)
+        .map(|e| e.instance.as_str())
+        .collect();
+    assert_eq!(trunks, ["node-1", "node-2"]);
+    assert!(ns(&p, "node/node-2").tc.is_empty());
+    assert!(ns(&p, "hv/node-2").tc.is_empty());
+    assert!(!ns(&p, "hv/node-1").tc.is_empty());
+    assert!(p
+        .points
+        .iter()
+        .any(|x| x.id.to_string() == "eni/secondary:node-2/eth2"
+            || x.aliases
+                .iter()
+                .any(|a| a.to_string() == "eni/secondary:node-2/eth2")));
+}
+
 #[test]
 fn trunk_on_a_node_without_trunk_support_is_pending() {
     let mut r = load_file("scenarios/m5-terway-trunking.yaml");

@@ -19,7 +19,10 @@
 //! carries, as Alibaba's vSwitch gateways all answer with one MAC), and each
 //! member ENI names its pod's address with the trunk link's MAC.
 //!
-//! The trunk ENI takes one ENI slot of the node, so shared-ENI pods on a
+//! Every node that can carry a trunk gets it before any pod, as Terway's
+//! daemon attaches it at start-up (`attach_trunks`): it is the node's
+//! `eth1` and its address comes first; shared ENIs follow as `eth2`, ….
+//! The trunk takes one ENI slot of the node, so shared-ENI pods on a
 //! trunk node have (ENIs − 2) × IPs per ENI addresses; nodes without a
 //! trunk keep (ENIs − 1) × IPs per ENI.
 
@@ -104,7 +107,7 @@ struct Trunk {
 pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) {
     let mut placement = Placement::default();
     let mut out = CniOutput::default();
-    let mut trunks: BTreeMap<usize, Trunk> = BTreeMap::new();
+    let (mut trunks, no_trunk) = attach_trunks(d, ctx);
     // One rule 2048 layout for the cluster (cluster.terway_version).
     let layout = terway_eniip::rule_layout(ctx.topo());
     for pn in ctx.r.podnetworkings.iter().filter(|p| !podeni::is_ready(p)) {
@@ -121,7 +124,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
         let node = ctx.nodes[ni].clone();
         let chosen = podeni::select(&ctx.r.podnetworkings, pod).cloned();
         let result = match &chosen {
-            Some(pn) => member_pod(d, ctx, &mut trunks, ni, pod, pn).map(|ip| (ip, None)),
+            Some(pn) => {
+                member_pod(d, ctx, &mut trunks, &no_trunk, ni, pod, pn).map(|ip| (ip, None))
+            }
             None => terway_eniip::shared_ip(d, ctx, ni, pod, Datapath::Veth)
                 .map(|(k, ip)| (ip, Some(terway_eniip::eni_table(ctx.shared[ni][k].n)))),
         };
@@ -143,6 +148,9 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
             Err(reason) => placement.pending.push(pending(pod, &node.name, reason)),
         }
     }
+    // A trunk no member pod rides (a node whose pods all take shared ENIs)
+    // tags nothing: no program to load on either side.
+    trunks.retain(|_, t| !t.pods.is_empty());
     for (ni, t) in &trunks {
         if !d.plan.backends.vlan_devices {
             // Terway's side: eBPF tags each pod's packets on eth1.
@@ -211,6 +219,30 @@ pub fn declared(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> Result<(), PlanError> 
 /// Who holds a declared member's address in the address book.
 pub fn member_owner(node: &str, vlan: u16) -> String {
     PointId::eni_vlan(node, vlan).to_string()
+}
+
+/// Terway's daemon start-up, before it serves any pod: every node that can
+/// carry a trunk gets its trunk ENI (AliyunContainerService/terway
+/// `daemon/builder.go` `setupENIManager` calls `initTrunk` in
+/// `daemon/daemon.go`, which reuses an attached trunk or creates one with
+/// `CreateNetworkInterface(1, v6, "trunk")`, before the ENI list and the
+/// resource manager exist). So the trunk takes the node's first free ENI
+/// slot (`eth1`, [`TRUNK_LINK`]) and its address comes before any pod's;
+/// shared ENIs follow as `eth2`, `eth3`, …. A node where that fails falls
+/// back to non-trunk mode (Terway: "no trunk eni found, fallback to
+/// non-trunk mode"): the reason is kept for its member pods.
+fn attach_trunks(
+    d: &mut Draft,
+    ctx: &mut VpcIpCtx<'_>,
+) -> (BTreeMap<usize, Trunk>, BTreeMap<usize, String>) {
+    let mut trunks = BTreeMap::new();
+    let mut failed = BTreeMap::new();
+    for ni in 0..ctx.nodes.len() {
+        if let Err(reason) = trunk_of(d, ctx, &mut trunks, ni) {
+            failed.insert(ni, reason);
+        }
+    }
+    (trunks, failed)
 }
 
 /// The trunk ENI of node `ni`, attached on first use.
@@ -476,14 +508,18 @@ fn member_pod(
     d: &mut Draft,
     ctx: &mut VpcIpCtx<'_>,
     trunks: &mut BTreeMap<usize, Trunk>,
+    no_trunk: &BTreeMap<usize, String>,
     ni: usize,
     pod: &Pod,
     pn: &PodNetworking,
 ) -> Result<Ipv4Addr, String> {
     let node = ctx.nodes[ni].clone();
-    let (trunk_id, hv, trunk_mac, vlan) = {
-        let t = trunk_of(d, ctx, trunks, ni)?;
-        (t.id.clone(), t.hv, t.mac, t.next_vlan)
+    let (trunk_id, hv, trunk_mac, vlan) = match trunks.get(&ni) {
+        Some(t) => (t.id.clone(), t.hv, t.mac, t.next_vlan),
+        None => {
+            let why = no_trunk.get(&ni).map(String::as_str);
+            return Err(why.unwrap_or("no trunk ENI").to_string());
+        }
     };
     let (ip, vsw_id) = member_address(ctx, pod, pn)?;
     let topo = ctx.topo();
