@@ -196,12 +196,13 @@ pub fn plan_cni(
     cloud::program_route_entries(&mut d, vpc);
 
     // Security groups, once every ENI address and route entry is known.
+    let mut members = sg::GroupMembers::default();
     for i in 0..d.plan.enis.len() {
         let eni = d.plan.enis[i].clone();
         let Some(ns) = d.plan.ns_index(&PointId::eni(&eni.id)) else {
             continue;
         };
-        match sg::eni_nft(topo, &d.plan, &eni)? {
+        match sg::eni_nft_with(topo, &d.plan, &eni, &mut members)? {
             Some(script) => d.ns(ns).nft = Some(script),
             None => d.plan.notes.push(format!(
                 "eni {} ({}) has no security group: nothing filters it",
