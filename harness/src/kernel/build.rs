@@ -450,15 +450,11 @@ fn link_of_sysctl(path: &str) -> Option<&str> {
 }
 
 fn global_sysctls(p: &NsPlan) -> Result<()> {
-    let proc = sysctl::ProcSys::open();
-    for (path, value) in p
-        .sysctls
-        .iter()
-        .filter(|(path, _)| link_of_sysctl(path).is_none())
-    {
-        proc.write(path, value)?;
-    }
-    Ok(())
+    sysctl::write_all(
+        p.sysctls
+            .iter()
+            .filter(|(path, _)| link_of_sysctl(path).is_none()),
+    )
 }
 
 /// Links in an order where every parent (macvlan/ipvlan/vlan parent, vxlan
@@ -526,17 +522,11 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
         }
         Ok(())
     })?;
-    let mut link_sysctls = p
-        .sysctls
-        .iter()
-        .filter(|(path, _)| link_of_sysctl(path).is_some())
-        .peekable();
-    if link_sysctls.peek().is_some() {
-        let proc = sysctl::ProcSys::open();
-        for (path, value) in link_sysctls {
-            proc.write(path, value)?;
-        }
-    }
+    sysctl::write_all(
+        p.sysctls
+            .iter()
+            .filter(|(path, _)| link_of_sysctl(path).is_some()),
+    )?;
     batch(nl, |nl| p.addrs.iter().try_for_each(|a| nl.add_addr(a)))?;
     let mut routes: Vec<_> = p.routes.iter().collect();
     routes.sort_by_key(|r| r.table != TABLE_MAIN);

@@ -531,12 +531,6 @@ impl Netlink {
         )
     }
 
-    /// Creates a veth pair here with the peer placed directly in `peer_ns`.
-    pub fn add_veth(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: BorrowedFd) -> Result<()> {
-        let label = format!("namespace #{}", peer.ns);
-        self.veth(local, peer, peer_ns.as_raw_fd(), &label, None)
-    }
-
     /// A descriptor on `ns` for a request about to be sent, kept open until
     /// that request is acked.
     fn hold(&mut self, ns: &NetNs) -> Result<std::os::fd::RawFd> {
@@ -546,7 +540,8 @@ impl Netlink {
         Ok(fd)
     }
 
-    /// `add_veth`, naming the peer's namespace in errors.
+    /// Creates a veth pair here with the peer placed directly in `peer_ns`
+    /// (named in errors).
     pub fn add_veth_to(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: &NetNs) -> Result<()> {
         let fd = self.hold(peer_ns)?;
         self.veth(local, peer, fd, peer_ns.name(), None)

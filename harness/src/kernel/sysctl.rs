@@ -46,8 +46,6 @@ impl ProcSys {
         let Some(root) = &self.root else {
             return write(path, value);
         };
-        let err =
-            |e: std::io::Error| KernelError::new(format!("setting sysctl {path}={value}: {e}"));
         let rel = full_path(path)?;
         let rel = CString::new(&rel["/proc/".len()..])
             .map_err(|_| KernelError::new(format!("invalid sysctl path {path:?}")))?;
@@ -61,12 +59,29 @@ impl ProcSys {
             )
         };
         if fd < 0 {
-            return Err(err(std::io::Error::last_os_error()));
+            return Err(set_failed(path, value, std::io::Error::last_os_error()));
         }
         // SAFETY: `fd` was just opened and is not owned elsewhere.
         let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-        f.write_all(value.as_bytes()).map_err(err)
+        f.write_all(value.as_bytes())
+            .map_err(|e| set_failed(path, value, e))
     }
+}
+
+/// Writes every `(path, value)`, through one private procfs opened only if
+/// there is anything to write (see [`ProcSys`]).
+pub fn write_all<'a>(
+    sysctls: impl IntoIterator<Item = &'a (String, String)>,
+) -> Result<(), KernelError> {
+    let mut proc = None;
+    for (path, value) in sysctls {
+        proc.get_or_insert_with(ProcSys::open).write(path, value)?;
+    }
+    Ok(())
+}
+
+fn set_failed(path: &str, value: &str, e: std::io::Error) -> KernelError {
+    KernelError::new(format!("setting sysctl {path}={value}: {e}"))
 }
 
 /// `fsopen("proc")`, create, `fsmount`: the root of a detached procfs.
@@ -107,9 +122,9 @@ pub fn write(path: &str, value: &str) -> Result<(), KernelError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(&full)
-        .map_err(|e| KernelError::new(format!("setting sysctl {path}={value}: {e}")))?;
+        .map_err(|e| set_failed(path, value, e))?;
     f.write_all(value.as_bytes())
-        .map_err(|e| KernelError::new(format!("setting sysctl {path}={value}: {e}")))
+        .map_err(|e| set_failed(path, value, e))
 }
 
 /// Reads `/proc/sys/<path>`, trimmed.
