@@ -537,7 +537,8 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
         p.rules.iter().try_for_each(|r| nl.add_rule(r))
     })?;
     if let Some(script) = &p.nft {
-        nft::apply(ns, script)?;
+        // The caller entered `ns`: no thread of its own is needed.
+        nft::apply_here(ns.name(), script)?;
     }
     if !p.ipvs.is_empty() {
         // The generic-netlink socket belongs to this thread's namespace

@@ -294,7 +294,7 @@ fn probe_nft(c: &mut Capabilities, ns: &NetNs) {
 /// netem on a veth of the scratch namespace; else its stand-in: an
 /// nftables netdev egress chain that drops and duplicates, and tbf.
 fn probe_impairments(c: &mut Capabilities, ns: &NetNs) {
-    let tc = |args: &[&str], what: &str| super::nft::run_in(ns, "tc", args, None, what);
+    let tc = |args: &[&str], what: &str| super::netns::run_in(ns, "tc", args, None, what);
     let dev = if c.veth { "cnlp-v0" } else { "lo" };
     match tc(
         &["qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms"],

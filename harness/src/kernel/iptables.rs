@@ -3,7 +3,7 @@
 //! so kube-proxy's iptables mode lands as the `ip nat` / `ip filter` tables
 //! a real node shows with `iptables-save`.
 
-use super::nft::run_in;
+use super::netns::run_in;
 use super::{KernelError, NetNs};
 
 /// The iptables-nft binaries: the nf_tables backend, never legacy xtables

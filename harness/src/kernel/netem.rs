@@ -5,7 +5,8 @@
 //! packet on its own, as netem's loss and duplicate do), and a tbf qdisc
 //! for the rate. Both run as children that enter the namespace.
 
-use super::nft::{self, run_in};
+use super::netns::run_in;
+use super::nft;
 use super::{KernelError, NetNs};
 use crate::plan::NetemPlan;
 

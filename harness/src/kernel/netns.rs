@@ -9,6 +9,8 @@
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use std::fs::{self, File};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +134,48 @@ impl NetNs {
     pub fn enter_current_thread(&self) -> Result<(), KernelError> {
         self.join()
     }
+}
+
+/// Runs `program args` inside `ns` (spawned from a thread inside it), feeding
+/// `stdin`; returns stdout, or an error with the program's stderr.
+pub(crate) fn run_in(
+    ns: &NetNs,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    what: &str,
+) -> Result<String, KernelError> {
+    let err = |m: String| KernelError::new(format!("{what} in {}: {m}", ns.name()));
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ns
+        .spawn(&mut cmd)
+        .map_err(|e| err(format!("starting {program}: {e}")))?;
+    if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // The child reads all of stdin before answering; a write error shows
+        // up again as the child's own failure below, with its stderr.
+        let _ = pipe.write_all(script.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err(format!("waiting for {program}: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(err(format!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            stderr.trim()
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|e| err(format!("{program} output is not UTF-8: {e}")))
 }
 
 /// Creates all namespaces in parallel (a few threads, each creating a share).

@@ -68,16 +68,37 @@ impl ProcSys {
     }
 }
 
-/// Writes every `(path, value)`, through one private procfs opened only if
-/// there is anything to write (see [`ProcSys`]).
+/// How many namespaces one private procfs serves before a fresh one takes
+/// over: its dentries for every namespace it has seen share hash chains
+/// (see [`ProcSys`]), so a long-lived instance would grow slow again.
+const NAMESPACES_PER_PROCFS: usize = 64;
+
+thread_local! {
+    /// This thread's private procfs and how many namespaces it has served.
+    /// Closing one costs an expedited RCU grace period (the kernel dissolves
+    /// the detached mount in `namespace_unlock`), so a build worker keeps
+    /// one across the namespaces it builds instead of one per namespace.
+    static PROC_SYS: std::cell::RefCell<Option<(ProcSys, usize)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Writes every `(path, value)` in the calling thread's namespace, through
+/// the thread's private procfs (opened only if there is anything to write).
 pub fn write_all<'a>(
     sysctls: impl IntoIterator<Item = &'a (String, String)>,
 ) -> Result<(), KernelError> {
-    let mut proc = None;
-    for (path, value) in sysctls {
-        proc.get_or_insert_with(ProcSys::open).write(path, value)?;
+    let mut sysctls = sysctls.into_iter().peekable();
+    if sysctls.peek().is_none() {
+        return Ok(());
     }
-    Ok(())
+    PROC_SYS.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(_, n)| *n >= NAMESPACES_PER_PROCFS) {
+            *slot = Some((ProcSys::open(), 0));
+        }
+        let (proc, served) = slot.as_mut().expect("just filled");
+        *served += 1;
+        sysctls.try_for_each(|(path, value)| proc.write(path, value))
+    })
 }
 
 fn set_failed(path: &str, value: &str, e: std::io::Error) -> KernelError {

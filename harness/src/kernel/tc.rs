@@ -202,6 +202,24 @@ pub struct Hook {
     pub prog: Prog,
 }
 
+/// Runs `f` with the process's one object loader.
+///
+/// The programs read only `__sk_buff` fields and call helpers: no CO-RE
+/// relocation needs the kernel's BTF, hence `.btf(None)`. But aya 0.14's
+/// `EbpfLoader::new()` parses `/sys/kernel/btf/vmlinux` (several MB, ~25 ms
+/// here) before `.btf(None)` can discard it, so a loader is made once per
+/// process and reused: the second trunk lab of a `check -j` loads without it.
+fn with_loader<R>(f: impl FnOnce(&mut aya::EbpfLoader<'static>) -> R) -> R {
+    static LOADER: Mutex<Option<aya::EbpfLoader<'static>>> = Mutex::new(None);
+    let mut g = LOADER.lock().unwrap_or_else(|p| p.into_inner());
+    let loader = g.get_or_insert_with(|| {
+        let mut l = aya::EbpfLoader::new();
+        l.btf(None);
+        l
+    });
+    f(loader)
+}
+
 impl VlanPrograms {
     /// Loads the object (creates its maps) and verifies `programs`, once.
     pub fn load(
@@ -210,12 +228,7 @@ impl VlanPrograms {
         programs: &[Prog],
     ) -> Result<Arc<VlanPrograms>, KernelError> {
         let owner = owner.into();
-        // The programs read only `__sk_buff` fields and call helpers: no
-        // CO-RE relocation needs the kernel's BTF, and parsing it (several
-        // MB) would cost ~70 ms on every load.
-        let mut bpf = aya::EbpfLoader::new()
-            .btf(None)
-            .load(vlan_object())
+        let mut bpf = with_loader(|l| l.load(vlan_object()))
             .map_err(|e| KernelError::new(format!("{owner}: loading vlan.o: {}", chain(&e))))?;
         let mut progs = BTreeMap::new();
         for p in programs {

@@ -283,15 +283,23 @@ impl Lab {
         ensure_fd_limit(sockets as u64 + FD_HEADROOM)?;
         // From here on, an early return drops `lab`, which tears it down.
         registry::save_plan(&lab.id, &lab.plan).map_err(|err| LabError::Registry { err })?;
+        if lab.plan.namespaces.iter().any(|n| n.nft.is_some()) {
+            crate::kernel::nft::warm_up();
+        }
+        let has_tc = lab.plan.namespaces.iter().any(|n| !n.tc.is_empty());
+        let programs = if has_tc {
+            Some(tc::preload(&lab.plan, tc_attach(opts.tc_attach)?))
+        } else {
+            None
+        };
         let t = Instant::now();
         lab.ns = netns::create_all(&lab.names)?;
         lab.timings.namespaces = t.elapsed();
         let t = Instant::now();
         build::build(&lab.plan, &lab.ns)?;
-        if lab.plan.namespaces.iter().any(|n| !n.tc.is_empty()) {
+        if let Some(programs) = programs {
             let t = Instant::now();
-            let mode = tc_attach(opts.tc_attach)?;
-            lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns, mode)?);
+            lab.tc = Some(tc::attach_all(&lab.plan, &lab.ns, programs)?);
             lab.timings.tc = t.elapsed();
         }
         if let Some(rt) = lab.plan.cni_runtime.clone() {

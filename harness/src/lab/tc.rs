@@ -49,9 +49,58 @@ enum Handle {
     Filter,
 }
 
-/// Attaches every `TcPlan` of `plan` with `mode`; `ns[i]` is
+/// The lab's VLAN programs, loading on a thread of their own from the start
+/// of bring-up. Loading is CPU work (the verifier; once per process, aya's
+/// BTF parse) while creating and building namespaces mostly waits on RTNL,
+/// so the two overlap even on two cores.
+pub struct Preload {
+    mode: TcAttach,
+    loading: Option<std::thread::JoinHandle<Result<Arc<VlanPrograms>, KernelError>>>,
+}
+
+/// Starts loading the programs when `plan` has a trunk or hypervisor hook.
+pub fn preload(plan: &LabPlan, mode: TcAttach) -> Preload {
+    let needed = plan
+        .namespaces
+        .iter()
+        .flat_map(|n| &n.tc)
+        .any(|t| !matches!(t, TcPlan::RedirectToHost { .. }));
+    let owner = format!("lab {}", plan.name);
+    Preload {
+        mode,
+        loading: needed.then(|| std::thread::spawn(move || VlanPrograms::load_vlan(owner, mode))),
+    }
+}
+
+impl Preload {
+    fn wait(&mut self) -> Result<Arc<VlanPrograms>, KernelError> {
+        match self.loading.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(KernelError::new("loading vlan.o panicked"))),
+            // `preload` saw no hook that needs them.
+            None => VlanPrograms::load_vlan("lab", self.mode),
+        }
+    }
+}
+
+impl Drop for Preload {
+    /// A bring-up that failed before attaching still waits for the load, so
+    /// no program outlives the lab (the soak counts them).
+    fn drop(&mut self) {
+        if let Some(h) = self.loading.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Attaches every `TcPlan` of `plan` with the programs of `progs`; `ns[i]` is
 /// `plan.namespaces[i]`. Nothing is loaded for a lab without trunks.
-pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHandles, KernelError> {
+pub fn attach_all(
+    plan: &LabPlan,
+    ns: &[NetNs],
+    mut progs: Preload,
+) -> Result<TcHandles, KernelError> {
     let mut work: Vec<(&str, &NetNs, &TcPlan)> = Vec::new();
     for (i, p) in plan.namespaces.iter().enumerate() {
         let netns = ns
@@ -68,7 +117,9 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHand
     if work.is_empty() {
         return Ok(TcHandles::default());
     }
-    let progs = VlanPrograms::load_vlan(format!("lab {}", plan.name), mode)?;
+    let t0 = std::time::Instant::now();
+    let progs = progs.wait()?;
+    tracing::debug!("tc {}: waited for the programs {:?}", plan.name, t0.elapsed());
     let attach = |(key, netns, t): &(&str, &NetNs, &TcPlan)| -> Result<Handle, KernelError> {
         match t {
             TcPlan::Trunk { link, pods } => progs
@@ -115,6 +166,7 @@ pub fn attach_all(plan: &LabPlan, ns: &[NetNs], mode: TcAttach) -> Result<TcHand
         }
     }
     check_unique_indexes(&h)?;
+    tracing::debug!("tc {}: attached {:?}", plan.name, t0.elapsed());
     Ok(h)
 }
 
