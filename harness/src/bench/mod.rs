@@ -180,12 +180,47 @@ struct LabRun {
     peak_fds: usize,
 }
 
+/// Live network namespaces as `/proc/slabinfo` counts them (`net_namespace`
+/// objects in use; SLUB's figure lags its per-CPU caches a little).
+fn live_namespaces() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("net_namespace "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until the kernel has freed the namespaces the previous run deleted.
+///
+/// Deleting a namespace only drops its last reference: the kernel frees it
+/// later on its `netns` workqueue, taking RTNL for every batch, so a run
+/// measured right after another would pay for part of the other's teardown
+/// (cnlab's up after the floor's down, and the floor's up after cnlab's).
+/// Every measured run therefore starts once the count of live namespaces has
+/// not changed for 100 ms (at most 120 s; 300 ms where slabinfo is unreadable).
+fn settle() {
+    const QUIET: Duration = Duration::from_millis(100);
+    let Some(mut last) = live_namespaces() else {
+        std::thread::sleep(Duration::from_millis(300));
+        return;
+    };
+    let start = Instant::now();
+    let mut changed = Instant::now();
+    while changed.elapsed() < QUIET && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = live_namespaces().unwrap_or(last);
+        if now != last {
+            last = now;
+            changed = Instant::now();
+        }
+    }
+}
+
 fn lab_run(
     opts: &BenchOptions,
     r: &Resolved,
     expects: &[Expectation],
     tc_attach: Option<TcAttach>,
 ) -> Result<LabRun, BenchError> {
+    settle();
     let fulls = arp_table_fulls();
     let fds = FdSampler::start();
     let t = Instant::now();
@@ -284,6 +319,7 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
 
 /// The floor for the case's objects, as `hubs` stars (see `floor::run`).
 fn record_floor(c: &mut CaseReport, tag: &str, hubs: usize) -> Result<(), BenchError> {
+    settle();
     let f = floor::run(tag, c.namespaces, c.veths, hubs)?;
     c.add("up", Tool::Floor, f.create);
     c.add("down", Tool::Floor, f.destroy);
@@ -476,6 +512,7 @@ fn scale(
     }
     // The floor as a single star once, so the effect of the shape shows.
     progress(&format!("{name} floor as one star"));
+    settle();
     let one = floor::run("s1", c.namespaces, c.veths, 1)?;
     c.notes.push(format!(
         "floor as ONE star (every veth in one namespace): up {} ms, down {} ms",

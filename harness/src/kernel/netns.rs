@@ -10,9 +10,9 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use std::fs::{self, File};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use super::KernelError;
 

@@ -92,7 +92,10 @@ pub fn write_all<'a>(
         return Ok(());
     }
     PROC_SYS.with_borrow_mut(|slot| {
-        if slot.as_ref().is_none_or(|(_, n)| *n >= NAMESPACES_PER_PROCFS) {
+        if slot
+            .as_ref()
+            .is_none_or(|(_, n)| *n >= NAMESPACES_PER_PROCFS)
+        {
             *slot = Some((ProcSys::open(), 0));
         }
         let (proc, served) = slot.as_mut().expect("just filled");

@@ -119,7 +119,11 @@ pub fn attach_all(
     }
     let t0 = std::time::Instant::now();
     let progs = progs.wait()?;
-    tracing::debug!("tc {}: waited for the programs {:?}", plan.name, t0.elapsed());
+    tracing::debug!(
+        "tc {}: waited for the programs {:?}",
+        plan.name,
+        t0.elapsed()
+    );
     let attach = |(key, netns, t): &(&str, &NetNs, &TcPlan)| -> Result<Handle, KernelError> {
         match t {
             TcPlan::Trunk { link, pods } => progs

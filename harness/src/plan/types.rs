@@ -153,7 +153,7 @@ pub struct NsPlan {
     /// Link-level sysctls name the link (`net/ipv4/conf/eth0/rp_filter`) and
     /// are applied after the links exist.
     pub sysctls: Vec<(String, String)>,
-    /// A complete nft script applied atomically (`nft -f -`) in this namespace.
+    /// A complete nft script applied atomically (one libnftables transaction, as `nft -f`) in this namespace.
     pub nft: Option<String>,
     /// `iptables-restore` input (kube-proxy's iptables mode), applied with
     /// iptables-nft in this namespace after `nft`.
