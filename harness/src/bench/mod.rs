@@ -110,6 +110,7 @@ impl Default for BenchOptions {
 
 /// Runs the chosen cases; `progress` hears one line per step.
 pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, BenchError> {
+    baseline_namespaces();
     if !lab::is_root() {
         return Err(BenchError::new(
             "cnlab bench creates network namespaces: run it as root (sudo cnlab bench …)",
@@ -188,23 +189,37 @@ fn live_namespaces() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Live namespaces when the bench started (the first call's count).
+fn baseline_namespaces() -> Option<u64> {
+    static BASELINE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BASELINE.get_or_init(live_namespaces)
+}
+
 /// Waits until the kernel has freed the namespaces the previous run deleted.
 ///
 /// Deleting a namespace only drops its last reference: the kernel frees it
 /// later on its `netns` workqueue, taking RTNL for every batch, so a run
 /// measured right after another would pay for part of the other's teardown
 /// (cnlab's up after the floor's down, and the floor's up after cnlab's).
-/// Every measured run therefore starts once the count of live namespaces has
-/// not changed for 100 ms (at most 120 s; 300 ms where slabinfo is unreadable).
+/// Every measured run therefore starts once the count of live namespaces is
+/// back to what it was when the bench started (`baseline`, a few of slack:
+/// SLUB's count is approximate), or has not moved for a second (another
+/// program's namespaces came or went), at most 120 s; where slabinfo is
+/// unreadable, after 300 ms.
 fn settle() {
-    const QUIET: Duration = Duration::from_millis(100);
-    let Some(mut last) = live_namespaces() else {
+    const SLACK: u64 = 8;
+    const QUIET: Duration = Duration::from_secs(1);
+    let baseline = baseline_namespaces();
+    let (Some(baseline), Some(mut last)) = (baseline, live_namespaces()) else {
         std::thread::sleep(Duration::from_millis(300));
         return;
     };
     let start = Instant::now();
     let mut changed = Instant::now();
-    while changed.elapsed() < QUIET && start.elapsed() < Duration::from_secs(120) {
+    while last > baseline + SLACK
+        && changed.elapsed() < QUIET
+        && start.elapsed() < Duration::from_secs(120)
+    {
         std::thread::sleep(Duration::from_millis(10));
         let now = live_namespaces().unwrap_or(last);
         if now != last {
