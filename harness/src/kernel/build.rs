@@ -311,27 +311,15 @@ pub fn teardown(names: &[String]) -> Result<()> {
     } else {
         1
     };
-    let chunk = names.len().div_ceil(workers).max(1);
-    let errors: Vec<String> = std::thread::scope(|s| {
-        let parts: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .filter_map(|n| netns::delete(n).err())
-                        .map(|e| e.0)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec!["namespace deletion worker panicked".into()])
-            })
-            .collect()
-    });
+    let errors: Vec<String> = super::in_chunks(
+        names,
+        workers,
+        |n| netns::delete(n).err().map(|e| e.0),
+        || Some("namespace deletion worker panicked".into()),
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -184,31 +184,14 @@ pub fn create_all(names: &[String]) -> Result<Vec<NetNs>, KernelError> {
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8);
-    let chunk = names.len().div_ceil(workers).max(1);
-    let results: Vec<Result<Vec<NetNs>, KernelError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|n| NetNs::create(n))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(KernelError::new("namespace worker panicked")))
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(names.len());
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
+    super::in_chunks(
+        names,
+        workers,
+        |n| NetNs::create(n),
+        || Err(KernelError::new("namespace worker panicked")),
+    )
+    .into_iter()
+    .collect()
 }
 
 /// Deletes a named namespace, like `ip netns delete NAME`. The kernel frees

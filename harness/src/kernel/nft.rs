@@ -39,8 +39,9 @@ struct Lib {
 
 const SONAME: &str = "libnftables.so.1";
 
+static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+
 fn lib() -> Result<&'static Lib, KernelError> {
-    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
     LIB.get_or_init(|| {
         // SAFETY: loading libnftables runs no initialiser with preconditions;
         // each symbol is looked up with the signature libnftables.h declares.
@@ -85,10 +86,13 @@ fn lib() -> Result<&'static Lib, KernelError> {
 
 /// Opens the library on a thread of its own, so the first ruleset of a
 /// bring-up does not wait for the dynamic loader (~1-2 ms).
+/// Nothing to do once it is open.
 pub fn warm_up() {
-    std::thread::spawn(|| {
-        let _ = lib();
-    });
+    if LIB.get().is_none() {
+        std::thread::spawn(|| {
+            let _ = lib();
+        });
+    }
 }
 
 /// One libnftables call at a time in this process: `nft_ctx_new` sets up

@@ -54,8 +54,12 @@ enum Handle {
 /// BTF parse) while creating and building namespaces mostly waits on RTNL,
 /// so the two overlap even on two cores.
 pub struct Preload {
-    mode: TcAttach,
     loading: Option<std::thread::JoinHandle<Result<Arc<VlanPrograms>, KernelError>>>,
+}
+
+/// Whether `t` hooks the VLAN programs (Terway IPVLAN's u32 redirects load nothing).
+fn needs_programs(t: &TcPlan) -> bool {
+    !matches!(t, TcPlan::RedirectToHost { .. })
 }
 
 /// Starts loading the programs when `plan` has a trunk or hypervisor hook.
@@ -64,23 +68,20 @@ pub fn preload(plan: &LabPlan, mode: TcAttach) -> Preload {
         .namespaces
         .iter()
         .flat_map(|n| &n.tc)
-        .any(|t| !matches!(t, TcPlan::RedirectToHost { .. }));
+        .any(needs_programs);
     let owner = format!("lab {}", plan.name);
     Preload {
-        mode,
         loading: needed.then(|| std::thread::spawn(move || VlanPrograms::load_vlan(owner, mode))),
     }
 }
 
 impl Preload {
     fn wait(&mut self) -> Result<Arc<VlanPrograms>, KernelError> {
-        match self.loading.take() {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(KernelError::new("loading vlan.o panicked"))),
-            // `preload` saw no hook that needs them.
-            None => VlanPrograms::load_vlan("lab", self.mode),
-        }
+        self.loading
+            .take()
+            .ok_or_else(|| KernelError::new("the VLAN programs were not preloaded"))?
+            .join()
+            .unwrap_or_else(|_| Err(KernelError::new("loading vlan.o panicked")))
     }
 }
 
@@ -144,19 +145,8 @@ pub fn attach_all(
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 4);
-    let chunk = work.len().div_ceil(workers).max(1);
-    let results: Vec<Result<Handle, KernelError>> = std::thread::scope(|s| {
-        let threads: Vec<_> = work
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(attach).collect::<Vec<_>>()))
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| vec![Err(KernelError::new("tc attach worker panicked"))])
-            })
-            .collect()
+    let results = crate::kernel::in_chunks(&work, workers, attach, || {
+        Err(KernelError::new("tc attach worker panicked"))
     });
     let mut h = TcHandles {
         progs: Some(progs),
