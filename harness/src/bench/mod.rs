@@ -174,6 +174,8 @@ struct LabRun {
     timings: lab::UpTimings,
     probe: Duration,
     down: Duration,
+    /// After `down`, until the kernel had freed the lab's namespaces.
+    freed: Duration,
     results: Vec<CheckResult>,
     /// Times the kernel's ARP table was full during the run.
     arp_table_fulls: u64,
@@ -195,37 +197,90 @@ fn baseline_namespaces() -> Option<u64> {
     *BASELINE.get_or_init(live_namespaces)
 }
 
-/// Waits until the kernel has freed the namespaces the previous run deleted.
+/// Waits until the kernel has freed the namespaces the previous run
+/// deleted, and says how long that took.
 ///
 /// Deleting a namespace only drops its last reference: the kernel frees it
-/// later on its `netns` workqueue, taking RTNL for every batch, so a run
-/// measured right after another would pay for part of the other's teardown
-/// (cnlab's up after the floor's down, and the floor's up after cnlab's).
-/// Every measured run therefore starts once the count of live namespaces is
-/// back to what it was when the bench started (`baseline`, a few of slack:
-/// SLUB's count is approximate), or has not moved for a second (another
-/// program's namespaces came or went), at most 120 s; where slabinfo is
-/// unreadable, after 300 ms.
-fn settle() {
+/// later on its `netns` workqueue (one worker, taking RTNL for every
+/// batch), so a run measured right after another would pay for part of the
+/// other's teardown (cnlab's up after the floor's down, and the floor's up
+/// after cnlab's). Every measured run therefore starts once the count of
+/// live namespaces is back to what it was when the bench started
+/// (`baseline`, a few of slack: SLUB's count is approximate), or once it
+/// has not moved for a second while the CPUs were idle (another program's
+/// namespaces came or went; the count alone stands still for many seconds
+/// while the worker unregisters the links of one big batch), at most
+/// 120 s; where slabinfo is unreadable, after 300 ms.
+fn settle() -> Duration {
     const SLACK: u64 = 8;
     const QUIET: Duration = Duration::from_secs(1);
+    const IDLE_BELOW: f64 = 0.10;
     let baseline = baseline_namespaces();
+    let start = Instant::now();
     let (Some(baseline), Some(mut last)) = (baseline, live_namespaces()) else {
         std::thread::sleep(Duration::from_millis(300));
-        return;
+        return start.elapsed();
     };
-    let start = Instant::now();
     let mut changed = Instant::now();
+    let mut cpu = CpuBusy::now();
+    let mut idle_since = Instant::now();
     while last > baseline + SLACK
-        && changed.elapsed() < QUIET
+        && (changed.elapsed() < QUIET || idle_since.elapsed() < QUIET)
         && start.elapsed() < Duration::from_secs(120)
     {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(50));
         let now = live_namespaces().unwrap_or(last);
         if now != last {
             last = now;
             changed = Instant::now();
         }
+        if cpu.busy_since() > IDLE_BELOW {
+            idle_since = Instant::now();
+        }
+    }
+    let waited = start.elapsed();
+    // The quiet second proves the end, it is not part of the work.
+    if last > baseline + SLACK {
+        waited.saturating_sub(QUIET)
+    } else {
+        waited
+    }
+}
+
+/// Share of CPU time spent busy (all CPUs, /proc/stat) between readings.
+struct CpuBusy {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuBusy {
+    fn now() -> CpuBusy {
+        let (busy, total) = Self::read().unwrap_or((0, 0));
+        CpuBusy { busy, total }
+    }
+
+    fn read() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+        Some((total - idle, total))
+    }
+
+    /// Busy share since the last call (0 when unreadable).
+    fn busy_since(&mut self) -> f64 {
+        let Some((busy, total)) = Self::read() else {
+            return 0.0;
+        };
+        let share = (busy - self.busy) as f64 / (total - self.total).max(1) as f64;
+        (self.busy, self.total) = (busy, total);
+        share
     }
 }
 
@@ -255,11 +310,13 @@ fn lab_run(
     lab.down();
     let down = t.elapsed();
     let peak_fds = fds.stop();
+    let freed = settle();
     Ok(LabRun {
         up,
         timings,
         probe,
         down,
+        freed,
         results,
         arp_table_fulls: arp_table_fulls().saturating_sub(fulls),
         peak_fds,
@@ -313,6 +370,7 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
     c.add("  servers", Tool::Cnlab, run.timings.servers);
     c.add("probe", Tool::Cnlab, run.probe);
     c.add("down", Tool::Cnlab, run.down);
+    c.add("  kernel frees", Tool::Cnlab, run.freed);
     c.add("total", Tool::Cnlab, run.up + run.probe + run.down);
     c.arp_table_fulls += run.arp_table_fulls;
     c.peak_fds = c.peak_fds.max(Some(run.peak_fds));
@@ -338,6 +396,7 @@ fn record_floor(c: &mut CaseReport, tag: &str, hubs: usize) -> Result<(), BenchE
     let f = floor::run(tag, c.namespaces, c.veths, hubs)?;
     c.add("up", Tool::Floor, f.create);
     c.add("down", Tool::Floor, f.destroy);
+    c.add("  kernel frees", Tool::Floor, settle());
     c.add("total", Tool::Floor, f.create + f.destroy);
     Ok(())
 }

@@ -15,7 +15,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::{CloudError, MockCloud};
 use crate::kernel::build::configure_namespace;
-use crate::kernel::netlink::Netlink;
+use crate::kernel::netlink::{Netlink, UpAtCreation};
 use crate::kernel::{netns, KernelError, NetNs};
 use crate::plan;
 use crate::plan::cloud::{
@@ -327,6 +327,7 @@ impl<'a> MockCloud<'a> {
                 &end(ENI_VPC_SIDE, Some(vpc_side_mac)),
                 eni_ref,
                 index,
+                UpAtCreation::default(),
             )?;
             nl.set_link(&id2, None, None, Some(true))?;
             nl.add_route(&RoutePlan::link(v4net(ip), &id2))?;
@@ -438,6 +439,7 @@ impl<'a> MockCloud<'a> {
                 &end(&name, Some(record.mac)),
                 node_ns,
                 index,
+                UpAtCreation::default(),
             )
         })?;
         // The instance side, as plan::cloud plumbs it for a planned ENI.

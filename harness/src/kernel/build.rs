@@ -12,10 +12,11 @@
 //! A bounded pool of std threads works across namespaces; each thread
 //! enters a namespace itself and opens one batched netlink socket there.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::netlink::Netlink;
+use super::netlink::{Netlink, UpAtCreation};
 use super::{iptables, ipvs, netns, nft, sysctl, KernelError, NetNs};
 use crate::plan::types::{AdoptedLink, Backends, LabPlan, LinkKind, LinkPlan, NsPlan, TABLE_MAIN};
 
@@ -25,6 +26,11 @@ type Result<T> = std::result::Result<T, KernelError>;
 
 /// Threads working on namespaces at once.
 const WORKERS: usize = 4;
+/// Veth pairs created per batch before their peers are finished (see
+/// `create_veths`): the peers of a namespace with thousands of pairs (the
+/// VPC router) would otherwise wait down, queued for linkwatch, until all
+/// of them exist.
+const VETH_CHUNK: usize = 32;
 /// Teardown threads for a large lab, and from how many namespaces on.
 const TEARDOWN_WORKERS: usize = 8;
 const TEARDOWN_PARALLEL_FROM: usize = 512;
@@ -54,14 +60,17 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
     lap.mark("sysctls");
     // Sets, not a scan of every veth per namespace: that is O(n²) in a
     // 10,000-pod lab.
-    let veth_sides: Vec<usize> = plan
-        .veths
-        .iter()
-        .map(|v| v.a.ns)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for_each_ns(&veth_sides, ns, plan, |i, nl| create_veths(plan, ns, i, nl))?;
+    let mut pairs_of: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (k, v) in plan.veths.iter().enumerate() {
+        pairs_of.entry(v.a.ns).or_default().push(k);
+    }
+    let veth_sides: Vec<usize> = pairs_of.keys().copied().collect();
+    let ends = VethEnds::of_plan(plan);
+    for_each_ns(&veth_sides, ns, plan, |i, nl| {
+        pairs_of[&i]
+            .chunks(VETH_CHUNK)
+            .try_for_each(|part| create_veths(plan, ns, part, &ends, nl))
+    })?;
     lap.mark("veths");
     // Links adopted by another namespace (a pod's ipvlan eth0 on the node's
     // ENI) are created from their parent's namespace once the parent exists.
@@ -81,7 +90,9 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
     for_each_ns(&adopters, ns, plan, |i, nl| rename_adopted(plan, i, nl))?;
     lap.mark("adopted links");
     for_each_ns(&all, ns, plan, |i, nl| {
-        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
+        let hooked = ends.hooked.get(i);
+        let ready = |l: &str| hooked.is_some_and(|h| h.contains(l));
+        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, &ready, nl)
     })?;
     lap.mark("namespaces built");
     for_each_ns(&all, ns, plan, |_, nl| wait_until_active(nl))?;
@@ -202,9 +213,9 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
                 let v = &plan.veths[*k];
                 let (a, b) = veth_indexes(*k);
                 if v.a.ns == j {
-                    nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], (a, b))?;
+                    nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], (a, b), UpAtCreation::default())?;
                 } else {
-                    nl.add_veth_indexed(&v.b, &v.a, &ns[v.a.ns], (b, a))?;
+                    nl.add_veth_indexed(&v.b, &v.a, &ns[v.a.ns], (b, a), UpAtCreation::default())?;
                 }
             }
             Ok(())
@@ -232,7 +243,7 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
         for_each_ns(&[i], ns, plan, |i, nl| rename_adopted(plan, i, nl))?;
     }
     for_each_ns(&[i], ns, plan, |i, nl| {
-        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, nl)
+        build_namespace(&plan.namespaces[i], &ns[i], &plan.backends, &|_| false, nl)
     })?;
     let others: Vec<usize> = touched.iter().map(|(j, _)| *j).collect();
     for_each_ns(&others, ns, plan, |j, nl| {
@@ -245,6 +256,7 @@ pub fn rebuild_namespace(plan: &LabPlan, ns: &[NetNs], i: usize) -> Result<()> {
             &only_devices(&plan.namespaces[j], devs),
             &ns[j],
             &plan.backends,
+            &|_| false,
             nl,
         )
     })?;
@@ -261,7 +273,7 @@ pub fn configure_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends) -> Resul
     ns.run(|| {
         global_sysctls(p)?;
         let mut nl = Netlink::open()?;
-        build_namespace(p, ns, backends, &mut nl)
+        build_namespace(p, ns, backends, &|_| false, &mut nl)
     })?
     .map_err(|e| e.context(format_args!("in namespace {} ({})", ns.name(), p.key)))
 }
@@ -300,18 +312,42 @@ fn only_devices(p: &NsPlan, devs: &[String]) -> NsPlan {
 
 /// Deletes the lab's namespaces (the kernel frees every link inside).
 /// Deleting link by link would cost an RCU grace period per veth.
+///
+/// The kernel frees dead namespaces in batches (`cleanup_net`), and for
+/// each one it walks every namespace still alive, taking its nsid lock and
+/// scanning its table of peer namespace ids (`unhash_nsid`). Namespaces
+/// that die one by one as their mounts go cost O(n²) of that walk, on one
+/// CPU, and the VPC router's table names all 10,000 ENI namespaces of a big
+/// trunking lab: most of the kernel's share of its teardown. So a
+/// descriptor holds each namespace while its mount goes, and all are closed
+/// together: they die in one batch, whose walk covers only the namespaces
+/// outside it. Where RLIMIT_NOFILE cannot cover every namespace, the first
+/// ones are held (a plan lists the VPC router, nodes and hypervisors, the
+/// namespaces with the largest nsid tables, first) and the rest are
+/// deleted after the held ones were let go.
 pub fn teardown(names: &[String]) -> Result<()> {
-    // Each unmount ends in an expedited RCU grace period (the kernel's
-    // `namespace_unlock`), and while the kernel is freeing the namespaces
-    // deleted just before, a grace period waits for its cleanup worker: in
-    // a 10,000-pod lab one thread spent most of `down` waiting. Threads that
-    // unmount at the same time share grace periods.
+    let held = netns::hold_first(names);
+    let (first, rest) = names.split_at(held.len().min(names.len()));
+    let mut errors = unmount_all(first);
+    drop(held);
+    errors.extend(unmount_all(rest));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(KernelError::new(errors.join("; ")))
+    }
+}
+
+/// Unmounts and removes the namespace files of `names`. Each unmount ends
+/// in an expedited RCU grace period (the kernel's `namespace_unlock`);
+/// threads that unmount at the same time share grace periods.
+fn unmount_all(names: &[String]) -> Vec<String> {
     let workers = if names.len() >= TEARDOWN_PARALLEL_FROM {
         TEARDOWN_WORKERS
     } else {
         1
     };
-    let errors: Vec<String> = super::in_chunks(
+    super::in_chunks(
         names,
         workers,
         |n| netns::delete(n).err().map(|e| e.0),
@@ -319,12 +355,7 @@ pub fn teardown(names: &[String]) -> Result<()> {
     )
     .into_iter()
     .flatten()
-    .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(KernelError::new(errors.join("; ")))
-    }
+    .collect()
 }
 
 /// Runs `work` for each listed namespace on a pool of threads, each inside
@@ -388,13 +419,137 @@ fn batch(nl: &mut Netlink, f: impl FnOnce(&mut Netlink) -> Result<()>) -> Result
     }
 }
 
-fn create_veths(plan: &LabPlan, ns: &[NetNs], i: usize, nl: &mut Netlink) -> Result<()> {
+/// Creates the veth pairs `pairs` (all with their `a` end here), gives
+/// each end that carries a tc hook its clsact qdisc, and brings up at once
+/// every end planned up.
+///
+/// Why at once: a new veth end is queued for the kernel's linkwatch worker
+/// (its carrier goes off at registration) and a down one stays queued.
+/// Every urgent linkwatch run (one per burst of links gaining carrier)
+/// walks that whole queue holding RTNL, with interrupts off: with 60,000
+/// ends created down and brought up later, those walks were a fifth of a
+/// 10,000-pod bring-up's CPU time, and every other netlink request spun on
+/// RTNL meanwhile. An end that is up gets its carrier from its peer and
+/// leaves the queue in the next run. A hooked end gets its qdisc first,
+/// while still down (see `build_namespace`). The local end of a pair can
+/// come up in the request that creates it; the peer cannot (veth_newlink
+/// configures it before the two are joined, and veth_open refuses an end
+/// without a peer: ENOTCONN), so this thread enters each peer's namespace
+/// and finishes its ends there.
+fn create_veths(
+    plan: &LabPlan,
+    ns: &[NetNs],
+    pairs: &[usize],
+    ends: &VethEnds,
+    nl: &mut Netlink,
+) -> Result<()> {
+    let mut hooked_here: Vec<EndToFinish> = Vec::new();
     batch(nl, |nl| {
-        for (k, v) in plan.veths.iter().enumerate().filter(|(_, v)| v.a.ns == i) {
-            nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], veth_indexes(k))?;
+        for &k in pairs {
+            let v = &plan.veths[k];
+            let (up, hooked) = ends.of(v.a.ns, &v.a.name);
+            let now = UpAtCreation {
+                local: up && !hooked,
+            };
+            nl.add_veth_indexed(&v.a, &v.b, &ns[v.b.ns], veth_indexes(k), now)?;
+            if hooked {
+                hooked_here.push(EndToFinish {
+                    index: veth_indexes(k).0,
+                    name: &v.a.name,
+                    up,
+                    hooked,
+                });
+            }
         }
-        Ok(())
-    })
+        // The qdiscs one after the other: each clsact is bound to the
+        // kernel's global list of indirect flow blocks, which every bind
+        // walks (flow_indr_dev_setup_offload); back to back the walks stay
+        // in cache, interleaved with link creation they cost 5x more.
+        finish_hooked(nl, &hooked_here)
+    })?;
+    let mut peers: BTreeMap<usize, Vec<EndToFinish>> = BTreeMap::new();
+    for &k in pairs {
+        let b = &plan.veths[k].b;
+        let (up, hooked) = ends.of(b.ns, &b.name);
+        if up || hooked {
+            peers.entry(b.ns).or_default().push(EndToFinish {
+                index: veth_indexes(k).1,
+                name: &b.name,
+                up,
+                hooked,
+            });
+        }
+    }
+    // This thread belongs to `for_each_ns`, which enters the namespace of
+    // its next item itself; `nl` stays bound to this one.
+    for (j, list) in peers {
+        ns[j]
+            .enter_current_thread()
+            .and_then(|()| Netlink::open())
+            .and_then(|mut peer_nl| batch(&mut peer_nl, |nl| finish_hooked(nl, &list)))
+            .map_err(|e| e.context(format_args!("in namespace {}", ns[j].name())))?;
+    }
+    Ok(())
+}
+
+/// A veth end of this namespace that still needs its clsact qdisc (if
+/// `hooked`) and to come up (if `up`).
+struct EndToFinish<'a> {
+    index: u32,
+    name: &'a str,
+    up: bool,
+    hooked: bool,
+}
+
+/// Queues the qdiscs of `ends`, then brings them up: a qdisc grafted onto
+/// a link that is up deactivates it, an expedited RCU grace period under
+/// RTNL (see `build_namespace`).
+fn finish_hooked(nl: &mut Netlink, ends: &[EndToFinish]) -> Result<()> {
+    for e in ends.iter().filter(|e| e.hooked) {
+        nl.add_clsact(e.index)?;
+    }
+    for e in ends.iter().filter(|e| e.up) {
+        nl.set_up_at(e.index, e.name)?;
+    }
+    Ok(())
+}
+
+/// Per namespace, the veth ends planned up and those that carry a tc hook
+/// (they get their clsact qdisc in `create_veths`, before they come up).
+struct VethEnds<'a> {
+    up: Vec<HashSet<&'a str>>,
+    hooked: Vec<HashSet<&'a str>>,
+}
+
+impl<'a> VethEnds<'a> {
+    fn of_plan(plan: &'a LabPlan) -> Self {
+        let by_ns = plan.veth_ends_by_ns();
+        let mut up = Vec::new();
+        let mut hooked = Vec::new();
+        for (n, ends) in plan.namespaces.iter().zip(&by_ns) {
+            let is_end: HashSet<&str> = ends.iter().map(|e| e.name.as_str()).collect();
+            up.push(
+                n.link_settings
+                    .iter()
+                    .filter(|s| s.up && is_end.contains(s.name.as_str()))
+                    .map(|s| s.name.as_str())
+                    .collect(),
+            );
+            hooked.push(
+                n.tc.iter()
+                    .flat_map(|t| t.links())
+                    .filter(|l| is_end.contains(l))
+                    .collect(),
+            );
+        }
+        VethEnds { up, hooked }
+    }
+
+    /// (planned up, hooked) for end `name` of namespace `ns`.
+    fn of(&self, ns: usize, name: &str) -> (bool, bool) {
+        let has = |v: &[HashSet<&str>]| v.get(ns).is_some_and(|s| s.contains(name));
+        (has(&self.up), has(&self.hooked))
+    }
 }
 
 /// Every adopted link of the plan with its namespace and its temporary
@@ -505,7 +660,15 @@ fn parents_first(links: &[LinkPlan]) -> Result<Vec<&LinkPlan>> {
     Ok(out)
 }
 
-fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink) -> Result<()> {
+/// `has_clsact` names the hooked links that got their clsact qdisc when
+/// they were created (see `create_veths`).
+fn build_namespace(
+    p: &NsPlan,
+    ns: &NetNs,
+    backends: &Backends,
+    has_clsact: &dyn Fn(&str) -> bool,
+    nl: &mut Netlink,
+) -> Result<()> {
     let links = parents_first(&p.links)?;
     batch(nl, |nl| {
         links.iter().try_for_each(|l| nl.add_link(l, backends))
@@ -514,7 +677,11 @@ fn build_namespace(p: &NsPlan, ns: &NetNs, backends: &Backends, nl: &mut Netlink
     // down: grafting a qdisc onto an up link deactivates it, which waits
     // for an expedited RCU grace period holding RTNL (every other lab's
     // netlink work waits too). `lab::tc` finds them there.
-    let mut hooked: Vec<&str> = p.tc.iter().flat_map(|t| t.links()).collect();
+    let mut hooked: Vec<&str> =
+        p.tc.iter()
+            .flat_map(|t| t.links())
+            .filter(|l| !has_clsact(l))
+            .collect();
     hooked.sort_unstable();
     hooked.dedup();
     batch(nl, |nl| {

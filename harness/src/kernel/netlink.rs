@@ -544,7 +544,14 @@ impl Netlink {
     /// (named in errors).
     pub fn add_veth_to(&mut self, local: &VethEnd, peer: &VethEnd, peer_ns: &NetNs) -> Result<()> {
         let fd = self.hold(peer_ns)?;
-        self.veth(local, peer, fd, peer_ns.name(), None)
+        self.veth(
+            local,
+            peer,
+            fd,
+            peer_ns.name(),
+            None,
+            UpAtCreation::default(),
+        )
     }
 
     /// `add_veth_to` with the interface indexes both ends must get.
@@ -561,9 +568,10 @@ impl Netlink {
         peer: &VethEnd,
         peer_ns: &NetNs,
         indexes: (u32, u32),
+        up: UpAtCreation,
     ) -> Result<()> {
         let fd = self.hold(peer_ns)?;
-        self.veth(local, peer, fd, peer_ns.name(), Some(indexes))
+        self.veth(local, peer, fd, peer_ns.name(), Some(indexes), up)
     }
 
     fn veth(
@@ -573,11 +581,13 @@ impl Netlink {
         peer_ns: std::os::fd::RawFd,
         peer_label: &str,
         indexes: Option<(u32, u32)>,
+        up: UpAtCreation,
     ) -> Result<()> {
         let mut p = LinkMessage::default();
         if let Some((_, peer_index)) = indexes {
             p.header.index = peer_index;
         }
+
         p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
         // One queue each way from the start, as `ip link add … numtxqueues 1
         // numrxqueues 1`: without them a veth gets one queue per CPU and
@@ -595,6 +605,14 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         if let Some((local_index, _)) = indexes {
             msg.header.index = local_index;
+        }
+        // rtnl_newlink opens the new local end from the request's header
+        // once the pair exists. The peer cannot come up that way:
+        // veth_newlink configures it before the two are joined, and
+        // veth_open refuses an end without a peer (ENOTCONN).
+        if up.local {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
         }
         msg.attributes
             .push(LinkAttribute::IfName(local.name.clone()));
@@ -614,6 +632,19 @@ impl Netlink {
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
             what,
+        )
+    }
+
+    /// Brings up the link with interface index `index` (`name` is for errors).
+    pub fn set_up_at(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.header.flags = LinkFlags::Up;
+        self.change(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            format!("setting link {name} up"),
         )
     }
 
@@ -1212,6 +1243,13 @@ fn describe_rule(r: &RulePlan) -> String {
 }
 
 /// The queue counts of a device created with one TX and one RX queue.
+/// Whether the local end of a new veth pair comes up in the request that
+/// creates it (see `kernel::build::create_veths` for why).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpAtCreation {
+    pub local: bool,
+}
+
 fn single_queue() -> [LinkAttribute; 2] {
     [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }

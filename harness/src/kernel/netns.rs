@@ -218,6 +218,77 @@ pub fn delete(name: &str) -> Result<(), KernelError> {
     }
 }
 
+/// Raises this process's soft RLIMIT_NOFILE (and, being root, its hard
+/// limit up to `fs.nr_open`) to `need`: a per-process limit, nothing
+/// host-wide. Says so when even that is too low.
+pub fn raise_fd_limit(need: u64) -> Result<(), String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
+        return Ok(());
+    }
+    let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if lim.rlim_max < need && need <= nr_open {
+        // CAP_SYS_RESOURCE lets root raise its own hard limit (a sandbox
+        // may have dropped it: setrlimit then fails and says so).
+        lim.rlim_max = need;
+    }
+    if lim.rlim_max < need {
+        return Err(format!(
+            "this lab needs about {need} open descriptors, the process may have {} (RLIMIT_NOFILE hard limit): raise it (ulimit -Hn)",
+            lim.rlim_max
+        ));
+    }
+    lim.rlim_cur = need.max(lim.rlim_cur).min(lim.rlim_max);
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(format!(
+            "raising RLIMIT_NOFILE to {need}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Descriptors on as many of the named namespaces as this process may
+/// open (RLIMIT_NOFILE, raised to the hard limit), the first ones first.
+pub fn hold_first(names: &[String]) -> Vec<File> {
+    const SPARE: u64 = 64;
+    let open_now = fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as u64;
+    let want = open_now + names.len() as u64 + SPARE;
+    let room = match raise_fd_limit(want) {
+        Ok(()) => names.len() as u64,
+        Err(_) => {
+            let hard = hard_fd_limit();
+            let _ = raise_fd_limit(hard);
+            hard.saturating_sub(open_now + SPARE)
+        }
+    };
+    names
+        .iter()
+        .take(usize::try_from(room).unwrap_or(usize::MAX))
+        .filter_map(|n| File::open(NetNs::path_of(n)).ok())
+        .collect()
+}
+
+fn hard_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_max
+}
+
 /// Names of the namespaces under /run/netns that start with `prefix`.
 pub fn list(prefix: &str) -> Vec<String> {
     let Ok(dir) = fs::read_dir(NETNS_DIR) else {

@@ -161,38 +161,7 @@ pub fn tc_attach(requested: Option<TcAttach>) -> Result<TcAttach, LabError> {
 /// `fs.nr_open`) to what the lab needs: a per-process limit, nothing
 /// host-wide; says so when even that is too low.
 pub fn ensure_fd_limit(need: u64) -> Result<(), LabError> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
-        return Ok(());
-    }
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    if lim.rlim_max < need && need <= nr_open {
-        // CAP_SYS_RESOURCE lets root raise its own hard limit (a sandbox
-        // may have dropped it: setrlimit then fails and says so).
-        lim.rlim_max = need;
-    }
-    if lim.rlim_max < need {
-        return Err(LabError::Backend(format!(
-            "this lab needs about {need} open descriptors, the process may have {} (RLIMIT_NOFILE hard limit): raise it (ulimit -Hn)",
-            lim.rlim_max
-        )));
-    }
-    lim.rlim_cur = need.max(lim.rlim_cur).min(lim.rlim_max);
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(LabError::Backend(format!(
-            "raising RLIMIT_NOFILE to {need}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    netns::raise_fd_limit(need).map_err(LabError::Backend)
 }
 
 pub fn backends(choice: BackendChoice) -> Result<Backends, LabError> {

@@ -86,21 +86,7 @@ impl Draft {
 
     /// The setting of `name` in `ns`, created `up` if absent.
     pub fn setting(&mut self, ns: NsIdx, name: &str) -> &mut LinkSetting {
-        let settings = &mut self.plan.namespaces[ns].link_settings;
-        let pos = match settings.iter().position(|s| s.name == name) {
-            Some(p) => p,
-            None => {
-                settings.push(LinkSetting {
-                    name: name.into(),
-                    master: None,
-                    mtu: None,
-                    up: true,
-                    hairpin: false,
-                });
-                settings.len() - 1
-            }
-        };
-        &mut settings[pos]
+        self.plan.namespaces[ns].setting(name)
     }
 
     pub fn up(&mut self, ns: NsIdx, name: &str) {
@@ -128,26 +114,35 @@ impl Draft {
 
     /// Every link that will exist in `ns` (own links and veth ends), `lo` excluded.
     pub fn link_names(&self, ns: NsIdx) -> Vec<String> {
-        let mut names: Vec<String> = self.plan.namespaces[ns]
-            .links
-            .iter()
-            .map(|l| l.name.clone())
-            .collect();
-        for v in &self.plan.veths {
-            for end in [&v.a, &v.b] {
-                if end.ns == ns {
-                    names.push(end.name.clone());
-                }
-            }
-        }
-        names
+        self.link_names_with(ns, &self.plan.veth_ends_by_ns()[ns])
+    }
+
+    fn link_names_with(&self, ns: NsIdx, veth_ends: &[&VethEnd]) -> Vec<String> {
+        let own = self.plan.namespaces[ns].links.iter().map(|l| &l.name);
+        own.chain(veth_ends.iter().map(|e| &e.name))
+            .cloned()
+            .collect()
     }
 
     /// `ip_forward=1` and `rp_filter=0` on all, default and every link: the
     /// effective rp_filter is max(all, link), and links created before
     /// `default` was set keep the value inherited from the host.
     pub fn router_sysctls(&mut self, ns: NsIdx) {
-        let links = self.link_names(ns);
-        self.ns(ns).router_sysctls(links.iter().map(String::as_str));
+        self.router_sysctls_where(|i, _| i == ns);
+    }
+
+    /// [`Self::router_sysctls`] for every namespace `pick` chooses, with
+    /// one pass over the veths for all of them.
+    pub fn router_sysctls_where(&mut self, pick: impl Fn(NsIdx, &NsPlan) -> bool) {
+        let picked: Vec<(NsIdx, Vec<String>)> = {
+            let ends = self.plan.veth_ends_by_ns();
+            (0..self.plan.namespaces.len())
+                .filter(|&i| pick(i, &self.plan.namespaces[i]))
+                .map(|i| (i, self.link_names_with(i, &ends[i])))
+                .collect()
+        };
+        for (i, links) in picked {
+            self.ns(i).router_sysctls(links.iter().map(String::as_str));
+        }
     }
 }

@@ -197,9 +197,27 @@ pub fn plan_cni(
 
     // Security groups, once every ENI address and route entry is known.
     let mut members = sg::GroupMembers::default();
-    for i in 0..d.plan.enis.len() {
+    // Keyed once: one lookup per ENI, not a scan of every namespace.
+    let by_key: HashMap<&str, NsIdx> = d
+        .plan
+        .namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.key.as_str(), i))
+        .collect();
+    let eni_ns: Vec<Option<NsIdx>> = d
+        .plan
+        .enis
+        .iter()
+        .map(|e| {
+            by_key
+                .get(PointId::eni(&e.id).to_string().as_str())
+                .copied()
+        })
+        .collect();
+    for (i, ns) in eni_ns.into_iter().enumerate() {
         let eni = d.plan.enis[i].clone();
-        let Some(ns) = d.plan.ns_index(&PointId::eni(&eni.id)) else {
+        let Some(ns) = ns else {
             continue;
         };
         match sg::eni_nft_with(topo, &d.plan, &eni, &mut members)? {
@@ -258,14 +276,7 @@ pub fn plan_cni(
     // what internet hosts may reach.
     program_services(&mut d, r, &placement, &nodes, vpc)?;
 
-    for ns in 0..d.plan.namespaces.len() {
-        if matches!(
-            d.plan.namespaces[ns].kind,
-            Some(NsKind::Vpc | NsKind::Eni | NsKind::Node)
-        ) {
-            d.router_sysctls(ns);
-        }
-    }
+    d.router_sysctls_where(|_, n| matches!(n.kind, Some(NsKind::Vpc | NsKind::Eni | NsKind::Node)));
     bridge_netfilter(&mut d);
     let mut plan = d.plan;
     neigh::pin_neighbours(&mut plan);

@@ -20,12 +20,12 @@
 //! by default) or one with `proxy_arp`. Nothing is pinned where nobody
 //! would answer: that packet stays unanswered, exactly as with ARP.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::types::{Backends, LabPlan, LinkKind, NeighPlan, NsIdx};
+use super::types::{AddrPlan, Backends, LabPlan, LinkKind, NeighPlan, NsIdx, NsPlan, RoutePlan};
 
 /// A device that can take part in an L2 segment.
 #[derive(Debug, Clone)]
@@ -138,20 +138,19 @@ pub fn pin_neighbours(plan: &mut LabPlan) {
         }
     }
 
+    // Per namespace, what each device already has: the VPC router of a
+    // 10,000-pod lab has 10,000 devices, and scanning its addresses, routes
+    // and neighbours once per device is quadratic.
+    let by_dev: Vec<HashMap<&str, DevConfig>> = plan.namespaces.iter().map(DevConfig::of).collect();
+    let none = DevConfig::default();
     let mut add: Vec<(NsIdx, NeighPlan)> = Vec::new();
     for (i, d) in devs.iter().enumerate() {
         if d.skip || d.port_of.is_some() {
             continue;
         }
-        let ns = &plan.namespaces[d.ns];
-        let pinned: BTreeSet<Ipv4Addr> = ns
-            .neighs
-            .iter()
-            .filter(|n| n.dev == d.name)
-            .map(|n| n.ip)
-            .collect();
-        for ip in wanted(plan, d, &known) {
-            if local[d.ns].contains(&ip) || pinned.contains(&ip) {
+        let cfg = by_dev[d.ns].get(d.name.as_str()).unwrap_or(&none);
+        for ip in wanted(cfg, &known) {
+            if local[d.ns].contains(&ip) || cfg.pinned.contains(&ip) {
                 continue;
             }
             // `i` owns none of its namespace's addresses here (skipped
@@ -195,26 +194,28 @@ fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
 }
 
 fn devices(plan: &LabPlan) -> Vec<Dev> {
+    let veth_ends = plan.veth_ends_by_ns();
     let mut out = Vec::new();
     for (ns, n) in plan.namespaces.iter().enumerate() {
-        let master = |name: &str| {
-            n.link_settings
-                .iter()
-                .find(|s| s.name == name)
-                .and_then(|s| s.master.clone())
-        };
-        let proxy = |name: &str| {
-            n.sysctls
-                .iter()
-                .any(|(p, v)| p == &format!("net/ipv4/conf/{name}/proxy_arp") && v == "1")
-        };
+        // Once per namespace, not per device (the VPC router has 10,000).
+        let masters: HashMap<&str, &str> = n
+            .link_settings
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.master.as_deref()?)))
+            .collect();
+        let proxies: HashSet<&str> = n
+            .sysctls
+            .iter()
+            .filter(|(_, v)| v == "1")
+            .filter_map(|(p, _)| p.strip_prefix("net/ipv4/conf/")?.strip_suffix("/proxy_arp"))
+            .collect();
         let mut push = |name: &str, mac: Option<[u8; 6]>, skip: bool| {
             out.push(Dev {
                 ns,
                 name: name.to_string(),
                 mac,
-                port_of: master(name),
-                proxy_arp: proxy(name),
+                port_of: masters.get(name).map(|m| m.to_string()),
+                proxy_arp: proxies.contains(name),
                 skip,
             });
         };
@@ -225,12 +226,8 @@ fn devices(plan: &LabPlan) -> Vec<Dev> {
         for a in &n.adopted_links {
             push(&a.link.name, a.link.mac, false);
         }
-        for v in &plan.veths {
-            for end in [&v.a, &v.b] {
-                if end.ns == ns {
-                    push(&end.name, end.mac, false);
-                }
-            }
+        for end in &veth_ends[ns] {
+            push(&end.name, end.mac, false);
         }
     }
     out
@@ -266,27 +263,44 @@ fn effective_macs(
     macs
 }
 
-/// Addresses `d`'s namespace would resolve on `d`.
-fn wanted(plan: &LabPlan, d: &Dev, known: &BTreeSet<Ipv4Addr>) -> BTreeSet<Ipv4Addr> {
-    let ns = &plan.namespaces[d.ns];
+/// What one device of a namespace already has in the plan.
+#[derive(Default)]
+struct DevConfig<'a> {
+    addrs: Vec<&'a AddrPlan>,
+    routes: Vec<&'a RoutePlan>,
+    pinned: BTreeSet<Ipv4Addr>,
+}
+
+impl<'a> DevConfig<'a> {
+    fn of(ns: &'a NsPlan) -> HashMap<&'a str, DevConfig<'a>> {
+        let mut out: HashMap<&str, DevConfig> = HashMap::new();
+        for a in &ns.addrs {
+            out.entry(a.dev.as_str()).or_default().addrs.push(a);
+        }
+        for r in &ns.routes {
+            if let Some(dev) = r.dev.as_deref() {
+                out.entry(dev).or_default().routes.push(r);
+            }
+        }
+        for n in &ns.neighs {
+            out.entry(n.dev.as_str()).or_default().pinned.insert(n.ip);
+        }
+        out
+    }
+}
+
+/// Addresses a namespace would resolve on a device configured as `cfg`.
+fn wanted(cfg: &DevConfig, known: &BTreeSet<Ipv4Addr>) -> BTreeSet<Ipv4Addr> {
     let mut out = BTreeSet::new();
     let mut subnets: Vec<Ipv4Net> = Vec::new();
-    for a in ns
-        .addrs
-        .iter()
-        .filter(|a| a.dev == d.name && !a.noprefixroute)
-    {
+    for a in cfg.addrs.iter().filter(|a| !a.noprefixroute) {
         if let IpNet::V4(n) = a.addr {
             if n.prefix_len() < 32 {
                 subnets.push(n.trunc());
             }
         }
     }
-    for r in ns
-        .routes
-        .iter()
-        .filter(|r| r.dev.as_deref() == Some(d.name.as_str()))
-    {
+    for r in &cfg.routes {
         match (r.via, r.dst) {
             (Some(gw), _) => {
                 out.insert(gw);

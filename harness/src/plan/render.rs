@@ -24,8 +24,18 @@ pub fn render(p: &LabPlan) -> String {
     if p.proxy == crate::topology::model::ProxyMode::Ipvs {
         let _ = writeln!(o, "# {}", ipvs_backend_label(b.ipvs));
     }
+    // Each namespace's veths, found in one pass over them.
+    let mut veths: Vec<Vec<&VethPlan>> = vec![Vec::new(); p.namespaces.len()];
+    for v in &p.veths {
+        for ns in [v.a.ns, v.b.ns] {
+            match veths.get_mut(ns) {
+                Some(list) if !list.last().is_some_and(|l| std::ptr::eq(*l, v)) => list.push(v),
+                _ => {}
+            }
+        }
+    }
     for (i, ns) in p.namespaces.iter().enumerate() {
-        render_ns(&mut o, p, i, ns);
+        render_ns(&mut o, p, i, ns, &veths[i]);
     }
     section(
         &mut o,
@@ -194,11 +204,10 @@ fn sub(o: &mut String, title: &str, lines: Vec<String>) {
     }
 }
 
-fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan) {
+fn render_ns(o: &mut String, p: &LabPlan, i: NsIdx, ns: &NsPlan, veths: &[&VethPlan]) {
     let _ = writeln!(o, "\n== {} (cnl-<lab>-{})", ns.key, ns.short);
     sub(o, "links", ns.links.iter().map(link_line).collect());
-    let veths = p
-        .veths
+    let veths = veths
         .iter()
         .filter_map(|v| {
             let (me, other) = if v.a.ns == i {
