@@ -166,16 +166,20 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 pub fn boot(kernel: &Kernel, image: &Path, initramfs: &Path, opts: &VmOptions) -> Result<VmRun> {
-    boot_once(kernel, image, initramfs, opts, false)
+    boot_once(kernel, image, initramfs, opts, 0)
 }
 
-/// One boot; `rebooted`: this is the boot after a guest kernel panic.
+/// Boots after a guest kernel panic at boot, before giving up.
+const BOOT_RETRIES: u32 = 3;
+
+/// One boot; `reboots`: how many boots before this one ended in a guest
+/// kernel panic before the command started.
 fn boot_once(
     kernel: &Kernel,
     image: &Path,
     initramfs: &Path,
     opts: &VmOptions,
-    rebooted: bool,
+    reboots: u32,
 ) -> Result<VmRun> {
     let accel = opts
         .accel
@@ -300,19 +304,20 @@ fn boot_once(
                 accel: Some(Accel::Tcg),
                 ..opts.clone()
             };
-            return boot_once(kernel, image, initramfs, &o, rebooted);
+            return boot_once(kernel, image, initramfs, &o, reboots);
         }
         // The guest kernel panicked while booting, before the command
         // started: no command ran, so booting again decides nothing for
         // it. Seen under TCG: an int3 oops in sched_clock_cpu while the
-        // kernel patched a static branch on another vCPU at boot.
+        // kernel patched a static branch on another vCPU at boot, twice in
+        // a row once, so up to BOOT_RETRIES more boots (about 3 s each).
         let panicked = std::fs::read_to_string(&console).is_ok_and(|s| s.contains("Kernel panic"));
-        if started.is_none() && !rebooted && panicked {
+        if started.is_none() && reboots < BOOT_RETRIES && panicked {
             eprintln!(
                 "cnlab vm: the guest kernel panicked while booting, before the command started; booting once more. Console:\n{c}"
             );
             drop(run);
-            return boot_once(kernel, image, initramfs, opts, true);
+            return boot_once(kernel, image, initramfs, opts, reboots + 1);
         }
         return Err(VmError::NoResult {
             status: status.to_string(),
