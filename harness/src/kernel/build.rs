@@ -60,7 +60,7 @@ pub fn build(plan: &LabPlan, ns: &[NetNs]) -> Result<()> {
     lap.mark("sysctls");
     // Sets, not a scan of every veth per namespace: that is O(n²) in a
     // 10,000-pod lab.
-    let mut pairs_of: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    let mut pairs_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (k, v) in plan.veths.iter().enumerate() {
         pairs_of.entry(v.a.ns).or_default().push(k);
     }

@@ -222,12 +222,10 @@ pub fn delete(name: &str) -> Result<(), KernelError> {
 /// limit up to `fs.nr_open`) to `need`: a per-process limit, nothing
 /// host-wide. Says so when even that is too low.
 pub fn raise_fd_limit(need: u64) -> Result<(), String> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(mut lim) = fd_limits() else {
+        return Ok(());
     };
-    // SAFETY: getrlimit/setrlimit only read/write `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
+    if lim.rlim_cur >= need {
         return Ok(());
     }
     let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
@@ -246,7 +244,7 @@ pub fn raise_fd_limit(need: u64) -> Result<(), String> {
         ));
     }
     lim.rlim_cur = need.max(lim.rlim_cur).min(lim.rlim_max);
-    // SAFETY: as above.
+    // SAFETY: setrlimit only reads `lim`.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
         return Err(format!(
             "raising RLIMIT_NOFILE to {need}: {}",
@@ -265,7 +263,7 @@ pub fn hold_first(names: &[String]) -> Vec<File> {
     let room = match raise_fd_limit(want) {
         Ok(()) => names.len() as u64,
         Err(_) => {
-            let hard = hard_fd_limit();
+            let hard = fd_limits().map_or(0, |l| l.rlim_max);
             let _ = raise_fd_limit(hard);
             hard.saturating_sub(open_now + SPARE)
         }
@@ -277,16 +275,14 @@ pub fn hold_first(names: &[String]) -> Vec<File> {
         .collect()
 }
 
-fn hard_fd_limit() -> u64 {
+/// This process's RLIMIT_NOFILE (soft and hard), if readable.
+fn fd_limits() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    lim.rlim_max
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 /// Names of the namespaces under /run/netns that start with `prefix`.

@@ -112,11 +112,7 @@ impl Draft {
         self.ns(ns).routes.push(route);
     }
 
-    /// Every link that will exist in `ns` (own links and veth ends), `lo` excluded.
-    pub fn link_names(&self, ns: NsIdx) -> Vec<String> {
-        self.link_names_with(ns, &self.plan.veth_ends_by_ns()[ns])
-    }
-
+    /// Every link that will exist in `ns` (own links and `veth_ends`), `lo` excluded.
     fn link_names_with(&self, ns: NsIdx, veth_ends: &[&VethEnd]) -> Vec<String> {
         let own = self.plan.namespaces[ns].links.iter().map(|l| &l.name);
         own.chain(veth_ends.iter().map(|e| &e.name))
