@@ -3,6 +3,7 @@
 mod plan_support;
 
 use cnlab::plan::*;
+use cnlab::Verdict;
 use plan_support::*;
 use std::collections::BTreeMap;
 
@@ -59,9 +60,18 @@ fn expectations_name_planned_endpoints_and_points() {
             // pod is pending (the lab tests check these files' endpoints).
             continue;
         }
-        // A pod may stay pending on purpose (M2's overflow pod), but no
-        // expectation may aim at or start from one.
+        // A pod may stay pending on purpose (M2's overflow pod), but only a
+        // `result: pending` expectation may name one, and that one must.
         for e in &r.topo.expect {
+            if e.result == Verdict::Pending {
+                let id = e.from.strip_prefix("pod/").unwrap_or(&e.from);
+                assert!(
+                    p.pending.iter().any(|x| x.pod == id),
+                    "{f}: {} expects {id} pending, the plan runs it",
+                    e.name
+                );
+                continue;
+            }
             for pend in &p.pending {
                 let id = format!("pod/{}", pend.pod);
                 let names = |s: &str| s == id || s.starts_with(&format!("{id}:"));
@@ -78,7 +88,12 @@ fn expectations_name_planned_endpoints_and_points() {
                 .iter()
                 .any(|pt| pt.id == id || pt.aliases.iter().any(|a| a == id))
         };
-        for e in &r.topo.expect {
+        for e in r
+            .topo
+            .expect
+            .iter()
+            .filter(|e| e.result != Verdict::Pending)
+        {
             assert!(
                 p.endpoint(&e.from).is_some(),
                 "{f}: {}: from {}",

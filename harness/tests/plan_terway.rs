@@ -5,6 +5,7 @@ mod plan_support;
 
 use cnlab::plan::podeni::podenis;
 use cnlab::plan::*;
+use cnlab::topology::model::EniLimits;
 use plan_support::*;
 use std::net::Ipv4Addr;
 
@@ -398,6 +399,82 @@ fn trunk_on_a_node_without_trunk_support_is_pending() {
     );
 }
 
+/// Terway's member-ENI quota (`EniTotalQuantity − EniQuantity`,
+/// `MemberAdapterLimit`): ecs.g7.2xlarge's recorded 10 − 4 = 6 member ENIs
+/// carry six trunk pods on one node; the seventh stays pending, and pods
+/// on the other node are untouched.
+#[test]
+fn member_enis_stop_at_the_instance_quota() {
+    let mut r = load_file("scenarios/m5-terway-trunking.yaml");
+    r.topo.nodes[0].instance_type = Some("ecs.g7.2xlarge".into());
+    let mut extra = r
+        .pods
+        .iter()
+        .find(|p| p.metadata.name == "centos")
+        .unwrap()
+        .clone();
+    for k in 0..6 {
+        extra.metadata.name = format!("c{k}");
+        r.pods.push(extra.clone());
+    }
+    let p = plan(&r, Backends::PORTABLE).unwrap();
+    let pending: Vec<&str> = p.pending.iter().map(|x| x.pod.as_str()).collect();
+    assert_eq!(pending, ["default/c5"], "{:?}", p.pending);
+    assert!(
+        p.pending[0].reason.contains(
+            "no aliyun/member-eni left: its 6 member ENIs (EniTotalQuantity 10 − EniQuantity 4)"
+        ),
+        "{}",
+        p.pending[0].reason
+    );
+    let members = |node: &str| {
+        p.enis
+            .iter()
+            .filter(|e| e.role == EniRole::Member && e.instance == node)
+            .count()
+    };
+    assert_eq!(members("cn-hongkong.10.0.4.20"), 6);
+    assert_eq!(members("cn-hongkong.10.0.4.22"), 2, "nginx and db");
+    // The other node (ecs.g7.xlarge) has no recorded total: said, not capped.
+    assert!(
+        p.notes.iter().any(
+            |n| n.contains("member ENIs are not capped on cn-hongkong.10.0.4.22")
+                && !n.contains("cn-hongkong.10.0.4.20")
+        ),
+        "{:?}",
+        p.notes
+    );
+}
+
+/// A trunk-capable instance whose total equals its ENI count has no member
+/// ENI: Terway turns trunking off there (`TrunkPod() <= 0`), and the node
+/// keeps eth1 for a shared ENI.
+#[test]
+fn a_zero_member_quota_turns_trunking_off() {
+    let mut r = load_file("scenarios/m5-terway-trunking.yaml");
+    r.topo.nodes[0].enis = Some(EniLimits {
+        max: 4,
+        ips_per_eni: 15,
+        trunk: true,
+        total: Some(4),
+    });
+    let p = plan(&r, Backends::PORTABLE).unwrap();
+    let c = p
+        .pending
+        .iter()
+        .find(|x| x.pod == "default/centos")
+        .unwrap();
+    assert!(c.reason.contains("member-ENI quota is 0"), "{}", c.reason);
+    assert!(!p
+        .enis
+        .iter()
+        .any(|e| e.role == EniRole::Trunk && e.instance == "cn-hongkong.10.0.4.20"));
+    assert!(
+        p.endpoint("pod/default/web").is_some(),
+        "a shared-ENI pod still runs"
+    );
+}
+
 #[test]
 fn member_vswitch_exhaustion_is_reported() {
     let mut r = load_file("scenarios/m5-terway-trunking.yaml");
@@ -536,4 +613,23 @@ fn rule_2048_and_the_emulated_reroute_follow_the_terway_version() {
             .any(|r| r.priority == 2048 && r.iif.is_some()),
         "absent: iif-bound"
     );
+}
+
+/// `avoids:` entries that name nothing in the lab would always hold; the
+/// check fails them instead. Which entries name a point, on the quota
+/// example (node .22 has no trunk, a3 never runs).
+#[test]
+fn avoid_entries_must_name_a_point_of_the_lab() {
+    use cnlab::check::PointPattern;
+    let p = plan_of("examples/trunk-member-eni-quota.yaml", Backends::PORTABLE);
+    let names = |s: &str| PointPattern::new(&p, s).names_a_point(&p);
+    assert!(names("trunk/cn-hongkong.10.0.4.20"));
+    assert!(names("trunk/cn-hongkong.10.0.4.20@vlan=1027"));
+    assert!(names("eni/member:default/a1"), "an alias");
+    assert!(names("eni/member:*"), "a prefix with a match");
+    assert!(names("node/cn-hongkong.10.0.4.22"), "a node's own stack");
+    assert!(!names("trunk/cn-hongkong.10.0.4.22"), "no trunk on .22");
+    assert!(!names("eni/member:default/a3"), "a3 never got one");
+    assert!(!names("slb/*"), "a prefix matching nothing");
+    assert!(!names("node/nowhere"));
 }

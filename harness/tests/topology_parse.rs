@@ -1694,6 +1694,22 @@ fn declared_trunks_are_checked_key_by_key() {
         "# bad",
         "sg-x",
     );
+    // The member-ENI quota (EniTotalQuantity − EniQuantity): with total 4
+    // and max 3 the instance takes one member ENI, the second is an error.
+    let two = "        - {vlan: 100, ip: 10.0.4.50}\n        - {vlan: 101, ip: 10.0.4.51} # over\n";
+    only(
+        &base("plugins", "{max: 3, trunk: true, total: 4}", two),
+        "nodes[0].trunk.members[1]",
+        "# over",
+        "node n1 takes 1 member ENIs (EniTotalQuantity 4 − EniQuantity 3); this is member 2",
+    );
+    loads(&base("plugins", "{max: 3, trunk: true, total: 5}", two));
+    only(
+        &base("plugins", "{max: 3, trunk: true, total: 2} # small", ok),
+        "nodes[0].enis.total",
+        "# small",
+        "enis.total (2) counts every ENI, enis.max (3) included",
+    );
 }
 
 #[test]

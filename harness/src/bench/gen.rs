@@ -83,11 +83,15 @@ pub fn cluster_yaml(name: &str, cni: ScaleCni, nodes: usize, pods_per_node: usiz
             20 + n
         );
         if cni == ScaleCni::TerwayTrunking {
-            // A trunk-capable type from the planner's instance table (its
-            // ENI slots: eth0 and the trunk). Member ENIs ride the trunk and
-            // take no slot; the planner does not cap them (real Terway
-            // allows EniTotalQuantity − EniQuantity per instance).
-            y.push_str(", instance_type: ecs.g7.xlarge");
+            // ecs.g7.xlarge's slots (eth0 and the trunk), with a member-ENI
+            // quota (EniTotalQuantity − EniQuantity) of exactly the pods per
+            // node: a density no real instance reaches (ecs.r6.8xlarge: 32),
+            // measured for the datapath, never for the cloud's limits.
+            let _ = write!(
+                y,
+                ", enis: {{max: 4, ips_per_eni: 15, trunk: true, total: {}}}",
+                4 + pods_per_node
+            );
         }
         y.push_str("}\n");
     }

@@ -572,7 +572,7 @@ fn scale(
         // real instance reaches (Terway: EniTotalQuantity − EniQuantity
         // member ENIs per node, e.g. 40 − 8 = 32 on ecs.r6.8xlarge).
         c.notes.push(format!(
-            "{} member ENIs per node: the planner does not cap member ENIs per instance type",
+            "{} member ENIs per node (enis.total = 4 + {0}, a quota no real instance has; ecs.r6.8xlarge: 40 − 8 = 32)",
             s.pods_per_node
         ));
     }

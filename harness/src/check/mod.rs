@@ -326,6 +326,14 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
     if let Some(avoids) = &e.avoids {
         for a in avoids {
             let a = PointPattern::new(plan, a);
+            if !a.names_a_point(plan) {
+                // A typo or a point this lab lacks would always be avoided.
+                f.push(format!(
+                    "avoids: {} is no observation point of this lab, so avoiding it proves nothing",
+                    a.text
+                ));
+                continue;
+            }
             if let Some(hit) = journey.iter().find(|h| a.matches(h)) {
                 let name = o.display.get(&hit.point).unwrap_or(&hit.point);
                 f.push(format!(
@@ -339,29 +347,63 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
 }
 
 /// A `path`/`avoids` entry: a point id or alias, or an `eni/*`-style
-/// prefix, optionally with `@vlan=<id>` (the 802.1Q id the hop must carry,
-/// as on `trunk/<node>`).
+/// prefix of either (`eni/member:*` is every member ENI), optionally with
+/// `@vlan=<id>` (the 802.1Q id the hop must carry, as on `trunk/<node>`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointPattern {
     /// As the user wrote it.
     pub text: String,
     /// Canonical point id (or prefix ending in `*`).
     pub point: String,
+    /// For a prefix: the canonical ids of the points whose id or an alias
+    /// starts with it (hops carry canonical ids).
+    pub prefixed: Option<Vec<String>>,
     pub vlan: Option<u16>,
 }
 
 impl PointPattern {
     pub fn new(plan: &LabPlan, text: &str) -> Self {
         let (id, vlan) = split_vlan(text);
+        let prefixed = id.strip_suffix('*').map(|prefix| {
+            plan.points
+                .iter()
+                .filter(|p| {
+                    p.id.to_string().starts_with(prefix)
+                        || p.aliases.iter().any(|a| a.to_string().starts_with(prefix))
+                })
+                .map(|p| p.id.to_string())
+                .collect()
+        });
         PointPattern {
             text: text.to_string(),
             point: observe::canonical_point(plan, id),
+            prefixed,
             vlan,
         }
     }
 
+    /// Whether some hop of this lab could match: a point of the plan (a
+    /// prefix: at least one), or a node's own stack (`node/<n>`).
+    pub fn names_a_point(&self, plan: &LabPlan) -> bool {
+        if let Some(ids) = &self.prefixed {
+            return !ids.is_empty();
+        }
+        let node = match self.point.parse::<PointId>() {
+            Ok(id @ PointId::Node(_)) => plan.endpoint(&id).is_some(),
+            _ => false,
+        };
+        node || plan
+            .points
+            .iter()
+            .any(|pt| point_matches(&self.point, &pt.id.to_string()))
+    }
+
     pub fn matches(&self, hop: &crate::probe::Hop) -> bool {
-        point_matches(&self.point, &hop.point) && self.vlan.is_none_or(|v| hop.vlan == Some(v))
+        let point = match &self.prefixed {
+            Some(ids) => ids.contains(&hop.point) || point_matches(&self.point, &hop.point),
+            None => point_matches(&self.point, &hop.point),
+        };
+        point && self.vlan.is_none_or(|v| hop.vlan == Some(v))
     }
 }
 

@@ -310,6 +310,10 @@ pub struct EniLimits {
     pub ips_per_eni: u32,
     /// Instance can carry a trunk ENI.
     pub trunk: bool,
+    /// Every ENI the instance takes, member ENIs included (the ECS API's
+    /// `EniTotalQuantity`); `None`: not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u32>,
 }
 
 impl Default for EniLimits {
@@ -318,7 +322,22 @@ impl Default for EniLimits {
             max: 3,
             ips_per_eni: 10,
             trunk: false,
+            total: None,
         }
+    }
+}
+
+impl EniLimits {
+    /// Member ENIs the instance can carry on its trunk, Terway's
+    /// `MemberAdapterLimit` (`pkg/aliyun/client/limit.go`):
+    /// `EniTotalQuantity − EniQuantity`, and 0 without trunk support. The
+    /// node advertises it as the extended resource `aliyun/member-eni`.
+    /// `None`: the total is not known, so neither is the quota.
+    pub fn member_enis(&self) -> Option<u32> {
+        if !self.trunk {
+            return Some(0);
+        }
+        self.total.map(|t| t.saturating_sub(self.max))
     }
 }
 

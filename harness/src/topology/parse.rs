@@ -1023,7 +1023,7 @@ fn sg_rule(cx: &mut Cx, v: &Value, path: &str) -> SgRule {
 }
 
 fn eni_limits(cx: &mut Cx, v: &Value, path: &str) -> EniLimits {
-    let o = Obj::new(cx, v, path, "ENI limits {max, ips_per_eni, trunk}");
+    let o = Obj::new(cx, v, path, "ENI limits {max, ips_per_eni, trunk, total}");
     let d = EniLimits::default();
     let e = EniLimits {
         max: o.opt(cx, "max", uint::<u32>).unwrap_or(d.max),
@@ -1031,8 +1031,9 @@ fn eni_limits(cx: &mut Cx, v: &Value, path: &str) -> EniLimits {
             .opt(cx, "ips_per_eni", uint::<u32>)
             .unwrap_or(d.ips_per_eni),
         trunk: o.opt(cx, "trunk", boolean).unwrap_or(d.trunk),
+        total: o.opt(cx, "total", uint::<u32>),
     };
-    o.finish(cx, &["max", "ips_per_eni", "trunk"]);
+    o.finish(cx, &["max", "ips_per_eni", "trunk", "total"]);
     e
 }
 

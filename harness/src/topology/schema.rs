@@ -192,6 +192,11 @@ pub const SECTIONS: &[Section] = &[
             key("max", Ty::Uint(1, None), "ENIs the instance takes, the primary included."),
             key("ips_per_eni", Ty::Uint(1, None), "Private addresses per ENI."),
             key("trunk", Ty::Bool, "Whether the instance type supports a trunk ENI."),
+            key(
+                "total",
+                Ty::Uint(1, None),
+                "Every ENI the instance takes, member ENIs included (the ECS API's `EniTotalQuantity`). With `trunk`, Terway's member-ENI quota (the node's `aliyun/member-eni`) is `total − max`; trunk pods beyond it stay pending. Absent: taken from `instance_type` where the built-in table knows it, else member ENIs are not capped (the plan says so).",
+            ),
         ],
     },
     Section {
@@ -283,7 +288,7 @@ pub const SECTIONS: &[Section] = &[
             key("refused_by", Ty::Enum(words!(REFUSED_BY)), "With `result: refused`: how — a TCP RST, or ICMP port-unreachable (IPVS without real servers)."),
             key("http_status", Ty::Uint(100, Some(599)), "Send an HTTP GET (not the echo request) and expect this status: kube-proxy's healthCheckNodePort answers 200 with local endpoints, 503 without."),
             key("path", Ty::List(&TEXT), "Observation points the request and reply must cross, in order (`trunk/<node>@vlan=1027` also checks the VLAN)."),
-            key("avoids", Ty::List(&TEXT), "Observation points they must not cross (`eni/*` matches every ENI)."),
+            key("avoids", Ty::List(&TEXT), "Observation points they must not cross (`eni/*` matches every ENI, `eni/member:*` every member ENI). An entry naming no point of the lab fails the expectation: it could never be crossed."),
             key("timeout_ms", Ty::Uint(1, None), "Probe deadline. Default 1500."),
             key("when", Ty::Section("when"), "Applies only to clusters matching this; other labs report it n/a."),
             key("reason", TEXT, "With `result: pending`: text the pod's pending reason must contain."),

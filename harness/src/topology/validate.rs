@@ -895,6 +895,15 @@ impl<'a> V<'a> {
                         "an ENI has at least 1 IP (its primary)",
                     );
                 }
+                if let Some(total) = e.total.filter(|&t| t < e.max) {
+                    self.err(
+                        &format!("{path}.enis.total"),
+                        format!(
+                            "enis.total ({total}) counts every ENI, enis.max ({}) included, so it cannot be smaller",
+                            e.max
+                        ),
+                    );
+                }
             }
             let ip_path = join_key(&path, "ip");
             if let (Some(ip), true) = (n.ip, self.ok(&ip_path)) {
@@ -926,7 +935,8 @@ impl<'a> V<'a> {
             );
             return;
         }
-        if !crate::plan::limits::node_limits(n).0.trunk {
+        let limits = crate::plan::limits::node_limits(n).0;
+        if !limits.trunk {
             self.err(
                 path,
                 format!(
@@ -936,6 +946,26 @@ impl<'a> V<'a> {
             );
         }
         let members = join_key(path, "members");
+        // (A total below max is reported at enis.total already.)
+        let quota = limits
+            .member_enis()
+            .filter(|_| limits.trunk && limits.total >= Some(limits.max));
+        if let Some(quota) = quota.filter(|&q| t.members.len() > q as usize) {
+            let total = limits.total.unwrap_or_default();
+            let max = limits.max;
+            let message = match quota {
+                0 => format!(
+                    "node {} takes no member ENI (EniTotalQuantity {total} − EniQuantity {max} = 0; Terway turns trunking off there)",
+                    n.name
+                ),
+                q => format!(
+                    "node {} takes {q} member ENIs (EniTotalQuantity {total} − EniQuantity {max}); this is member {}",
+                    n.name,
+                    q + 1
+                ),
+            };
+            self.err(&join_index(&members, quota as usize), message);
+        }
         for (j, m) in t.members.iter().enumerate() {
             let at = join_index(&members, j);
             if let Some(k) = t.members[..j].iter().position(|o| o.vlan == m.vlan) {

@@ -1,38 +1,15 @@
-//! Test-only topology loader (the real parser/validator lives in
-//! `topology::`): serde model, then each `kubernetes:` item typed by `kind`.
+//! Plans of shipped topologies for tests, loaded by the real parser and
+//! validator (`topology::parse::load_str`).
 #![allow(dead_code)]
 
 use cnlab::plan::{plan, Backends, LabPlan};
-use cnlab::topology::k8s::{EndpointSlice, Pod, PodNetworking, Service};
-use cnlab::topology::{Resolved, Topology};
+use cnlab::topology::Resolved;
 use std::path::PathBuf;
 
 pub fn load(text: &str) -> Resolved {
-    let topo: Topology = serde_yaml_ng::from_str(text).expect("topology parses");
-    let (mut pods, mut services, mut podnetworkings) = (vec![], vec![], vec![]);
-    let mut endpoint_slices = vec![];
-    for (i, v) in topo.kubernetes.iter().enumerate() {
-        match v.get("kind").and_then(|k| k.as_str()) {
-            Some("Pod") => pods.push(serde_yaml_ng::from_value::<Pod>(v.clone()).expect("pod")),
-            Some("Service") => {
-                services.push(serde_yaml_ng::from_value::<Service>(v.clone()).expect("service"))
-            }
-            Some("PodNetworking") => podnetworkings.push(
-                serde_yaml_ng::from_value::<PodNetworking>(v.clone()).expect("podnetworking"),
-            ),
-            Some("EndpointSlice") => endpoint_slices.push(
-                serde_yaml_ng::from_value::<EndpointSlice>(v.clone()).expect("endpointslice"),
-            ),
-            other => panic!("kubernetes[{i}]: unexpected kind {other:?}"),
-        }
-    }
-    Resolved {
-        topo,
-        pods,
-        services,
-        podnetworkings,
-        endpoint_slices,
-    }
+    cnlab::topology::parse::load_str(text, "test")
+        .unwrap_or_else(|report| panic!("topology loads: {report}"))
+        .resolved
 }
 
 pub fn topologies_dir() -> PathBuf {

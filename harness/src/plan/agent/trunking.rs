@@ -151,6 +151,7 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     // A trunk no member pod rides (a node whose pods all take shared ENIs)
     // tags nothing: no program to load on either side.
     trunks.retain(|_, t| !t.pods.is_empty());
+    note_uncapped(d, ctx, &trunks);
     for (ni, t) in &trunks {
         if !d.plan.backends.vlan_devices {
             // Terway's side: eBPF tags each pod's packets on eth1.
@@ -162,6 +163,52 @@ pub fn program(d: &mut Draft, ctx: &mut VpcIpCtx<'_>) -> (Placement, CniOutput) 
     }
     hv_tagging(d, &trunks);
     (placement, out)
+}
+
+/// One note naming the trunk nodes whose member-ENI quota is not known
+/// (no `enis.total`, no total in the instance table): their member ENIs
+/// are not capped, which no real instance allows.
+fn note_uncapped(d: &mut Draft, ctx: &VpcIpCtx<'_>, trunks: &BTreeMap<usize, Trunk>) {
+    let uncapped: Vec<&str> = trunks
+        .keys()
+        .filter(|&&ni| ctx.limits[ni].member_enis().is_none())
+        .map(|&ni| ctx.nodes[ni].name.as_str())
+        .collect();
+    if uncapped.is_empty() {
+        return;
+    }
+    let shown = uncapped
+        .iter()
+        .take(3)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match uncapped.len() {
+        n if n > 3 => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    d.plan.notes.push(format!(
+        "member ENIs are not capped on {shown}{more}: the member-ENI quota (EniTotalQuantity − EniQuantity) \
+         is not known; set nodes[].enis.total or an instance_type whose total the built-in table has"
+    ));
+}
+
+/// Terway's `MemberAdapterLimit`: a trunk pod needs one `aliyun/member-eni`
+/// (the webhook adds the request), and a node has `EniTotalQuantity −
+/// EniQuantity` of them. Past it kubelet refuses the pod
+/// (`OutOfaliyun/member-eni`); it never runs.
+fn member_slot_left(ctx: &VpcIpCtx<'_>, ni: usize, taken: usize) -> Result<(), String> {
+    let l = ctx.limits[ni];
+    match l.member_enis() {
+        Some(quota) if taken >= quota as usize => Err(format!(
+            "node {} has no aliyun/member-eni left: its {quota} member ENIs (EniTotalQuantity {} − EniQuantity {}) \
+             are taken, kubelet refuses the pod (OutOfaliyun/member-eni)",
+            ctx.nodes[ni].name,
+            l.total.unwrap_or_default(),
+            l.max
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The cloud's side of every trunk without 802.1Q devices: eBPF in
@@ -258,6 +305,15 @@ fn trunk_of<'t>(
             return Err(format!(
                 "node {} cannot carry a trunk ENI (instance type or enis.trunk)",
                 node.name
+            ));
+        }
+        if ctx.limits[ni].member_enis() == Some(0) {
+            // Terway: `if limit.TrunkPod() <= 0 { EnableENITrunking = false }`.
+            return Err(format!(
+                "node {}: its member-ENI quota is 0 (EniTotalQuantity {} − EniQuantity {}), so Terway turns trunking off",
+                node.name,
+                ctx.limits[ni].total.unwrap_or_default(),
+                ctx.limits[ni].max
             ));
         }
         let n = ctx
@@ -515,7 +571,10 @@ fn member_pod(
 ) -> Result<Ipv4Addr, String> {
     let node = ctx.nodes[ni].clone();
     let (trunk_id, hv, trunk_mac, vlan) = match trunks.get(&ni) {
-        Some(t) => (t.id.clone(), t.hv, t.mac, t.next_vlan),
+        Some(t) => {
+            member_slot_left(ctx, ni, t.members.len())?;
+            (t.id.clone(), t.hv, t.mac, t.next_vlan)
+        }
         None => {
             let why = no_trunk.get(&ni).map(String::as_str);
             return Err(why.unwrap_or("no trunk ENI").to_string());
