@@ -92,6 +92,18 @@ fn expectations_name_planned_endpoints_and_points() {
             .topo
             .expect
             .iter()
+            .filter(|e| e.result == Verdict::Timeout)
+        {
+            assert!(
+                e.path.is_some(),
+                "{f}: {}: a timeout says where the packet stops (path)",
+                e.name
+            );
+        }
+        for e in r
+            .topo
+            .expect
+            .iter()
             .filter(|e| e.result != Verdict::Pending)
         {
             assert!(
@@ -133,7 +145,8 @@ fn expectations_name_planned_endpoints_and_points() {
                     e.name
                 );
             }
-            for id in e.path.iter().flatten().chain(e.avoids.iter().flatten()) {
+            let entries = e.path.iter().flatten().chain(e.avoids.iter().flatten());
+            for id in entries.flat_map(|entry| entry.split('|')) {
                 let id = &cnlab::check::split_vlan(id).0.to_string();
                 // `eni/*`-style patterns must match at least one point.
                 let pattern_hits = id.strip_suffix('*').is_some_and(|prefix| {

@@ -1712,6 +1712,46 @@ fn declared_trunks_are_checked_key_by_key() {
     );
 }
 
+/// A timeout without `path` holds on any drop: said at its line; an empty
+/// path (nothing leaves the client) goes with timeouts only.
+#[test]
+fn timeouts_say_where_the_packet_stops() {
+    let text =
+        std::fs::read_to_string("../topologies/scenarios/f5-ecs-outside-cluster.yaml").unwrap();
+    let bare = text.replacen(
+        "    path: [external/mysql-ecs, vpc, eni/primary:cn-hangzhou.10.0.4.21]\n",
+        "",
+        1,
+    );
+    assert_ne!(bare, text);
+    let l = cnlab::topology::load_str(&bare, "f5").unwrap_or_else(|r| panic!("{r}"));
+    let w: Vec<_> = l
+        .warnings
+        .iter()
+        .filter(|p| {
+            p.message
+                .contains("a timeout without path holds wherever the packet is dropped")
+        })
+        .collect();
+    assert_eq!(w.len(), 1, "{:#?}", l.warnings);
+    assert!(
+        w[0].path.ends_with(".result") && w[0].line.is_some(),
+        "{:?}",
+        w[0]
+    );
+    // (expect: is the file's last section)
+    let empty_on_connected = format!(
+        "{text}  - {{name: x, from: pod/prod/api-1, to: ip/10.0.3.72:3306, result: connected, path: []}}\n"
+    );
+    let r = cnlab::topology::load_str(&empty_on_connected, "f5").unwrap_err();
+    assert!(
+        r.errors.iter().any(|p| p
+            .message
+            .contains("path: [] (no packet leaves the client) only goes with result: timeout")),
+        "{r}"
+    );
+}
+
 #[test]
 fn terway_version_is_a_version_read_by_the_veth_terway_modes() {
     // flannel has no rule 2048: the key is an error there, with its line.

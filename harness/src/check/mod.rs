@@ -313,7 +313,17 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
         f.extend(repeat::compare(e, o));
     }
     let journey: Vec<&crate::probe::Hop> = o.request.iter().chain(o.reply.iter()).collect();
-    if let Some(path) = &e.path {
+    if let (Some(path), Verdict::Timeout) = (&e.path, got) {
+        // `path: []`: the packet may not leave the client at all.
+        let tapped = journey.iter().any(|h| !h.is_stack_end());
+        if path.is_empty() && tapped {
+            f.push(format!(
+                "path: [] says no packet leaves the client; observed {}",
+                show_journey(o)
+            ));
+        }
+    }
+    if let Some(path) = e.path.as_ref().filter(|p| !p.is_empty()) {
         let want: Vec<PointPattern> = path.iter().map(|p| PointPattern::new(plan, p)).collect();
         if let Some(missing) = first_missing_in_order(&want, &journey) {
             f.push(format!(
@@ -321,6 +331,19 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                 missing.text,
                 show_journey(o)
             ));
+        } else if let (Verdict::Timeout, Verdict::Timeout, Some(stop), Some(end)) =
+            (e.result, got, want.last(), journey.last())
+        {
+            // A timeout's path ends where the packet stops: seen anywhere
+            // after it, it was dropped somewhere else.
+            if !stop.matches(end) {
+                let name = o.display.get(&end.point).unwrap_or(&end.point);
+                f.push(format!(
+                    "path: the packet did not stop at {}: it was last seen at {name}; observed {}",
+                    stop.text,
+                    show_journey(o)
+                ));
+            }
         }
     }
     if let Some(avoids) = &e.avoids {
@@ -348,11 +371,19 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
 
 /// A `path`/`avoids` entry: a point id or alias, or an `eni/*`-style
 /// prefix of either (`eni/member:*` is every member ENI), optionally with
-/// `@vlan=<id>` (the 802.1Q id the hop must carry, as on `trunk/<node>`).
+/// `@vlan=<id>` (the 802.1Q id the hop must carry, as on `trunk/<node>`);
+/// or several of these joined by `|`, any of which may match (where the
+/// proxy's choice of endpoint decides which one a packet crosses).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointPattern {
     /// As the user wrote it.
     pub text: String,
+    pub alternatives: Vec<PointAlt>,
+}
+
+/// One alternative of a [`PointPattern`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointAlt {
     /// Canonical point id (or prefix ending in `*`).
     pub point: String,
     /// For a prefix: the canonical ids of the points whose id or an alias
@@ -363,6 +394,27 @@ pub struct PointPattern {
 
 impl PointPattern {
     pub fn new(plan: &LabPlan, text: &str) -> Self {
+        PointPattern {
+            text: text.to_string(),
+            alternatives: text
+                .split('|')
+                .map(|a| PointAlt::new(plan, a.trim()))
+                .collect(),
+        }
+    }
+
+    /// Whether every alternative could match some hop of this lab.
+    pub fn names_a_point(&self, plan: &LabPlan) -> bool {
+        self.alternatives.iter().all(|a| a.names_a_point(plan))
+    }
+
+    pub fn matches(&self, hop: &crate::probe::Hop) -> bool {
+        self.alternatives.iter().any(|a| a.matches(hop))
+    }
+}
+
+impl PointAlt {
+    fn new(plan: &LabPlan, text: &str) -> Self {
         let (id, vlan) = split_vlan(text);
         let prefixed = id.strip_suffix('*').map(|prefix| {
             plan.points
@@ -374,17 +426,16 @@ impl PointPattern {
                 .map(|p| p.id.to_string())
                 .collect()
         });
-        PointPattern {
-            text: text.to_string(),
+        PointAlt {
             point: observe::canonical_point(plan, id),
             prefixed,
             vlan,
         }
     }
 
-    /// Whether some hop of this lab could match: a point of the plan (a
-    /// prefix: at least one), or a node's own stack (`node/<n>`).
-    pub fn names_a_point(&self, plan: &LabPlan) -> bool {
+    /// A point of the plan (a prefix: at least one), or a node's own stack
+    /// (`node/<n>`).
+    fn names_a_point(&self, plan: &LabPlan) -> bool {
         if let Some(ids) = &self.prefixed {
             return !ids.is_empty();
         }
@@ -398,7 +449,7 @@ impl PointPattern {
             .any(|pt| point_matches(&self.point, &pt.id.to_string()))
     }
 
-    pub fn matches(&self, hop: &crate::probe::Hop) -> bool {
+    fn matches(&self, hop: &crate::probe::Hop) -> bool {
         let point = match &self.prefixed {
             Some(ids) => ids.contains(&hop.point) || point_matches(&self.point, &hop.point),
             None => point_matches(&self.point, &hop.point),
@@ -492,5 +543,102 @@ pub fn proto_word(p: Proto) -> &'static str {
         Proto::Udp => "udp",
         Proto::Icmp => "icmp",
         Proto::All => "all",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Hop, ProbeOutcome};
+    use std::net::Ipv4Addr;
+
+    fn plan() -> LabPlan {
+        let text = include_str!("../../../topologies/examples/trunk-member-eni-quota.yaml");
+        let r = crate::topology::load_str(text, "quota").unwrap().resolved;
+        crate::plan::plan(&r, crate::plan::Backends::PORTABLE).unwrap()
+    }
+
+    fn hop(p: &LabPlan, point: &str) -> Hop {
+        Hop {
+            point: observe::canonical_point(p, point),
+            vlan: None,
+            src: Ipv4Addr::new(10, 0, 4, 2),
+            dst: Ipv4Addr::new(10, 0, 5, 2),
+            encap: None,
+        }
+    }
+
+    fn timed_out(p: &LabPlan, request: &[&str]) -> Observation {
+        Observation {
+            outcome: ProbeOutcome::timeout("no answer"),
+            dst: None,
+            request: request.iter().map(|h| hop(p, h)).collect(),
+            reply: vec![],
+            error: None,
+            display: Default::default(),
+            repeats: vec![],
+        }
+    }
+
+    fn timeout(path: Option<&[&str]>, avoids: &[&str]) -> Expectation {
+        Expectation {
+            path: path.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            avoids: (!avoids.is_empty()).then(|| avoids.iter().map(|s| s.to_string()).collect()),
+            ..Expectation::new(
+                "t",
+                "pod/default/b2",
+                "pod/default/a2:8080",
+                Verdict::Timeout,
+            )
+        }
+    }
+
+    const TO_A2: [&str; 4] = [
+        "pod/default/b2",
+        "eni/secondary:cn-hongkong.10.0.4.22/eth1",
+        "vpc",
+        "eni/member:default/a2",
+    ];
+
+    #[test]
+    fn a_timeout_path_ends_where_the_packet_stops() {
+        let p = plan();
+        let stop = timeout(
+            Some(&["pod/default/b2", "vpc", "eni/member:default/a2"]),
+            &[],
+        );
+        assert!(compare(&p, &stop, &timed_out(&p, &TO_A2)).is_empty());
+        // Dropped later than the path says (or by something else): a failure.
+        let further = [&TO_A2[..], &["trunk/cn-hongkong.10.0.4.20"]].concat();
+        let f = compare(&p, &stop, &timed_out(&p, &further));
+        assert!(
+            f[0].contains("did not stop at eni/member:default/a2"),
+            "{f:?}"
+        );
+        // Any of the alternatives may be the stop.
+        let either = timeout(
+            Some(&["vpc", "eni/member:default/a1|eni/member:default/a2"]),
+            &[],
+        );
+        assert!(compare(&p, &either, &timed_out(&p, &TO_A2)).is_empty());
+        // `path: []`: nothing may leave the client.
+        let none = timeout(Some(&[]), &[]);
+        assert!(compare(&p, &none, &timed_out(&p, &[])).is_empty());
+        let f = compare(&p, &none, &timed_out(&p, &TO_A2[..1]));
+        assert!(f[0].contains("no packet leaves the client"), "{f:?}");
+    }
+
+    #[test]
+    fn an_avoid_naming_nothing_fails() {
+        let p = plan();
+        let o = timed_out(&p, &TO_A2);
+        let f = compare(&p, &timeout(None, &["trunk/cn-hongkong.10.0.4.22"]), &o);
+        assert!(
+            f[0].contains("is no observation point of this lab"),
+            "{f:?}"
+        );
+        let f = compare(&p, &timeout(None, &["eni/member:*"]), &o);
+        assert!(f[0].contains("which it must avoid (eni/member:*)"), "{f:?}");
+        assert!(compare(&p, &timeout(None, &["trunk/cn-hongkong.10.0.4.20"]), &o).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use crate::lab::Lab;
 use crate::plan::{EndpointKind, LabPlan, NsKind};
 use crate::probe::{self, Capture, Hop, ProbeOutcome, ProbeSpec, TapPoint, Taps};
 use crate::topology::expect::{parse_origin, parse_target, Target};
-use crate::topology::model::Proto;
+use crate::topology::model::{Proto, Verdict};
 
 /// What the packets said.
 #[derive(Debug, Clone)]
@@ -299,7 +299,10 @@ fn add_stack_ends(
     };
     if let Some(node) = node_of_ns(client_ns) {
         request.insert(0, stub(node.clone()));
-        reply.push(stub(node));
+        // A probe that timed out got nothing back: no reply reached it.
+        if outcome.verdict != Verdict::Timeout {
+            reply.push(stub(node));
+        }
     }
     let server_ns = outcome
         .served_by

@@ -26,6 +26,12 @@ pub struct Hop {
 }
 
 impl Hop {
+    /// A node's own stack added at a journey's end (`node/<n>` as client or
+    /// server): no tap saw it, it has no addresses.
+    pub fn is_stack_end(&self) -> bool {
+        self.src.is_unspecified() && self.dst.is_unspecified()
+    }
+
     /// The hop as `path:` entries write it, under the name `shown`:
     /// `trunk/n1@vlan=1027`, `eth0/n1 (vxlan)`. Tables, trace, explanations
     /// and JSON all use this one notation.

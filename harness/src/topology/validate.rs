@@ -314,9 +314,29 @@ fn clb_health_check_warnings(r: &Resolved, lines: &LineMap, kix: &KubeIndex) -> 
     out
 }
 
+/// A `timeout` holds wherever the packet is dropped, a broken dataplane
+/// included, unless its `path` says where it must stop.
+fn timeout_without_path_warnings(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
+    r.topo
+        .expect
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.result == Verdict::Timeout && e.path.is_none())
+        .map(|(i, _)| {
+            Problem::at(
+                lines,
+                &join_key(&join_index("expect", i), "result"),
+                "a timeout without path holds wherever the packet is dropped, a broken lab included: \
+                 add path: ending at the point where it must stop (path: [] when no packet may leave the client)",
+            )
+        })
+        .collect()
+}
+
 pub fn advise(r: &Resolved, lines: &LineMap) -> Vec<Problem> {
     let kix = KubeIndex::of(&r.topo);
     let mut out = proxy_warnings(r, lines);
+    out.extend(timeout_without_path_warnings(r, lines));
     out.extend(terway_version_warning(r, lines));
     out.extend(clb_health_check_warnings(r, lines, &kix));
     for (i, svc) in r.services.iter().enumerate() {
@@ -1381,6 +1401,13 @@ impl<'a> V<'a> {
         if !self.ok(path) {
             return;
         }
+        // `eth0/n1|eni/secondary:n1/eth1`: any of these.
+        if id.contains('|') {
+            for alt in id.split('|') {
+                self.point(path, alt.trim());
+            }
+            return;
+        }
         // `trunk/<node>@vlan=1027`: the hop must carry that 802.1Q id.
         let id = match id.rsplit_once("@vlan=") {
             Some((point, vid)) => {
@@ -1485,6 +1512,12 @@ impl<'a> V<'a> {
                 self.err(
                     &at("refused_by"),
                     "refused_by applies only to result: refused",
+                );
+            }
+            if e.path.as_ref().is_some_and(|p| p.is_empty()) && e.result != Verdict::Timeout {
+                self.err(
+                    &at("path"),
+                    "path: [] (no packet leaves the client) only goes with result: timeout",
                 );
             }
             for (key, ids) in [("path", &e.path), ("avoids", &e.avoids)] {
