@@ -387,16 +387,30 @@ fn trunk_on_a_node_without_trunk_support_is_pending() {
     let mut r = load_file("scenarios/m5-terway-trunking.yaml");
     r.topo.nodes[0].instance_type = Some("ecs.t6-c1m2.large".into());
     let p = plan(&r, Backends::PORTABLE).unwrap();
-    let c = p
-        .pending
+    let why = pending_reason(&p, "default/centos");
+    assert!(why.contains("cannot carry a trunk ENI"), "{why}");
+}
+
+/// Why the plan leaves `pod` (`<ns>/<name>`) pending.
+fn pending_reason<'p>(p: &'p LabPlan, pod: &str) -> &'p str {
+    match p.pending.iter().find(|x| x.pod == pod) {
+        Some(x) => &x.reason,
+        None => panic!("{pod} is not pending: {:?}", p.pending),
+    }
+}
+
+/// `n` more pods like `of`, named `<prefix>0`, `<prefix>1`, ….
+fn add_copies(r: &mut cnlab::topology::Resolved, of: &str, prefix: &str, n: usize) {
+    let mut extra = r
+        .pods
         .iter()
-        .find(|x| x.pod == "default/centos")
-        .unwrap();
-    assert!(
-        c.reason.contains("cannot carry a trunk ENI"),
-        "{}",
-        c.reason
-    );
+        .find(|p| p.metadata.name == of)
+        .unwrap()
+        .clone();
+    for k in 0..n {
+        extra.metadata.name = format!("{prefix}{k}");
+        r.pods.push(extra.clone());
+    }
 }
 
 /// Terway's member-ENI quota (`EniTotalQuantity − EniQuantity`,
@@ -407,16 +421,7 @@ fn trunk_on_a_node_without_trunk_support_is_pending() {
 fn member_enis_stop_at_the_instance_quota() {
     let mut r = load_file("scenarios/m5-terway-trunking.yaml");
     r.topo.nodes[0].instance_type = Some("ecs.g7.2xlarge".into());
-    let mut extra = r
-        .pods
-        .iter()
-        .find(|p| p.metadata.name == "centos")
-        .unwrap()
-        .clone();
-    for k in 0..6 {
-        extra.metadata.name = format!("c{k}");
-        r.pods.push(extra.clone());
-    }
+    add_copies(&mut r, "centos", "c", 6);
     let p = plan(&r, Backends::PORTABLE).unwrap();
     let pending: Vec<&str> = p.pending.iter().map(|x| x.pod.as_str()).collect();
     assert_eq!(pending, ["default/c5"], "{:?}", p.pending);
@@ -459,12 +464,8 @@ fn a_zero_member_quota_turns_trunking_off() {
         total: Some(4),
     });
     let p = plan(&r, Backends::PORTABLE).unwrap();
-    let c = p
-        .pending
-        .iter()
-        .find(|x| x.pod == "default/centos")
-        .unwrap();
-    assert!(c.reason.contains("member-ENI quota is 0"), "{}", c.reason);
+    let why = pending_reason(&p, "default/centos");
+    assert!(why.contains("member-ENI quota is 0"), "{why}");
     assert!(!p
         .enis
         .iter()
@@ -486,16 +487,7 @@ fn member_vswitch_exhaustion_is_reported() {
         .find(|v| v.id == "vsw-b")
         .unwrap();
     b.cidr = "10.0.5.0/29".parse().unwrap(); // .1 .2 .3 .4 usable
-    let mut extra = r
-        .pods
-        .iter()
-        .find(|p| p.metadata.name == "nginx")
-        .unwrap()
-        .clone();
-    for k in 0..4 {
-        extra.metadata.name = format!("n{k}");
-        r.pods.push(extra.clone());
-    }
+    add_copies(&mut r, "nginx", "n", 4);
     let p = plan(&r, Backends::PORTABLE).unwrap();
     assert!(
         p.pending

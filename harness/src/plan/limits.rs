@@ -35,6 +35,16 @@ const fn row(name: &'static str, enis: u32, ips_per_eni: u32, trunk: bool) -> In
     }
 }
 
+impl InstanceType {
+    /// With its recorded `EniTotalQuantity`.
+    const fn total(self, total: u32) -> Self {
+        InstanceType {
+            total: Some(total),
+            ..self
+        }
+    }
+}
+
 pub const INSTANCE_TYPES: &[InstanceType] = &[
     row("ecs.g6.large", 3, 10, true),
     row("ecs.g6.xlarge", 4, 15, true),
@@ -44,19 +54,13 @@ pub const INSTANCE_TYPES: &[InstanceType] = &[
     row("ecs.g7.xlarge", 4, 15, true),
     // The record in Terway's OpenAPI mock (`pkg/aliyun/client/mocks`):
     // EniQuantity 4, EniTotalQuantity 10, 15 IPs, trunk.
-    InstanceType {
-        total: Some(10),
-        ..row("ecs.g7.2xlarge", 4, 15, true)
-    },
+    row("ecs.g7.2xlarge", 4, 15, true).total(10),
     row("ecs.g7.4xlarge", 8, 30, true),
     row("ecs.c7.large", 3, 10, true),
     row("ecs.c7.xlarge", 4, 15, true),
     // A DescribeInstanceTypes record (ap-northeast-2, 2025-08): EniQuantity
     // 8, EniTotalQuantity 40, 20 IPs, EniTrunkSupported true.
-    InstanceType {
-        total: Some(40),
-        ..row("ecs.r6.8xlarge", 8, 20, true)
-    },
+    row("ecs.r6.8xlarge", 8, 20, true).total(40),
     row("ecs.t6-c1m2.large", 2, 2, false),
     row("ecs.n4.small", 1, 2, false),
 ];
