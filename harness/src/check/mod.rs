@@ -331,15 +331,24 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                 missing.text,
                 show_journey(o)
             ));
-        } else if let (Verdict::Timeout, Verdict::Timeout, Some(stop), Some(end)) =
-            (e.result, got, want.last(), journey.last())
-        {
+        } else if let Some(stop) = want.last() {
             // A timeout's path ends where the packet stops: seen anywhere
-            // after it, it was dropped somewhere else.
-            if !stop.matches(end) {
+            // after it, it was dropped somewhere else. A refusal's path ends
+            // where the request was refused (the RST or ICMP error starts
+            // there): seen further on, something else refused it.
+            let (end, what) = match (e.result, got) {
+                (Verdict::Timeout, Verdict::Timeout) => {
+                    (journey.last().copied(), "the packet did not stop")
+                }
+                (Verdict::Refused, Verdict::Refused) => {
+                    (o.request.last(), "the request was not refused")
+                }
+                _ => (None, ""),
+            };
+            if let Some(end) = end.filter(|end| !stop.matches(end)) {
                 let name = o.display.get(&end.point).unwrap_or(&end.point);
                 f.push(format!(
-                    "path: the packet did not stop at {}: it was last seen at {name}; observed {}",
+                    "path: {what} at {}: it was last seen at {name}; observed {}",
                     stop.text,
                     show_journey(o)
                 ));
@@ -626,6 +635,40 @@ mod tests {
         assert!(compare(&p, &none, &timed_out(&p, &[])).is_empty());
         let f = compare(&p, &none, &timed_out(&p, &TO_A2[..1]));
         assert!(f[0].contains("no packet leaves the client"), "{f:?}");
+    }
+
+    #[test]
+    fn a_refused_path_ends_where_the_request_is_refused() {
+        let p = plan();
+        let refused = |request: &[&str], reply: &[&str]| Observation {
+            outcome: ProbeOutcome {
+                verdict: Verdict::Refused,
+                ..ProbeOutcome::timeout("rst")
+            },
+            reply: reply.iter().map(|h| hop(&p, h)).collect(),
+            ..timed_out(&p, request)
+        };
+        let e = Expectation {
+            path: Some(vec!["vpc".into(), "eni/member:default/a2".into()]),
+            ..Expectation::new(
+                "t",
+                "pod/default/b2",
+                "pod/default/a2:8080",
+                Verdict::Refused,
+            )
+        };
+        let back = ["eni/member:default/a2", "vpc", "pod/default/b2"];
+        assert!(compare(&p, &e, &refused(&TO_A2, &back)).is_empty());
+        let further = [
+            &TO_A2[..],
+            &["trunk/cn-hongkong.10.0.4.20", "pod/default/a2"],
+        ]
+        .concat();
+        let f = compare(&p, &e, &refused(&further, &back));
+        assert!(
+            f[0].contains("the request was not refused at eni/member:default/a2"),
+            "{f:?}"
+        );
     }
 
     #[test]

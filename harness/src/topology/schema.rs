@@ -287,7 +287,7 @@ pub const SECTIONS: &[Section] = &[
             key("sticky", Ty::Bool, "Every repeated probe answered by the same backend (session affinity)."),
             key("refused_by", Ty::Enum(words!(REFUSED_BY)), "With `result: refused`: how — a TCP RST, or ICMP port-unreachable (IPVS without real servers)."),
             key("http_status", Ty::Uint(100, Some(599)), "Send an HTTP GET (not the echo request) and expect this status: kube-proxy's healthCheckNodePort answers 200 with local endpoints, 503 without."),
-            key("path", Ty::List(&TEXT), "Observation points the request and reply must cross, in order (`trunk/<node>@vlan=1027` also checks the VLAN; `a|b`: either). With `result: timeout` the last entry is where the packet stops: seen anywhere after it, the expectation fails; `path: []` says no packet leaves the client."),
+            key("path", Ty::List(&TEXT), "Observation points the request and reply must cross, in order (`trunk/<node>@vlan=1027` also checks the VLAN; `a|b`: either). With `result: timeout` the last entry is where the packet stops: seen anywhere after it, the expectation fails; `path: []` says no packet leaves the client. With `result: refused` the last entry is where the request is refused."),
             key("avoids", Ty::List(&TEXT), "Observation points they must not cross (`eni/*` matches every ENI, `eni/member:*` every member ENI). An entry naming no point of the lab fails the expectation: it could never be crossed."),
             key("timeout_ms", Ty::Uint(1, None), "Probe deadline. Default 1500."),
             key("when", Ty::Section("when"), "Applies only to clusters matching this; other labs report it n/a."),
