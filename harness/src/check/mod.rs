@@ -345,7 +345,7 @@ pub fn compare(plan: &LabPlan, e: &Expectation, o: &Observation) -> Vec<String> 
                 }
                 _ => (None, ""),
             };
-            if let Some(end) = end.filter(|end| !stop.matches(end)) {
+            if let Some(end) = end.filter(|end| !stop.stops_at(plan, end)) {
                 let name = o.display.get(&end.point).unwrap_or(&end.point);
                 f.push(format!(
                     "path: {what} at {}: it was last seen at {name}; observed {}",
@@ -420,6 +420,34 @@ impl PointPattern {
     pub fn matches(&self, hop: &crate::probe::Hop) -> bool {
         self.alternatives.iter().any(|a| a.matches(hop))
     }
+
+    /// Whether a packet last seen at `hop` stopped where this pattern says.
+    /// A packet stops in a namespace's stack (its routing, its netfilter),
+    /// so any interface of the named point's namespace may be the last to
+    /// see it: a node's `cni0` bridge after the pod's host veth.
+    pub fn stops_at(&self, plan: &LabPlan, hop: &crate::probe::Hop) -> bool {
+        let Some(ns) = point_ns(plan, &hop.point) else {
+            return self.matches(hop);
+        };
+        self.matches(hop)
+            || self
+                .alternatives
+                .iter()
+                .filter(|a| a.vlan.is_none())
+                .any(|a| a.namespaces(plan).contains(&ns))
+    }
+}
+
+/// The namespace of a point id (a node's own stack: the node's).
+fn point_ns(plan: &LabPlan, id: &str) -> Option<usize> {
+    plan.points
+        .iter()
+        .find(|p| p.id.to_string() == id)
+        .map(|p| p.ns)
+        .or_else(|| match id.parse::<PointId>() {
+            Ok(node @ PointId::Node(_)) => plan.ns_index(&node),
+            _ => None,
+        })
 }
 
 impl PointAlt {
@@ -456,6 +484,20 @@ impl PointAlt {
             .points
             .iter()
             .any(|pt| point_matches(&self.point, &pt.id.to_string()))
+    }
+
+    /// The namespaces of the points this alternative names.
+    fn namespaces(&self, plan: &LabPlan) -> Vec<usize> {
+        match &self.prefixed {
+            Some(ids) => ids.iter().filter_map(|id| point_ns(plan, id)).collect(),
+            None => plan
+                .points
+                .iter()
+                .filter(|pt| point_matches(&self.point, &pt.id.to_string()))
+                .map(|pt| pt.ns)
+                .chain(point_ns(plan, &self.point))
+                .collect(),
+        }
     }
 
     fn matches(&self, hop: &crate::probe::Hop) -> bool {
@@ -622,6 +664,26 @@ mod tests {
         let f = compare(&p, &stop, &timed_out(&p, &further));
         assert!(
             f[0].contains("did not stop at eni/member:default/a2"),
+            "{f:?}"
+        );
+        // Another interface of the stop's namespace may be the last to see
+        // it (the node's eth0 after the pod's host veth: both node .22).
+        let host = timeout(Some(&["pod/default/b2", "host-veth/default/b2"]), &[]);
+        let node = [
+            "pod/default/b2",
+            "host-veth/default/b2",
+            "eth0/cn-hongkong.10.0.4.22",
+        ];
+        assert!(compare(&p, &host, &timed_out(&p, &node)).is_empty());
+        let out = [
+            "pod/default/b2",
+            "host-veth/default/b2",
+            "eni/secondary:cn-hongkong.10.0.4.22/eth1",
+            "vpc",
+        ];
+        let f = compare(&p, &host, &timed_out(&p, &out));
+        assert!(
+            f[0].contains("did not stop at host-veth/default/b2"),
             "{f:?}"
         );
         // Any of the alternatives may be the stop.
