@@ -55,6 +55,10 @@ fn node_name(node: usize) -> String {
 
 /// A cluster of `nodes` nodes with `pods_per_node` pods each, every pod
 /// serving TCP on `POD_PORT`.
+/// `EniQuantity` of a generated trunk node (ecs.g7.xlarge's); its
+/// `enis.total` adds one member ENI per pod.
+pub const TRUNK_NODE_ENIS: u32 = 4;
+
 pub fn cluster_yaml(name: &str, cni: ScaleCni, nodes: usize, pods_per_node: usize) -> String {
     let mut y = String::new();
     // Writing into a String cannot fail.
@@ -89,8 +93,8 @@ pub fn cluster_yaml(name: &str, cni: ScaleCni, nodes: usize, pods_per_node: usiz
             // measured for the datapath, never for the cloud's limits.
             let _ = write!(
                 y,
-                ", enis: {{max: 4, ips_per_eni: 15, trunk: true, total: {}}}",
-                4 + pods_per_node
+                ", enis: {{max: {TRUNK_NODE_ENIS}, ips_per_eni: 15, trunk: true, total: {}}}",
+                TRUNK_NODE_ENIS as usize + pods_per_node
             );
         }
         y.push_str("}\n");

@@ -572,8 +572,9 @@ fn scale(
         // real instance reaches (Terway: EniTotalQuantity − EniQuantity
         // member ENIs per node, e.g. 40 − 8 = 32 on ecs.r6.8xlarge).
         c.notes.push(format!(
-            "{} member ENIs per node (enis.total = 4 + {0}, a quota no real instance has; ecs.r6.8xlarge: 40 − 8 = 32)",
-            s.pods_per_node
+            "{} member ENIs per node (enis.total = {} + {0}, a quota no real instance has; ecs.r6.8xlarge: 40 − 8 = 32)",
+            s.pods_per_node,
+            gen::TRUNK_NODE_ENIS
         ));
     }
     let pods = gen::pod_names(s.nodes, s.pods_per_node);

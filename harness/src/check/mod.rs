@@ -473,17 +473,7 @@ impl PointAlt {
     /// A point of the plan (a prefix: at least one), or a node's own stack
     /// (`node/<n>`).
     fn names_a_point(&self, plan: &LabPlan) -> bool {
-        if let Some(ids) = &self.prefixed {
-            return !ids.is_empty();
-        }
-        let node = match self.point.parse::<PointId>() {
-            Ok(id @ PointId::Node(_)) => plan.endpoint(&id).is_some(),
-            _ => false,
-        };
-        node || plan
-            .points
-            .iter()
-            .any(|pt| point_matches(&self.point, &pt.id.to_string()))
+        !self.namespaces(plan).is_empty()
     }
 
     /// The namespaces of the points this alternative names.

@@ -587,7 +587,6 @@ impl Netlink {
         if let Some((_, peer_index)) = indexes {
             p.header.index = peer_index;
         }
-
         p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
         // One queue each way from the start, as `ip link add … numtxqueues 1
         // numrxqueues 1`: without them a veth gets one queue per CPU and
@@ -1242,7 +1241,6 @@ fn describe_rule(r: &RulePlan) -> String {
     s
 }
 
-/// The queue counts of a device created with one TX and one RX queue.
 /// Whether the local end of a new veth pair comes up in the request that
 /// creates it (see `kernel::build::create_veths` for why).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1250,6 +1248,7 @@ pub struct UpAtCreation {
     pub local: bool,
 }
 
+/// The queue counts of a device created with one TX and one RX queue.
 fn single_queue() -> [LinkAttribute; 2] {
     [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }

@@ -24,16 +24,7 @@ pub fn render(p: &LabPlan) -> String {
     if p.proxy == crate::topology::model::ProxyMode::Ipvs {
         let _ = writeln!(o, "# {}", ipvs_backend_label(b.ipvs));
     }
-    // Each namespace's veths, found in one pass over them.
-    let mut veths: Vec<Vec<&VethPlan>> = vec![Vec::new(); p.namespaces.len()];
-    for v in &p.veths {
-        for ns in [v.a.ns, v.b.ns] {
-            match veths.get_mut(ns) {
-                Some(list) if !list.last().is_some_and(|l| std::ptr::eq(*l, v)) => list.push(v),
-                _ => {}
-            }
-        }
-    }
+    let veths = p.veths_by_ns();
     for (i, ns) in p.namespaces.iter().enumerate() {
         render_ns(&mut o, p, i, ns, &veths[i]);
     }

@@ -912,6 +912,25 @@ impl LabPlan {
         out
     }
 
+    /// Every veth pair, by the namespaces of its ends (once where both ends
+    /// share one), in plan order.
+    pub fn veths_by_ns(&self) -> Vec<Vec<&VethPlan>> {
+        let mut out: Vec<Vec<&VethPlan>> = vec![Vec::new(); self.namespaces.len()];
+        for v in &self.veths {
+            let ends = if v.a.ns == v.b.ns {
+                &[v.a.ns][..]
+            } else {
+                &[v.a.ns, v.b.ns][..]
+            };
+            for &ns in ends {
+                if let Some(list) = out.get_mut(ns) {
+                    list.push(v);
+                }
+            }
+        }
+        out
+    }
+
     pub fn service(&self, ns: &str, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.ns == ns && s.name == name)
     }

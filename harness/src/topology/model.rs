@@ -339,6 +339,15 @@ impl EniLimits {
         }
         self.total.map(|t| t.saturating_sub(self.max))
     }
+
+    /// `EniTotalQuantity 6 − EniQuantity 4`, as reasons and errors say it.
+    pub fn member_quota_terms(&self) -> String {
+        format!(
+            "EniTotalQuantity {} − EniQuantity {}",
+            self.total.unwrap_or_default(),
+            self.max
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -971,15 +971,14 @@ impl<'a> V<'a> {
             .member_enis()
             .filter(|_| limits.trunk && limits.total >= Some(limits.max));
         if let Some(quota) = quota.filter(|&q| t.members.len() > q as usize) {
-            let total = limits.total.unwrap_or_default();
-            let max = limits.max;
+            let terms = limits.member_quota_terms();
             let message = match quota {
                 0 => format!(
-                    "node {} takes no member ENI (EniTotalQuantity {total} − EniQuantity {max} = 0; Terway turns trunking off there)",
+                    "node {} takes no member ENI ({terms} = 0; Terway turns trunking off there)",
                     n.name
                 ),
                 q => format!(
-                    "node {} takes {q} member ENIs (EniTotalQuantity {total} − EniQuantity {max}); this is member {}",
+                    "node {} takes {q} member ENIs ({terms}); this is member {}",
                     n.name,
                     q + 1
                 ),

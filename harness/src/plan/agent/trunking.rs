@@ -201,11 +201,10 @@ fn member_slot_left(ctx: &VpcIpCtx<'_>, ni: usize, taken: usize) -> Result<(), S
     let l = ctx.limits[ni];
     match l.member_enis() {
         Some(quota) if taken >= quota as usize => Err(format!(
-            "node {} has no aliyun/member-eni left: its {quota} member ENIs (EniTotalQuantity {} − EniQuantity {}) \
+            "node {} has no aliyun/member-eni left: its {quota} member ENIs ({}) \
              are taken, kubelet refuses the pod (OutOfaliyun/member-eni)",
             ctx.nodes[ni].name,
-            l.total.unwrap_or_default(),
-            l.max
+            l.member_quota_terms()
         )),
         _ => Ok(()),
     }
@@ -310,10 +309,9 @@ fn trunk_of<'t>(
         if ctx.limits[ni].member_enis() == Some(0) {
             // Terway: `if limit.TrunkPod() <= 0 { EnableENITrunking = false }`.
             return Err(format!(
-                "node {}: its member-ENI quota is 0 (EniTotalQuantity {} − EniQuantity {}), so Terway turns trunking off",
+                "node {}: its member-ENI quota is 0 ({}), so Terway turns trunking off",
                 node.name,
-                ctx.limits[ni].total.unwrap_or_default(),
-                ctx.limits[ni].max
+                ctx.limits[ni].member_quota_terms()
             ));
         }
         let n = ctx
