@@ -8,26 +8,41 @@
 //                          VLAN id (map src_vlan: IPv4 source -> vid).
 //   vlan_pop      ingress: pop the 802.1Q tag, the node then routes by IP.
 //
-// Cloud side, namespace hv/<node> (what the hypervisor does for the trunk):
-//   hv_demux      ingress of the link from the node's trunk: vid -> member ENI
-//                 link (map vlan_ifindex, keyed by the ingress link), pop,
-//                 redirect out of that link.
-//                 Untagged frames are the trunk ENI's own (native) traffic and
-//                 go to the hv stack; a tag nobody owns is dropped, as the
-//                 cloud would.
-//   hv_mux        ingress of every member ENI link: push the member's vid
-//                 and redirect out of its trunk-side link (map ifindex_vlan).
+// Cloud side, namespace hv/<node> (what the hypervisor does for the trunk).
+// Every member ENI's link m<vid> leads to the VPC router and hv *routes*
+// between them and the link from the node's trunk ("trunk", MAC
+// ee:ff:ff:ff:ff:ff, the vSwitch gateway MAC the node pins as neighbour of
+// every gateway): `iif trunk fwmark <vid> lookup <1000+vid>` sends a member's
+// traffic out of m<vid>; `<pod IP>/32 dev trunk` brings it back. Security
+// groups are nft in hv, conntrack zones chosen by the mark.
+//   hv_demux      ingress of trunk. Untagged frames are the trunk ENI's own
+//                 (native) traffic: to the hv stack as they are. A tag nobody
+//                 owns (map vlan_ifindex, keyed by (trunk link, vid)) is
+//                 dropped, as the cloud would. A member's frame is popped and
+//                 marked with its vid (skb->mark) for the hv stack to route.
+//                 ARP requests on a member's VLAN are answered right here,
+//                 like the vSwitch does (every ARP gets ee:ff:ff:ff:ff:ff):
+//                 with real CNI plugins (the `vlan` plugin) the pod's own
+//                 stack ARPs for its gateway on its VLAN, there is no VLAN
+//                 device in hv to answer, and a reply of the hv stack would
+//                 leave untagged. The request is turned into the reply in
+//                 place, keeps its tag and goes back out of trunk.
+//   hv_mux        egress of trunk: a frame the hv stack forwards from a
+//                 member ENI link (skb->ingress_ifindex, map ifindex_vlan)
+//                 gets that member's vid pushed. Frames already tagged (the
+//                 ARP replies above) and anything else (native traffic, what
+//                 hv itself sends) leave as they are.
 //
-// ARP: the node reaches a trunk pod's gateway with
-// `default via <member vSwitch gateway> dev <trunk> onlink`, so it ARPs on the
-// trunk link. Such a request must travel on the member's VLAN, otherwise the
-// member ENI side never sees it. The kernel picks the ARP sender address
-// (arp spa) from the packet that triggered the request when that address is
-// local, else from the node's own addresses; trunk_egress therefore tags an
-// ARP frame by its sender address exactly like an IPv4 packet by its source.
-// ARP replies the node sends for a pod address carry spa = pod IP and are
-// tagged the same way. Other frames (IPv6, ARP from node addresses) leave
-// untagged: native traffic of the trunk ENI.
+// ARP on the node: the node reaches a trunk pod's gateway with
+// `default via <member vSwitch gateway> dev <trunk> onlink`. Should it ARP
+// for it (rather than use its pinned neighbour), the request must travel on
+// the member's VLAN. The kernel picks the ARP sender address (arp spa) from
+// the packet that triggered the request when that address is local, else
+// from the node's own addresses; trunk_egress therefore tags an ARP frame by
+// its sender address exactly like an IPv4 packet by its source. ARP replies
+// the node sends for a pod address carry spa = pod IP and are tagged the same
+// way. Other frames (IPv6, ARP from node addresses) leave untagged: native
+// traffic of the trunk ENI.
 //
 // A VLAN tag pushed with bpf_skb_vlan_push lives in skb metadata (hardware
 // acceleration emulation) and veth hands it to the peer that way; captures
@@ -78,7 +93,8 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vlan_ifindex SEC(".maps");
 
-// member ENI link (hv namespace) -> its VLAN id and the trunk-side link.
+// member ENI link (hv namespace) -> its VLAN id and the trunk link (hv end)
+// its forwarded frames are tagged on.
 struct member {
 	__u32 vid;
 	__u32 trunk_ifindex;
@@ -99,6 +115,36 @@ struct {
 #define OFF_ARP_SPA (ETH_HLEN + 14)
 // 802.1Q header inside the frame: TPID at 12, TCI at 14.
 #define OFF_VLAN_TCI 14
+#define VLAN_HLEN 4
+
+#define ARPHRD_ETHER 1
+#define ARPOP_REQUEST 1
+#define ARPOP_REPLY 2
+
+// ARP for Ethernet/IPv4 (RFC 826) as it sits in the frame: 28 bytes, no
+// padding (the addresses are byte arrays, so nothing needs alignment).
+struct arp_eth {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[ETH_ALEN];
+	__u8 spa[4];
+	__u8 tha[ETH_ALEN];
+	__u8 tpa[4];
+};
+
+// The vSwitch gateway MAC of Alibaba Cloud: the answer to every ARP.
+static __always_inline void set_gw_mac(__u8 *mac)
+{
+	mac[0] = 0xee;
+	mac[1] = 0xff;
+	mac[2] = 0xff;
+	mac[3] = 0xff;
+	mac[4] = 0xff;
+	mac[5] = 0xff;
+}
 
 // The VLAN id of the frame: from skb metadata, else from an in-frame 802.1Q
 // header. Returns 0 when the frame is untagged (0 is not a usable VLAN id).
@@ -168,32 +214,92 @@ int vlan_pop(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+// hv_demux on a tagged frame of a known VLAN: when it is an ARP request
+// (not gratuitous, not a probe), rewrites it into the vSwitch's reply:
+// op 2, sha ee:ff:ff:ff:ff:ff, spa = the asked address, tha/tpa = the asker;
+// Ethernet back to the asker from ee:ff:ff:ff:ff:ff. The tag stays as it is.
+// Returns 1 when rewritten, 0 when the frame is not such a request (left
+// untouched), -1 when rewriting failed half-way.
+static __always_inline int arp_answer(struct __sk_buff *skb)
+{
+	// The tag in metadata: an untagged frame. In the frame: 4 bytes on.
+	// (Metadata plus another in-frame tag, QinQ, is no ARP frame here.)
+	__u32 off = skb->vlan_present ? 0 : VLAN_HLEN;
+	__be16 proto;
+	if (bpf_skb_load_bytes(skb, OFF_ETH_PROTO + off, &proto, sizeof(proto)) < 0)
+		return 0;
+	if (proto != bpf_htons(ETH_P_ARP))
+		return 0;
+	struct arp_eth a;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + off, &a, sizeof(a)) < 0)
+		return 0;
+	if (a.htype != bpf_htons(ARPHRD_ETHER) || a.ptype != bpf_htons(ETH_P_IP) ||
+	    a.hlen != ETH_ALEN || a.plen != 4 || a.op != bpf_htons(ARPOP_REQUEST))
+		return 0;
+	__u32 spa, tpa;
+	__builtin_memcpy(&spa, a.spa, 4);
+	__builtin_memcpy(&tpa, a.tpa, 4);
+	// Gratuitous ARP (an announcement) and address probes (RFC 5227, sender
+	// 0.0.0.0) ask nobody: a reply would report a conflict.
+	if (spa == tpa || spa == 0)
+		return 0;
+
+	__u8 macs[2 * ETH_ALEN]; // destination, source
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) < 0)
+		return 0;
+	__builtin_memcpy(macs, macs + ETH_ALEN, ETH_ALEN);
+	set_gw_mac(macs + ETH_ALEN);
+
+	struct arp_eth r = a;
+	r.op = bpf_htons(ARPOP_REPLY);
+	set_gw_mac(r.sha);
+	__builtin_memcpy(r.spa, a.tpa, 4);
+	__builtin_memcpy(r.tha, a.sha, ETH_ALEN);
+	__builtin_memcpy(r.tpa, a.spa, 4);
+
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return 0; // nothing written yet
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + off, &r, sizeof(r), 0) < 0)
+		return -1;
+	return 1;
+}
+
 SEC("classifier/hv_demux")
 int hv_demux(struct __sk_buff *skb)
 {
 	if (!is_tagged(skb))
 		return TC_ACT_OK; // the trunk ENI's own, untagged traffic
-	struct demux_key key = { .ifindex = skb->ifindex, .vid = frame_vid(skb) };
-	__u32 *ifindex = bpf_map_lookup_elem(&vlan_ifindex, &key);
-	if (!ifindex)
+	__u16 vid = frame_vid(skb);
+	struct demux_key key = { .ifindex = skb->ifindex, .vid = vid };
+	if (!bpf_map_lookup_elem(&vlan_ifindex, &key))
 		return TC_ACT_SHOT; // no member ENI with this VLAN id
-	__u32 target = *ifindex;
+	int arp = arp_answer(skb);
+	if (arp > 0)
+		return bpf_redirect(skb->ifindex, 0); // back to the node, still tagged
+	if (arp < 0)
+		return TC_ACT_SHOT;
 	if (bpf_skb_vlan_pop(skb) < 0)
 		return TC_ACT_SHOT;
-	return bpf_redirect(target, 0);
+	// The hv stack routes it: `iif trunk fwmark <vid> lookup <1000+vid>`.
+	skb->mark = vid;
+	return TC_ACT_OK;
 }
 
 SEC("classifier/hv_mux")
 int hv_mux(struct __sk_buff *skb)
 {
+	// Tagged already: an ARP reply of hv_demux (or a tag nobody here set).
+	if (is_tagged(skb))
+		return TC_ACT_OK;
+	// The member ENI link the forwarded frame came in on; 0 (nothing) for
+	// what the hv stack sends itself.
 	__u32 in = skb->ingress_ifindex;
 	struct member *m = bpf_map_lookup_elem(&ifindex_vlan, &in);
-	if (!m || m->trunk_ifindex == 0)
-		return TC_ACT_SHOT; // member removed while its link still exists
-	__u32 target = m->trunk_ifindex;
+	if (!m || m->trunk_ifindex != skb->ifindex)
+		return TC_ACT_OK; // native traffic of the trunk ENI: untagged
 	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), m->vid) < 0)
-		return TC_ACT_SHOT;
-	return bpf_redirect(target, 0);
+		return TC_ACT_SHOT; // do not leak it onto the native VLAN
+	return TC_ACT_OK;
 }
 
 // Does nothing: `cnlab doctor` loads and attaches it to see that tc BPF

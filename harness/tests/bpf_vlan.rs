@@ -2,16 +2,27 @@
 //!
 //! ```text
 //!  node: lo 10.0.1.10 (A, VLAN 1027) 10.0.2.20 (B, VLAN 1028) 10.0.1.30 (C, VLAN 1099: no member)
-//!        `from X lookup T` → `default via <member gateway> dev trunk onlink`
+//!        `from X lookup T` → `default via <member gateway> dev trunk onlink` (ARP, answered by hv_demux)
 //!    trunk ══ veth ══ trunk   hv ── m1 ══ eth0  m1ns: 10.0.1.1/24, 192.168.100.1 on lo
-//!                                ── m2 ══ eth0  m2ns: 10.0.2.1/24, 192.168.100.1 on lo
+//!    02:..:01       ee:ff:ff:ff:ff:ff ── m2 ══ eth0  m2ns: 10.0.2.1/24, 192.168.100.1 on lo
 //! ```
+//!
+//! hv routes, as `hv/<node>` of a lab does: `ip_forward=1`, rp_filter off,
+//! `pref 100 iif trunk fwmark <vid> lookup <1000+vid>` with
+//! `default via <gw> dev m<n> onlink` (a permanent neighbour for the
+//! gateway), and `<pod>/32 dev trunk` with a permanent neighbour to the
+//! node's trunk MAC for the way back. The member namespaces play the VPC
+//! router behind each member ENI link; hv answers their ARP for pod
+//! addresses (proxy ARP, no delay). `hv_demux` (trunk ingress) pops the tag
+//! and marks the packet with its VLAN id, `hv_mux` (trunk egress) tags what
+//! hv forwards from a member link; member links carry no program.
 //!
 //! Both member namespaces own the same service address 192.168.100.1, so
 //! only the VLAN id decides where a datagram lands.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +36,25 @@ const C: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 30);
 const D: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 40);
 const SERVICE: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 1);
 const PORT: u16 = 7000;
+const GW1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+const GW2: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+/// The node's trunk link.
+const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The vSwitch gateway MAC: the hv end of the trunk, every ARP answer.
+const VSWITCH_MAC: [u8; 6] = [0xee, 0xff, 0xff, 0xff, 0xff, 0xff];
+const VSWITCH: &str = "ee:ff:ff:ff:ff:ff";
+/// (member link in hv, VLAN id, gateway, the member namespace's eth0 MAC).
+const MEMBERS: [(&str, u16, Ipv4Addr, &str); 2] = [
+    ("m1", 1027, GW1, "02:00:00:00:10:27"),
+    ("m2", 1028, GW2, "02:00:00:00:10:28"),
+];
+
+fn mac_str(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
 
 fn assert_root() {
     assert!(
@@ -151,6 +181,21 @@ fn build_lab(tag: &str) -> Lab {
         "netns",
         m2.name(),
     ]);
+    // Fixed MACs, set while the links are down: the hv end of the trunk is
+    // the vSwitch gateway, the others are what hv's neighbours name.
+    ip(&[
+        "-n",
+        node.name(),
+        "link",
+        "set",
+        "trunk",
+        "address",
+        &mac_str(&NODE_MAC),
+    ]);
+    ip(&["-n", hv.name(), "link", "set", "trunk", "address", VSWITCH]);
+    for (ns, (_, _, _, mac)) in [&m1, &m2].into_iter().zip(MEMBERS) {
+        ip(&["-n", ns.name(), "link", "set", "eth0", "address", mac]);
+    }
     for (ns, links) in [
         (&node, &["lo", "trunk"][..]),
         (&hv, &["lo", "trunk", "m1", "m2"]),
@@ -160,6 +205,88 @@ fn build_lab(tag: &str) -> Lab {
         for l in links {
             ip(&["-n", ns.name(), "link", "set", l, "up"]);
         }
+    }
+    // hv routes: by mark (the VLAN id hv_demux found) to the member's link,
+    // by destination back to the pods on the trunk.
+    in_ns(
+        &hv,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.trunk.rp_filter=0",
+            "net.ipv4.conf.m1.rp_filter=0",
+            "net.ipv4.conf.m2.rp_filter=0",
+            // The VPC side ARPs for pod addresses in its subnet: hv answers
+            // for those it routes to the trunk, at once.
+            "net.ipv4.conf.m1.proxy_arp=1",
+            "net.ipv4.conf.m2.proxy_arp=1",
+            "net.ipv4.neigh.m1.proxy_delay=0",
+            "net.ipv4.neigh.m2.proxy_delay=0",
+        ],
+    );
+    for (link, vid, gw, mac) in MEMBERS {
+        let table = (1000 + u32::from(vid)).to_string();
+        let gw = gw.to_string();
+        let hvn = hv.name();
+        ip(&[
+            "-n",
+            hvn,
+            "neigh",
+            "add",
+            &gw,
+            "lladdr",
+            mac,
+            "dev",
+            link,
+            "nud",
+            "permanent",
+        ]);
+        ip(&[
+            "-n",
+            hvn,
+            "rule",
+            "add",
+            "pref",
+            "100",
+            "iif",
+            "trunk",
+            "fwmark",
+            &vid.to_string(),
+            "lookup",
+            &table,
+        ]);
+        ip(&[
+            "-n", hvn, "route", "add", "default", "via", &gw, "dev", link, "onlink", "table",
+            &table,
+        ]);
+    }
+    for pod in [A, B, C, D] {
+        let hvn = hv.name();
+        ip(&[
+            "-n",
+            hvn,
+            "route",
+            "add",
+            &format!("{pod}/32"),
+            "dev",
+            "trunk",
+        ]);
+        ip(&[
+            "-n",
+            hvn,
+            "neigh",
+            "add",
+            &pod.to_string(),
+            "lladdr",
+            &mac_str(&NODE_MAC),
+            "dev",
+            "trunk",
+            "nud",
+            "permanent",
+        ]);
     }
     for (pod, table, gw) in [
         (A, "101", "10.0.1.1"),
@@ -347,23 +474,268 @@ fn lines_with<'a>(capture: &'a str, needle: &str) -> Vec<&'a str> {
     capture.lines().filter(|l| l.contains(needle)).collect()
 }
 
-/// (namespace, link, hook, program) of every program hooked on the
+/// "<namespace> <link> <hook> <program>" of every program hooked on the
 /// test's links, however attached (cls_bpf filter or TCX).
 fn hooked(lab: &Lab) -> Vec<String> {
     let mut out = Vec::new();
-    for (ns, link, hook) in [
-        (&lab.node, "trunk", TcHook::Egress),
-        (&lab.node, "trunk", TcHook::Ingress),
-        (&lab.hv, "trunk", TcHook::Ingress),
-        (&lab.hv, "m1", TcHook::Ingress),
-        (&lab.hv, "m2", TcHook::Ingress),
+    for (role, ns, link) in [
+        ("node", &lab.node, "trunk"),
+        ("hv", &lab.hv, "trunk"),
+        ("hv", &lab.hv, "m1"),
+        ("hv", &lab.hv, "m2"),
     ] {
-        for p in tc::hooked_programs(ns, link, hook).unwrap() {
-            out.push(p);
+        for hook in [TcHook::Ingress, TcHook::Egress] {
+            for p in tc::hooked_programs(ns, link, hook).unwrap() {
+                out.push(format!("{role} {link} {} {p}", hook.name()));
+            }
         }
     }
     out.sort();
     out
+}
+
+/// An AF_PACKET socket on one link of a namespace: sends whole frames and
+/// receives them with the VLAN tag the kernel keeps in metadata
+/// (`PACKET_AUXDATA`).
+struct RawLink(OwnedFd);
+
+/// A frame as a packet socket got it.
+struct RawFrame {
+    outgoing: bool,
+    /// The tag from metadata (auxdata), if any.
+    vlan: Option<u16>,
+    bytes: Vec<u8>,
+}
+
+/// `struct tpacket_auxdata` (linux/if_packet.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Auxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+
+impl RawLink {
+    fn open(ns: &NetNs, ifname: &str) -> RawLink {
+        let name = std::ffi::CString::new(ifname).unwrap();
+        let fd = ns
+            .run(move || -> std::io::Result<OwnedFd> {
+                let err = std::io::Error::last_os_error;
+                let proto = (libc::ETH_P_ALL as u16).to_be();
+                // SAFETY: plain socket calls on a descriptor we own, with
+                // arguments of the sizes passed.
+                unsafe {
+                    let fd = libc::socket(
+                        libc::AF_PACKET,
+                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                        i32::from(proto),
+                    );
+                    if fd < 0 {
+                        return Err(err());
+                    }
+                    let fd = OwnedFd::from_raw_fd(fd);
+                    let ifindex = libc::if_nametoindex(name.as_ptr());
+                    if ifindex == 0 {
+                        return Err(err());
+                    }
+                    let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                    sll.sll_family = libc::AF_PACKET as u16;
+                    sll.sll_protocol = proto;
+                    sll.sll_ifindex = ifindex as i32;
+                    if libc::bind(
+                        fd.as_raw_fd(),
+                        (&sll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    ) < 0
+                    {
+                        return Err(err());
+                    }
+                    let one: libc::c_int = 1;
+                    if libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_PACKET,
+                        libc::PACKET_AUXDATA,
+                        (&one as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as u32,
+                    ) < 0
+                    {
+                        return Err(err());
+                    }
+                    let tv = libc::timeval {
+                        tv_sec: 0,
+                        tv_usec: 100_000,
+                    };
+                    if libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVTIMEO,
+                        (&tv as *const libc::timeval).cast(),
+                        std::mem::size_of::<libc::timeval>() as u32,
+                    ) < 0
+                    {
+                        return Err(err());
+                    }
+                    Ok(fd)
+                }
+            })
+            .unwrap()
+            .unwrap_or_else(|e| panic!("packet socket on {ifname} in {}: {e}", ns.name()));
+        RawLink(fd)
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: `frame` is valid for its length; the socket is bound.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The next frame, or None after the receive timeout.
+    fn recv(&self) -> Option<RawFrame> {
+        let mut buf = [0u8; 2048];
+        let mut ctrl = [0u64; 32];
+        // SAFETY: every pointer in `msg` points at a live local of the
+        // length given; cmsg headers are walked with the libc macros.
+        unsafe {
+            let mut from: libc::sockaddr_ll = std::mem::zeroed();
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = ctrl.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&ctrl);
+            let n = libc::recvmsg(self.0.as_raw_fd(), &mut msg, 0);
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ),
+                    "recvmsg: {e}"
+                );
+                return None;
+            }
+            let mut vlan = None;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    let aux: Auxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                        vlan = Some(aux.tp_vlan_tci & 0x0fff);
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            Some(RawFrame {
+                outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
+                vlan,
+                bytes: buf[..n as usize].to_vec(),
+            })
+        }
+    }
+
+    /// The first ARP reply received within `wait`.
+    fn arp_reply(&self, wait: Duration) -> Option<Arp> {
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            if let Some(f) = self.recv() {
+                if f.outgoing {
+                    continue;
+                }
+                if let Some(a) = Arp::parse(&f) {
+                    if a.op == 2 {
+                        return Some(a);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// An Ethernet/IPv4 ARP frame, with its VLAN tag (metadata or in-frame).
+#[derive(Debug, PartialEq)]
+struct Arp {
+    vlan: Option<u16>,
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    op: u16,
+    sha: [u8; 6],
+    spa: Ipv4Addr,
+    tha: [u8; 6],
+    tpa: Ipv4Addr,
+}
+
+impl Arp {
+    fn parse(f: &RawFrame) -> Option<Arp> {
+        let b = &f.bytes;
+        let be16 = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let mac = |i: usize| -> [u8; 6] { b[i..i + 6].try_into().unwrap() };
+        let ip4 = |i: usize| Ipv4Addr::new(b[i], b[i + 1], b[i + 2], b[i + 3]);
+        if b.len() < 14 {
+            return None;
+        }
+        let mut vlan = f.vlan;
+        let mut l3 = 14;
+        if be16(12) == 0x8100 {
+            if vlan.is_some() || b.len() < 18 {
+                return None; // two tags: not what this test looks for
+            }
+            vlan = Some(be16(14) & 0x0fff);
+            l3 = 18;
+        }
+        if be16(l3 - 2) != 0x0806 || b.len() < l3 + 28 {
+            return None;
+        }
+        if be16(l3) != 1 || be16(l3 + 2) != 0x0800 || b[l3 + 4] != 6 || b[l3 + 5] != 4 {
+            return None;
+        }
+        Some(Arp {
+            vlan,
+            eth_dst: mac(0),
+            eth_src: mac(6),
+            op: be16(l3 + 6),
+            sha: mac(l3 + 8),
+            spa: ip4(l3 + 14),
+            tha: mac(l3 + 18),
+            tpa: ip4(l3 + 24),
+        })
+    }
+}
+
+/// A broadcast ARP request from the node's trunk MAC, with the 802.1Q
+/// headers `tags` (outermost first) inside the frame.
+fn arp_request(tags: &[u16], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&NODE_MAC);
+    for vid in tags {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0806u16.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&NODE_MAC);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa.octets());
+    f
 }
 
 #[test]
@@ -408,19 +780,33 @@ fn trunk_vlans(mode: TcAttach, tag: &str) {
     .unwrap();
     let hv_time = t.elapsed();
     eprintln!(
-        "{}: attach_trunk (3 pods, 2 hooks): {trunk_time:?}; attach_hv (2 members, 3 hooks): {hv_time:?}",
+        "{}: attach_trunk (3 pods, 2 hooks): {trunk_time:?}; attach_hv (2 members, 2 hooks): {hv_time:?}",
         mode.name()
     );
     assert_eq!(
         hooked(&lab),
-        ["hv_demux", "hv_mux", "hv_mux", "trunk_egress", "vlan_pop"],
-        "tc filter show / bpftool net"
+        [
+            "hv trunk egress hv_mux",
+            "hv trunk ingress hv_demux",
+            "node trunk egress trunk_egress",
+            "node trunk ingress vlan_pop",
+        ],
+        "tc filter show / bpftool net: nothing on the member links"
     );
 
-    // A → VLAN 1027 → m1 only; the echo comes back through the mux.
+    // A → VLAN 1027 → (popped, marked 1027, routed by hv) m1 only; the echo
+    // comes back forwarded by hv and tagged by the mux on trunk egress.
     let cap = Capture::start(&lab.hv, "trunk");
+    let cap_m1 = Capture::start(&lab.hv, "m1");
     assert_eq!(exchange(&lab, A, "from A"), (Some("m1"), true));
+    let seen_m1 = cap_m1.stop();
     let seen = cap.stop();
+    let on_m1 = lines_with(&seen_m1, &format!("{A}."));
+    assert!(!on_m1.is_empty(), "no frame of A on hv:m1:\n{seen_m1}");
+    assert!(
+        on_m1.iter().all(|l| !l.contains("vlan")),
+        "A's frames should cross hv:m1 untagged:\n{seen_m1}"
+    );
     let a_frames = lines_with(&seen, &format!("{A}.")); // "10.0.1.10.<port> > ..." and "> 10.0.1.10.<port>"
     assert!(!a_frames.is_empty(), "no frame of A on hv:trunk:\n{seen}");
     for l in &a_frames {
@@ -434,6 +820,11 @@ fn trunk_vlans(mode: TcAttach, tag: &str) {
             .iter()
             .any(|l| l.contains("vlan 1027") && l.contains(&format!("tell {A}"))),
         "the node's ARP for the gateway should carry A's VLAN:\n{seen}"
+    );
+    assert!(
+        lines_with(&seen, "ARP").iter().any(|l| l.contains("vlan 1027")
+            && l.contains(&format!("Reply {GW1} is-at {VSWITCH}"))),
+        "hv_demux should answer it on VLAN 1027 with the vSwitch MAC:\n{seen}"
     );
 
     // B → VLAN 1028 → m2 only.
@@ -507,7 +898,7 @@ fn trunk_vlans(mode: TcAttach, tag: &str) {
     let t = Instant::now();
     trunk.detach().unwrap();
     hv.detach().unwrap();
-    eprintln!("{}: detaching 5 hooks: {:?}", mode.name(), t.elapsed());
+    eprintln!("{}: detaching 4 hooks: {:?}", mode.name(), t.elapsed());
     let left = hooked(&lab);
     assert!(left.is_empty(), "hooks left after detach: {left:?}");
     let cap = Capture::start(&lab.hv, "trunk");
@@ -521,6 +912,89 @@ fn trunk_vlans(mode: TcAttach, tag: &str) {
     assert!(
         a_frames.iter().all(|l| !l.contains("vlan")),
         "tagged after drop:\n{seen}"
+    );
+}
+
+/// The vSwitch answers ARP: a tagged request on a member's VLAN comes back
+/// from `hv_demux` as a reply from ee:ff:ff:ff:ff:ff on the same VLAN; an
+/// unknown VLAN, gratuitous ARP, a double tag and untagged native ARP get
+/// no answer.
+#[test]
+fn hv_answers_tagged_arp_requests_like_the_vswitch() {
+    assert_root();
+    let lab = build_lab("ba");
+    let _trunk = tc::attach_trunk(&lab.node, "trunk", &[(A, 1027), (B, 1028)]).unwrap();
+    let mut hv = tc::attach_hv(
+        &lab.hv,
+        "trunk",
+        &[("m1".to_string(), 1027), ("m2".to_string(), 1028)],
+    )
+    .unwrap();
+    let raw = RawLink::open(&lab.node, "trunk");
+    let wait = Duration::from_millis(800);
+    let quiet = Duration::from_millis(400);
+    let reply = |vlan: u16, gw: Ipv4Addr, asker: Ipv4Addr| Arp {
+        vlan: Some(vlan),
+        eth_dst: NODE_MAC,
+        eth_src: VSWITCH_MAC,
+        op: 2,
+        sha: VSWITCH_MAC,
+        spa: gw,
+        tha: NODE_MAC,
+        tpa: asker,
+    };
+
+    // A hand-tagged request (the tag inside the frame, as a VLAN device's
+    // stack would hand it over; veth delivers it to hv as metadata).
+    let other = Ipv4Addr::new(10, 0, 1, 77);
+    raw.send(&arp_request(&[1027], other, GW1));
+    assert_eq!(
+        raw.arp_reply(wait),
+        Some(reply(1027, GW1, other)),
+        "tagged ARP request on VLAN 1027"
+    );
+    raw.send(&arp_request(&[1028], B, GW2));
+    assert_eq!(
+        raw.arp_reply(wait),
+        Some(reply(1028, GW2, B)),
+        "tagged ARP request on VLAN 1028"
+    );
+    // Untagged from a pod address: trunk_egress tags it by its sender (the
+    // node's own ARP for a gateway); answered the same way.
+    raw.send(&arp_request(&[], A, GW1));
+    assert_eq!(
+        raw.arp_reply(wait),
+        Some(reply(1027, GW1, A)),
+        "the node's ARP from A"
+    );
+
+    // No member ENI on VLAN 1099: dropped in hv, no answer.
+    raw.send(&arp_request(&[1099], C, GW1));
+    assert_eq!(raw.arp_reply(quiet), None, "VLAN 1099 has no member");
+    // Gratuitous ARP announces, asks nobody.
+    raw.send(&arp_request(&[1027], other, other));
+    assert_eq!(raw.arp_reply(quiet), None, "gratuitous ARP");
+    // An address probe (RFC 5227, sender 0.0.0.0): a reply would be a conflict.
+    raw.send(&arp_request(&[1027], Ipv4Addr::UNSPECIFIED, other));
+    assert_eq!(raw.arp_reply(quiet), None, "ARP probe");
+    // A second tag inside: no ARP frame for hv_demux (not mis-parsed).
+    raw.send(&arp_request(&[1027, 5], other, GW1));
+    assert_eq!(raw.arp_reply(quiet), None, "QinQ 1027/5");
+    // Untagged from an address no pod has: native traffic for the hv stack,
+    // which owns no such address.
+    raw.send(&arp_request(&[], other, GW1));
+    assert_eq!(raw.arp_reply(quiet), None, "untagged ARP");
+
+    // A disconnected member's VLAN is unknown: no answer; back once reconnected.
+    assert!(hv.remove_member("m1").unwrap());
+    raw.send(&arp_request(&[1027], other, GW1));
+    assert_eq!(raw.arp_reply(quiet), None, "VLAN 1027 without m1");
+    hv.add_member("m1", 1027).unwrap();
+    raw.send(&arp_request(&[1027], other, GW1));
+    assert_eq!(
+        raw.arp_reply(wait),
+        Some(reply(1027, GW1, other)),
+        "VLAN 1027 with m1 again"
     );
 }
 
@@ -539,6 +1013,21 @@ fn errors_name_namespace_and_interface() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("m9") && err.contains(lab.hv.name()), "{err}");
+    let err = tc::attach_hv(
+        &lab.hv,
+        "trunk",
+        &[("m1".to_string(), 1027), ("m2".to_string(), 1027)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("VLAN 1027") && err.contains("m1"), "{err}");
+    let err = tc::attach_hv(&lab.hv, "nosuch1", &[("m1".to_string(), 1027)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nosuch1") && err.contains(lab.hv.name()),
+        "{err}"
+    );
     let err = tc::attach_trunk(&lab.node, "trunk", &[(A, 0)])
         .unwrap_err()
         .to_string();

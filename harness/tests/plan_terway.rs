@@ -243,6 +243,31 @@ fn trunk_vlan_backends_ebpf_and_8021q() {
             members: vec![("m1027".into(), 1027)]
         }]
     );
+    // The member ENI lives in hv: no namespace of its own, its link goes
+    // to the VPC, hv routes its VLAN (the eBPF demux marks it) out of it.
+    let member = bpf.enis.iter().find(|e| e.role == EniRole::Member).unwrap();
+    assert!(bpf.ns_index(&format!("eni/{}", member.id)).is_none());
+    assert!(bpf.veths.iter().any(|v| {
+        let (a, b) = (&v.a, &v.b);
+        bpf.namespaces[a.ns].key == "hv/cn-hongkong.10.0.4.20"
+            && a.name == "m1027"
+            && bpf.namespaces[b.ns].key == "vpc"
+            && b.name == member.id
+    }));
+    assert!(hv.rules.iter().any(|r| r.priority == 100
+        && r.iif.as_deref() == Some("trunk")
+        && r.fwmark == Some((1027, u32::MAX))
+        && r.table == 2027));
+    assert!(hv.routes.iter().any(|r| r.table == 2027
+        && r.dev.as_deref() == Some("m1027")
+        && r.via == Some(ip("10.0.4.253"))));
+    assert!(hv.routes.iter().any(|r| r.table == TABLE_MAIN
+        && r.dev.as_deref() == Some("trunk")
+        && r.dst.to_string() == "10.0.4.27/32"));
+    let script = hv.nft.as_deref().unwrap();
+    assert!(script.contains("ct zone set iifname map { \"m1027\" : 1027 }"), "{script}");
+    assert!(script.contains("iifname \"trunk\" ct zone set meta mark map { 1027 : 1027 }"));
+    assert!(script.contains(&format!("comment \"eni/{}: default ingress drop\"", member.id)));
 
     let native = plan_of("scenarios/t4-trunk-cross-node.yaml", Backends::NATIVE);
     let node = ns(&native, "node/cn-hongkong.10.0.4.20");
@@ -265,10 +290,16 @@ fn trunk_vlan_backends_ebpf_and_8021q() {
                 parent: "trunk".into(),
                 id: 1027
             }));
-    assert!(hv
-        .link_settings
-        .iter()
-        .any(|s| s.name == "m1027" && s.master.as_deref() == Some("b1027")));
+    assert!(hv.rules.iter().any(|r| r.priority == 100
+        && r.iif.as_deref() == Some("t1027")
+        && r.fwmark.is_none()
+        && r.table == 2027));
+    assert!(hv.routes.iter().any(|r| r.table == TABLE_MAIN
+        && r.dev.as_deref() == Some("t1027")
+        && r.dst.to_string() == "10.0.4.27/32"));
+    let script = hv.nft.as_deref().unwrap();
+    assert!(script.contains("\"t1027\" : jump egress_1027"), "{script}");
+    assert!(!script.contains("meta mark"), "{script}");
 }
 
 #[test]

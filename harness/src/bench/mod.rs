@@ -390,6 +390,16 @@ fn record_lab(c: &mut CaseReport, run: &LabRun) {
     }
 }
 
+/// The stars of a scale lab's veths, for its floor: one per node (its pods'
+/// veths) and the VPC's; with trunking, one more per node: its hypervisor,
+/// which holds the member ENIs' links to the VPC.
+fn scale_hubs(s: &ScaleOptions) -> usize {
+    match s.cni {
+        gen::ScaleCni::TerwayTrunking => 2 * s.nodes + 1,
+        _ => s.nodes + 1,
+    }
+}
+
 /// The floor for the case's objects, as `hubs` stars (see `floor::run`).
 fn record_floor(c: &mut CaseReport, tag: &str, hubs: usize) -> Result<(), BenchError> {
     settle();
@@ -590,8 +600,7 @@ fn scale(
         let run = lab_run(opts, &r, &expects, None)?;
         record_lab(&mut c, &run);
         progress(&format!("{name} [{}/{repeat}] floor", i + 1));
-        // One star per node, as the lab (plus the VPC's star of ENIs).
-        record_floor(&mut c, "s", s.nodes + 1)?;
+        record_floor(&mut c, "s", scale_hubs(s))?;
     }
     // The floor as a single star once, so the effect of the shape shows.
     progress(&format!("{name} floor as one star"));

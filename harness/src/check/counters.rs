@@ -32,7 +32,7 @@ pub fn snapshot(lab: &Lab) -> Result<(Counters, BTreeMap<(String, String), Strin
         }
         let json = nft::list_ruleset_json(lab.netns(i)).map_err(|e| e.to_string())?;
         for (rule, packets, verdict) in commented_counters(&json) {
-            let key = (ns.key.clone(), rule);
+            let key = owned_rule(&ns.key, rule);
             if let Some(v) = verdict {
                 verdicts.insert(key.clone(), v);
             }
@@ -40,6 +40,18 @@ pub fn snapshot(lab: &Lab) -> Result<(Counters, BTreeMap<(String, String), Strin
         }
     }
     Ok((counters, verdicts))
+}
+
+/// `(owner, rule)` of a counted rule in namespace `ns`: a member ENI's rules
+/// live in its hypervisor's namespace with comments `eni/<id>: <rule>`, and
+/// belong to the ENI.
+fn owned_rule(ns: &str, comment: String) -> (String, String) {
+    match comment.split_once(": ") {
+        Some((owner, rule)) if owner.starts_with("eni/") && !owner.contains(' ') => {
+            (owner.to_string(), rule.to_string())
+        }
+        _ => (ns.to_string(), comment),
+    }
 }
 
 /// Counters that moved from `before` to `after`, largest first.
@@ -107,6 +119,22 @@ pub fn commented_counters(json: &serde_json::Value) -> Vec<(String, u64, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_enis_rules_are_keyed_by_the_eni_not_by_hv() {
+        assert_eq!(
+            owned_rule("hv/n1", "eni/eni-1a: sg-a rule 0".into()),
+            ("eni/eni-1a".to_string(), "sg-a rule 0".to_string())
+        );
+        assert_eq!(
+            owned_rule("eni/eni-2b", "default ingress drop".into()),
+            ("eni/eni-2b".to_string(), "default ingress drop".to_string())
+        );
+        assert_eq!(
+            owned_rule("node/n1", "KUBE-SVC: x".into()),
+            ("node/n1".to_string(), "KUBE-SVC: x".to_string())
+        );
+    }
 
     #[test]
     fn reads_comments_counters_and_verdicts_from_nft_json() {

@@ -164,22 +164,23 @@ fn missing_at(
     let (ns, lookup) = match last {
         Some(c) => {
             let ns = ns_index(lab, &c.ns)?;
-            let iif = if c.outgoing {
+            let arrived = if c.outgoing {
                 frames
                     .iter()
                     .filter(|f| f.ns == c.ns && !f.outgoing && f.dst == c.dst)
-                    .map(|f| f.ifname.clone())
                     .last()
             } else {
-                Some(c.ifname.clone())
+                Some(c)
             };
             let src = Some(c.src);
+            let (iif, mark) = arrived_as(lab, ns, arrived);
             (
                 ns,
                 Lookup {
                     dst: c.dst,
                     src,
                     iif,
+                    mark,
                 },
             )
         }
@@ -191,6 +192,7 @@ fn missing_at(
                     dst: dst?,
                     src: None,
                     iif: None,
+                    mark: None,
                 },
             )
         }
@@ -202,6 +204,28 @@ fn missing_at(
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
     Some((key, decided))
+}
+
+/// A frame that arrived tagged on a hypervisor's trunk is routed as its
+/// member ENI's VLAN: from the 802.1Q device `t<vlan>`, or (eBPF) from the
+/// trunk with the VLAN id in its mark, as the demux program leaves it.
+/// Returns the lookup's input interface and mark for the frame that
+/// `arrived` in namespace `ns` (none: the namespace sent it itself).
+fn arrived_as(lab: &Lab, ns: usize, arrived: Option<&Capture>) -> (Option<String>, Option<u32>) {
+    let Some(c) = arrived else {
+        return (None, None);
+    };
+    let plan = lab.plan();
+    let iif = Some(c.ifname.clone());
+    let in_hv = plan.namespaces[ns].kind == Some(crate::plan::NsKind::Hypervisor);
+    let on_trunk = c.ifname == crate::plan::agent::trunking::HV_TRUNK_SIDE;
+    match (c.vlan, in_hv && on_trunk) {
+        (Some(v), true) if plan.backends.vlan_devices => {
+            (Some(crate::plan::agent::trunking::hv_vlan_link(v)), None)
+        }
+        (Some(v), true) => (iif, Some(u32::from(v))),
+        _ => (iif, None),
+    }
 }
 
 impl Explanation {

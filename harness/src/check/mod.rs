@@ -399,6 +399,9 @@ pub struct PointAlt {
     /// starts with it (hops carry canonical ids).
     pub prefixed: Option<Vec<String>>,
     pub vlan: Option<u16>,
+    /// For member ENIs it names: (their hypervisor's point, their VLAN id).
+    /// A frame on the hypervisor's trunk with that tag is the member's.
+    pub member_frames: Vec<(String, u16)>,
 }
 
 impl PointPattern {
@@ -425,17 +428,32 @@ impl PointPattern {
     /// A packet stops in a namespace's stack (its routing, its netfilter),
     /// so any interface of the named point's namespace may be the last to
     /// see it: a node's `cni0` bridge after the pod's host veth.
+    ///
+    /// A member ENI shares its hypervisor's namespace with the others of its
+    /// trunk, yet it is a place of its own: a hop on a member's link stops
+    /// only at that member, and a stop named by namespace (`hv/<node>`, or a
+    /// point in it) takes no member's hop.
     pub fn stops_at(&self, plan: &LabPlan, hop: &crate::probe::Hop) -> bool {
+        if self.matches(hop) {
+            return true;
+        }
+        if member_vlan(plan, &hop.point).is_some() {
+            return false;
+        }
         let Some(ns) = point_ns(plan, &hop.point) else {
-            return self.matches(hop);
+            return false;
         };
-        self.matches(hop)
-            || self
-                .alternatives
-                .iter()
-                .filter(|a| a.vlan.is_none())
-                .any(|a| a.namespaces(plan).contains(&ns))
+        self.alternatives
+            .iter()
+            .filter(|a| a.vlan.is_none())
+            .any(|a| a.stop_namespaces(plan).contains(&ns))
     }
+}
+
+/// The VLAN id of a member ENI's point (its frames on the hypervisor's
+/// trunk carry it); `None` for any other point.
+fn member_vlan(plan: &LabPlan, id: &str) -> Option<u16> {
+    plan.points.iter().find(|p| p.id == id).and_then(|p| p.vlan)
 }
 
 /// The namespace of a point id (a node's own stack: the node's).
@@ -453,7 +471,7 @@ fn point_ns(plan: &LabPlan, id: &str) -> Option<usize> {
 impl PointAlt {
     fn new(plan: &LabPlan, text: &str) -> Self {
         let (id, vlan) = split_vlan(text);
-        let prefixed = id.strip_suffix('*').map(|prefix| {
+        let prefixed: Option<Vec<String>> = id.strip_suffix('*').map(|prefix| {
             plan.points
                 .iter()
                 .filter(|p| {
@@ -463,10 +481,32 @@ impl PointAlt {
                 .map(|p| p.id.to_string())
                 .collect()
         });
+        let point = observe::canonical_point(plan, id);
+        let named = |pt: &&crate::plan::ObsPoint| {
+            let pid = pt.id.to_string();
+            match &prefixed {
+                Some(ids) => ids.contains(&pid),
+                None => point_matches(&point, &pid),
+            }
+        };
+        let member_frames = plan
+            .points
+            .iter()
+            .filter(named)
+            .filter_map(|m| {
+                let v = m.vlan?;
+                let hv = plan
+                    .points
+                    .iter()
+                    .find(|h| h.ns == m.ns && h.ifname.is_none())?;
+                Some((hv.id.to_string(), v))
+            })
+            .collect();
         PointAlt {
-            point: observe::canonical_point(plan, id),
+            point,
             prefixed,
             vlan,
+            member_frames,
         }
     }
 
@@ -490,12 +530,42 @@ impl PointAlt {
         }
     }
 
+    /// The namespaces where a packet may stop for this alternative: those
+    /// of the points it names, member ENIs' excepted (their namespace is
+    /// their hypervisor's, shared with every other member of the trunk).
+    fn stop_namespaces(&self, plan: &LabPlan) -> Vec<usize> {
+        let members: Vec<usize> = plan
+            .points
+            .iter()
+            .filter(|p| p.vlan.is_some() && self.names(&p.id.to_string()))
+            .map(|p| p.ns)
+            .collect();
+        let others = plan
+            .points
+            .iter()
+            .filter(|p| p.vlan.is_none() && self.names(&p.id.to_string()))
+            .map(|p| p.ns)
+            .collect::<Vec<_>>();
+        self.namespaces(plan)
+            .into_iter()
+            .filter(|ns| !members.contains(ns) || others.contains(ns))
+            .collect()
+    }
+
+    /// Whether this alternative names point `id` (by id, alias or prefix).
+    fn names(&self, id: &str) -> bool {
+        match &self.prefixed {
+            Some(ids) => ids.iter().any(|i| i == id) || point_matches(&self.point, id),
+            None => point_matches(&self.point, id),
+        }
+    }
+
     fn matches(&self, hop: &crate::probe::Hop) -> bool {
-        let point = match &self.prefixed {
-            Some(ids) => ids.contains(&hop.point) || point_matches(&self.point, &hop.point),
-            None => point_matches(&self.point, &hop.point),
-        };
-        point && self.vlan.is_none_or(|v| hop.vlan == Some(v))
+        let member_frame = self
+            .member_frames
+            .iter()
+            .any(|(hv, v)| *hv == hop.point && hop.vlan == Some(*v));
+        (self.names(&hop.point) || member_frame) && self.vlan.is_none_or(|v| hop.vlan == Some(v))
     }
 }
 
@@ -607,6 +677,35 @@ mod tests {
             dst: Ipv4Addr::new(10, 0, 5, 2),
             encap: None,
         }
+    }
+
+    #[test]
+    fn a_member_enis_stop_in_the_shared_hv_is_its_own() {
+        let p = plan();
+        let hv = "hv/cn-hongkong.10.0.4.20";
+        // a1 and a2 are node .20's first two trunk pods: VLANs 1027, 1028.
+        let tagged = |v| Hop {
+            vlan: Some(v),
+            ..hop(&p, hv)
+        };
+        let a1 = PointPattern::new(&p, "eni/member:default/a1");
+        let a2 = PointPattern::new(&p, "eni/member:default/a2");
+        let at_hv = PointPattern::new(&p, hv);
+        // a1's frames on hv's trunk carry its VLAN: they are a1's.
+        assert!(a1.matches(&tagged(1027)));
+        assert!(a1.stops_at(&p, &tagged(1027)));
+        assert!(!a1.matches(&tagged(1028)));
+        assert!(!a2.stops_at(&p, &tagged(1027)));
+        // A hop on a2's own link stops at a2 only, not at a1 nor at hv.
+        let on_a2 = hop(&p, "eni/member:default/a2");
+        assert!(a2.stops_at(&p, &on_a2));
+        assert!(!a1.stops_at(&p, &on_a2));
+        assert!(!at_hv.stops_at(&p, &on_a2));
+        // hv stops take hv's own hops, tagged or not; a member takes no
+        // untagged hv hop.
+        assert!(at_hv.stops_at(&p, &tagged(1028)));
+        assert!(at_hv.stops_at(&p, &hop(&p, hv)));
+        assert!(!a1.stops_at(&p, &hop(&p, hv)));
     }
 
     fn timed_out(p: &LabPlan, request: &[&str]) -> Observation {

@@ -319,10 +319,7 @@ fn open_taps(lab: &Lab) -> Result<Option<Taps>, String> {
     let plan = lab.plan();
     let mut per_ns: Vec<Vec<TapPoint>> = (0..plan.namespaces.len()).map(|_| Vec::new()).collect();
     for p in &plan.points {
-        per_ns[p.ns].push(TapPoint {
-            id: p.id.to_string(),
-            ifname: p.ifname.clone(),
-        });
+        per_ns[p.ns].extend(tap_points(plan, p));
     }
     let targets: Vec<_> = per_ns
         .into_iter()
@@ -331,6 +328,23 @@ fn open_taps(lab: &Lab) -> Result<Option<Taps>, String> {
         .map(|(i, v)| (lab.netns(i), v))
         .collect();
     Taps::open(&targets).map(Some).map_err(|e| e.to_string())
+}
+
+/// What to tap for observation point `p`: its interface (or its whole
+/// namespace); for a member ENI whose VLAN ends in an 802.1Q device of its
+/// hypervisor, that device too (its frames there are the member's).
+pub fn tap_points(plan: &LabPlan, p: &crate::plan::ObsPoint) -> Vec<TapPoint> {
+    let mut v = vec![TapPoint {
+        id: p.id.to_string(),
+        ifname: p.ifname.clone(),
+    }];
+    if let (Some(vlan), true) = (p.vlan, plan.backends.vlan_devices) {
+        v.push(TapPoint {
+            id: p.id.to_string(),
+            ifname: Some(crate::plan::agent::trunking::hv_vlan_link(vlan)),
+        });
+    }
+    v
 }
 
 /// The canonical observation point id for an id or alias a user wrote.

@@ -108,13 +108,10 @@ pub fn run(args: &CaptureArgs) -> Result<i32, i32> {
     let points = resolve(plan, &args.points).map_err(|e| fail(&e))?;
     let mut per_ns: Vec<(usize, Vec<TapPoint>)> = Vec::new();
     for p in &points {
-        let tp = TapPoint {
-            id: p.id.to_string(),
-            ifname: p.ifname.clone(),
-        };
+        let tps = crate::check::observe::tap_points(plan, p);
         match per_ns.iter_mut().find(|(ns, _)| *ns == p.ns) {
-            Some((_, v)) => v.push(tp),
-            None => per_ns.push((p.ns, vec![tp])),
+            Some((_, v)) => v.extend(tps),
+            None => per_ns.push((p.ns, tps)),
         }
     }
     let targets: Vec<_> = per_ns

@@ -121,6 +121,16 @@ impl<'a> MockCloud<'a> {
     /// The namespace of ENI `pos`.
     fn eni_netns(&self, pos: usize) -> Result<&NetNs, CloudError> {
         let st = &self.enis[pos];
+        // A member ENI has no namespace: it lives in its trunk's hypervisor,
+        // beside the other members, and Terway attaches it, not this API.
+        if st.record.role == crate::plan::EniRole::Member {
+            return Err(CloudError::Unsupported(format!(
+                "{} is a member ENI of trunk {}: the mock cloud's API does not attach, detach or \
+                 re-address member ENIs (they ride their trunk's hypervisor; declare them in the topology)",
+                st.record.id,
+                st.record.trunk.as_deref().unwrap_or("?")
+            )));
+        }
         match &st.ns {
             Some(ns) => Ok(ns),
             None => self

@@ -25,6 +25,9 @@ pub struct Lookup {
     /// The interface it arrived on (a forwarded packet); `None` for a
     /// packet this namespace sends itself.
     pub iif: Option<String>,
+    /// The packet's mark (`fwmark` rules select on it): what tc set before
+    /// the stack saw the packet, as the eBPF VLAN demux does on a trunk.
+    pub mark: Option<u32>,
 }
 
 /// What the kernel decided.
@@ -52,6 +55,9 @@ impl fmt::Display for Decision {
         }
         if let Some(i) = &l.iif {
             write!(f, " iif {i}")?;
+        }
+        if let Some(m) = l.mark {
+            write!(f, " mark {m:#x}")?;
         }
         f.write_str(" → ")?;
         if let Some(e) = &self.error {
@@ -116,6 +122,9 @@ pub fn route_get(l: &Lookup) -> Result<Decision, KernelError> {
             .ok_or_else(|| KernelError::new(format!("route get: no interface {iif}")))?;
         msg.attributes.push(RouteAttribute::Iif(idx));
     }
+    if let Some(m) = l.mark {
+        msg.attributes.push(RouteAttribute::Mark(m));
+    }
     let mut d = Decision {
         lookup: l.clone(),
         kind: "none".into(),
@@ -173,8 +182,7 @@ fn kind_name(k: RouteType) -> String {
 }
 
 /// The first rule, by priority, whose selector matches the packet and that
-/// looks up `table`: the rule the kernel followed to its answer (packets
-/// carry no mark here, so rules that need one are passed over).
+/// looks up `table`: the rule the kernel followed to its answer.
 fn choosing_rule(rules: &[RuleMessage], l: &Lookup, table: u32) -> Option<String> {
     let mut sorted: Vec<(u32, &RuleMessage)> = rules
         .iter()
@@ -225,14 +233,19 @@ fn selects(r: &RuleMessage, l: &Lookup) -> bool {
     let mut src = None;
     let mut dst = None;
     let mut iif = None;
+    let (mut mark, mut mask) = (0, u32::MAX);
     for a in &r.attributes {
         match a {
             RuleAttribute::Source(s) => src = Some(s),
             RuleAttribute::Destination(d) => dst = Some(d),
             RuleAttribute::Iifname(i) => iif = Some(i),
-            RuleAttribute::FwMark(m) if *m != 0 => return false,
+            RuleAttribute::FwMark(m) => mark = *m,
+            RuleAttribute::FwMask(m) => mask = *m,
             _ => {}
         }
+    }
+    if mark != 0 && l.mark.unwrap_or(0) & mask != mark {
+        return false;
     }
     // A locally sent packet has the loopback device as its input.
     let arrived = l.iif.as_deref().unwrap_or("lo");
@@ -258,6 +271,7 @@ fn describe(prio: u32, r: &RuleMessage) -> String {
                 rest.push_str(&format!(" to {}", prefix(x, r.header.dst_len)))
             }
             RuleAttribute::Iifname(i) => rest.push_str(&format!(" iif {i}")),
+            RuleAttribute::FwMark(m) if *m != 0 => rest.push_str(&format!(" fwmark {m:#x}")),
             _ => {}
         }
     }
@@ -296,6 +310,7 @@ mod tests {
             dst: "10.0.5.9".parse().unwrap(),
             src: Some("10.0.4.27".parse().unwrap()),
             iif: Some("cali1".into()),
+            mark: None,
         };
         assert_eq!(
             choosing_rule(&rules, &l, 1027).as_deref(),

@@ -6,9 +6,33 @@
 //! - node side ([`VlanPrograms::attach_trunk`]): egress of the trunk link
 //!   pushes the VLAN id of the member ENI that owns the source address;
 //!   ingress pops it;
-//! - cloud side ([`VlanPrograms::attach_hv`], namespace `hv/<node>`): the
-//!   link from the node's trunk demultiplexes VLAN id → member ENI link, and
-//!   every member ENI link multiplexes back onto the trunk with its VLAN id.
+//! - cloud side ([`VlanPrograms::attach_hv`], namespace `hv/<node>`, the
+//!   hypervisor): both programs sit on the hv end of the node's trunk link
+//!   (`trunk`), and the hv namespace *routes*. Every member ENI's link
+//!   `m<vid>` is a veth to the VPC router; hv has `ip_forward=1`, a rule
+//!   `iif trunk fwmark <vid> lookup <1000+vid>` whose table sends the
+//!   member's traffic out of `m<vid>`, and `<pod IP>/32 dev trunk` (with a
+//!   permanent neighbour to the node's trunk MAC) for the way back.
+//!   - ingress, `hv_demux`: untagged frames are the trunk ENI's own (native)
+//!     traffic and pass as they are; a VLAN id no member owns is dropped;
+//!     otherwise the tag is popped and the VLAN id becomes the packet's mark
+//!     (`skb->mark`) for the hv stack to route by (and nft to pick the
+//!     security group's conntrack zone by).
+//!   - ingress, ARP: a tagged ARP request on a member's VLAN (neither
+//!     gratuitous nor an address probe from 0.0.0.0, whose answer would
+//!     report a conflict) is answered by the program itself, as Alibaba's
+//!     vSwitch answers every ARP: with `ee:ff:ff:ff:ff:ff`, the MAC of the
+//!     hv end of the trunk. The reply keeps the tag and goes straight back
+//!     out of the trunk link. With real CNI plugins (the `vlan` plugin) the pod's own
+//!     stack ARPs for its gateway on its VLAN; there is no VLAN device in hv
+//!     to answer, and a reply from the hv stack would leave untagged.
+//!   - egress, `hv_mux`: a packet hv forwards from a member ENI link
+//!     (`skb->ingress_ifindex`) gets that member's VLAN id pushed; frames
+//!     already tagged (those ARP replies) and everything else (native
+//!     traffic, what hv itself sends) leave as they are.
+//!
+//!   Member ENI links carry no program: a member is two map entries
+//!   ([`HvHandle::add_member`], [`HvHandle::remove_member`]).
 //!
 //! **One load per lab.** [`VlanPrograms`] loads and verifies the object once;
 //! every trunk and hypervisor of the lab attaches the same programs, and the
@@ -33,13 +57,14 @@
 //! `auto` uses cls_bpf filters and TCX is there to choose.
 //!
 //! L2 addressing on a trunk (for whoever plans trunk pods): pod IPs are not
-//! local on the node, so the node's ARP for a member vSwitch gateway goes out
-//! with a *node* address as sender and therefore untagged; and the node keeps
-//! one neighbour entry per gateway on the trunk, shared by every member ENI
-//! behind it. Do what Terway's datapath does instead of relying on ARP: a
-//! permanent neighbour `<gw> lladdr ee:ff:ff:ff:ff:ff dev <trunk>` on the node,
-//! the MAC `ee:ff:ff:ff:ff:ff` on every member ENI's cloud-side link (so every
-//! member accepts the frame), and proxy ARP towards pod IPs where needed.
+//! local on the node, so the node's ARP for a member vSwitch gateway would go
+//! out with a *node* address as sender and therefore untagged; and the node
+//! keeps one neighbour entry per gateway on the trunk, shared by every member
+//! ENI behind it. Do what Terway's datapath does instead of relying on ARP: a
+//! permanent neighbour `<gw> lladdr ee:ff:ff:ff:ff:ff dev <trunk>` on the node
+//! and the MAC `ee:ff:ff:ff:ff:ff` on the hv end of the trunk, so the hv stack
+//! accepts what the node sends to any gateway. ARP that does arrive tagged (a
+//! pod's own stack on its VLAN) is answered by `hv_demux` with that MAC.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -481,9 +506,18 @@ impl VlanPrograms {
         })?
     }
 
-    /// Demultiplexes the tagged traffic arriving on `trunk_side_if` (in
-    /// `ns`) to member ENI links by VLAN id, and tags what the member links
-    /// send back. `members`: (member ENI link in `ns`, its VLAN id).
+    /// The cloud side of a trunk: hooks `hv_demux` on the ingress and
+    /// `hv_mux` on the egress of `trunk_side_if` (in `ns`, the hv end of the
+    /// node's trunk link) and maps `members` (member ENI link in `ns`, its
+    /// VLAN id). The namespace routes; the programs only translate: a tagged
+    /// frame of a member's VLAN is popped and marked with the VLAN id (for
+    /// `iif <trunk> fwmark <vid>` rules), a VLAN id nobody owns is dropped,
+    /// untagged frames pass; tagged ARP requests on a member's VLAN get the
+    /// vSwitch's answer `ee:ff:ff:ff:ff:ff` straight back, still tagged (no
+    /// VLAN device in hv could answer, and the hv stack's reply would leave
+    /// untagged); what hv forwards from a member link onto the trunk gets
+    /// that member's VLAN id. Member links are not hooked: their entries
+    /// key the maps by their index.
     pub fn attach_hv(
         self: &Arc<Self>,
         ns: &NetNs,
@@ -493,17 +527,25 @@ impl VlanPrograms {
         ns.run(|| -> Result<HvHandle, KernelError> {
             let mut nl = Netlink::open()?;
             let ifindex = index_of(&mut nl, trunk_side_if, ns)?;
+            // Map first, then programs: the first tagged frame finds its entry.
             let mut handle = HvHandle {
                 progs: self.clone(),
                 ns: NetNs::open(ns.name())?,
-                trunk: hook(trunk_side_if, ifindex, TcHook::Ingress, Prog::HvDemux),
+                trunk: [
+                    hook(trunk_side_if, ifindex, TcHook::Ingress, Prog::HvDemux),
+                    hook(trunk_side_if, ifindex, TcHook::Egress, Prog::HvMux),
+                ],
                 members: BTreeMap::new(),
             };
-            let mut hooks = vec![handle.trunk.clone()];
-            for (link, vid) in members {
-                hooks.push(handle.map_member(&mut nl, link, *vid)?);
+            let res = members
+                .iter()
+                .try_for_each(|(link, vid)| handle.map_member(&mut nl, link, *vid))
+                .and_then(|()| self.hook_here(&mut nl, &handle.trunk, ns.name()));
+            if let Err(e) = res {
+                // The maps are the lab's: take back what this side put there.
+                handle.unmap_all();
+                return Err(e);
             }
-            self.hook_here(&mut nl, &hooks, ns.name())?;
             Ok(handle)
         })?
     }
@@ -629,19 +671,22 @@ impl TrunkHandle {
     }
 }
 
-/// A member ENI as the hv namespace sees it.
+/// A member ENI as the hv namespace sees it: its link's index and VLAN id.
 #[derive(Debug)]
 struct Member {
-    hook: Hook,
+    ifindex: u32,
     vid: u16,
 }
 
-/// The cloud side of a trunk ENI in `hv/<node>`: `hv_demux` on the link
-/// from the node's trunk, `hv_mux` on every member ENI link.
+/// The cloud side of a trunk ENI in `hv/<node>`: `hv_demux` on the ingress
+/// and `hv_mux` on the egress of the hv end of the node's trunk link, and the
+/// member ENIs' map entries. hv routes (by the mark `hv_demux` sets); member
+/// ENI links carry no program. See the module documentation.
 pub struct HvHandle {
     progs: Arc<VlanPrograms>,
     ns: NetNs,
-    trunk: Hook,
+    /// The trunk link's hooks: ingress `hv_demux`, egress `hv_mux`.
+    trunk: [Hook; 2],
     members: BTreeMap<String, Member>,
 }
 
@@ -656,8 +701,13 @@ impl std::fmt::Debug for HvHandle {
 }
 
 impl HvHandle {
-    /// Checks and maps member `link` (the caller hooks `hv_mux` on it).
-    fn map_member(&mut self, nl: &mut Netlink, link: &str, vid: u16) -> Result<Hook, KernelError> {
+    fn trunk_ifindex(&self) -> u32 {
+        self.trunk[0].ifindex
+    }
+
+    /// Checks and maps member `link` (a link in the namespace of the calling
+    /// thread, whose netlink socket `nl` is).
+    fn map_member(&mut self, nl: &mut Netlink, link: &str, vid: u16) -> Result<(), KernelError> {
         let owner = &self.progs.owner;
         check_vid(vid, || format!("{owner}: member {link}"))?;
         if self.members.contains_key(link) {
@@ -671,51 +721,40 @@ impl HvHandle {
             )));
         }
         let ifindex = index_of(nl, link, &self.ns)?;
-        self.progs.set_member(self.trunk.ifindex, ifindex, vid)?;
-        let h = hook(link, ifindex, TcHook::Ingress, Prog::HvMux);
-        self.members.insert(
-            link.to_string(),
-            Member {
-                hook: h.clone(),
-                vid,
-            },
-        );
-        Ok(h)
+        self.progs.set_member(self.trunk_ifindex(), ifindex, vid)?;
+        self.members
+            .insert(link.to_string(), Member { ifindex, vid });
+        Ok(())
     }
 
-    /// Connects member ENI link `link` (in the hv namespace) as VLAN `vid`.
+    /// Forgets every member, removing its entries (errors ignored: cleanup).
+    fn unmap_all(&mut self) {
+        let trunk = self.trunk_ifindex();
+        for m in std::mem::take(&mut self.members).into_values() {
+            let _ = self.progs.unset_member(trunk, m.ifindex, m.vid);
+        }
+    }
+
+    /// Connects member ENI link `link` (in the hv namespace) as VLAN `vid`:
+    /// the trunk's frames tagged `vid` are popped and marked `vid` from now
+    /// on, and what hv forwards from `link` onto the trunk is tagged `vid`.
     pub fn add_member(&mut self, link: &str, vid: u16) -> Result<(), KernelError> {
         let ns = NetNs::open(self.ns.name())?;
         ns.run(|| -> Result<(), KernelError> {
             let mut nl = Netlink::open()?;
-            let h = self.map_member(&mut nl, link, vid)?;
-            if let Err(e) = self
-                .progs
-                .hook_here(&mut nl, std::slice::from_ref(&h), ns.name())
-            {
-                if let Some(m) = self.members.remove(link) {
-                    let _ = self
-                        .progs
-                        .unset_member(self.trunk.ifindex, m.hook.ifindex, vid);
-                }
-                return Err(e);
-            }
-            Ok(())
+            self.map_member(&mut nl, link, vid)
         })?
     }
 
-    /// Disconnects member `link`: its VLAN becomes unknown (dropped) and its
-    /// link no longer reaches the trunk. Returns whether it was connected.
+    /// Disconnects member `link`: its VLAN becomes unknown (dropped) and
+    /// what hv forwards from its link leaves the trunk untagged. Returns
+    /// whether it was connected.
     pub fn remove_member(&mut self, link: &str) -> Result<bool, KernelError> {
         let Some(m) = self.members.remove(link) else {
             return Ok(false);
         };
         self.progs
-            .unset_member(self.trunk.ifindex, m.hook.ifindex, m.vid)?;
-        let progs = self.progs.clone();
-        self.ns.run(move || -> Result<(), KernelError> {
-            progs.unhook_here(&mut Netlink::open()?, std::slice::from_ref(&m.hook))
-        })??;
+            .unset_member(self.trunk_ifindex(), m.ifindex, m.vid)?;
         Ok(true)
     }
 
@@ -731,14 +770,23 @@ impl HvHandle {
         self.ns.name()
     }
 
-    /// Every hook of this side: the trunk link's, then the members'.
-    pub fn hooks(&self) -> Vec<Hook> {
-        std::iter::once(self.trunk.clone())
-            .chain(self.members.values().map(|m| m.hook.clone()))
+    /// The hooks of this side: the trunk link's ingress and egress (member
+    /// links have none).
+    pub fn hooks(&self) -> &[Hook] {
+        &self.trunk
+    }
+
+    /// (link, interface index) of every link the maps are keyed by: the
+    /// trunk link, then each connected member link. The maps are shared by
+    /// the whole lab, so these indexes must be unique across it.
+    pub fn keyed_links(&self) -> Vec<(&str, u32)> {
+        std::iter::once((self.trunk[0].ifname.as_str(), self.trunk_ifindex()))
+            .chain(self.members.iter().map(|(l, m)| (l.as_str(), m.ifindex)))
             .collect()
     }
 
-    /// Removes every program of this side and its map entries.
+    /// Removes both programs from the trunk link and every member's map
+    /// entries (a lab being torn down does not need this).
     pub fn detach(mut self) -> Result<(), KernelError> {
         let links: Vec<String> = self.members.keys().cloned().collect();
         for l in links {
@@ -747,7 +795,7 @@ impl HvHandle {
         let progs = self.progs.clone();
         let trunk = self.trunk.clone();
         self.ns.run(move || -> Result<(), KernelError> {
-            progs.unhook_here(&mut Netlink::open()?, std::slice::from_ref(&trunk))
+            progs.unhook_here(&mut Netlink::open()?, &trunk)
         })?
     }
 }

@@ -182,29 +182,34 @@ fn redirect(
 }
 
 /// The shared maps are keyed by interface index: two keyed links of the
-/// lab with one index (in different namespaces) would share entries.
+/// lab with one index (in different namespaces) would share entries. The
+/// node side is keyed by its trunk links (the hooked ones), the hv side by
+/// its trunk link and every member ENI link (which carry no hook).
 fn check_unique_indexes(h: &TcHandles) -> Result<(), KernelError> {
     let mut seen: BTreeMap<u32, String> = BTreeMap::new();
-    let hooks = h
+    let links = h
         .trunks
         .iter()
-        .flat_map(|t| t.hooks().iter().map(|k| (t.namespace(), k.clone())))
-        .chain(
-            h.hvs
+        .flat_map(|t| {
+            t.hooks()
                 .iter()
-                .flat_map(|v| v.hooks().into_iter().map(|k| (v.namespace(), k))),
-        );
-    for (ns, hk) in hooks {
-        let here = format!("{} in {ns}", hk.ifname);
-        match seen.get(&hk.ifindex) {
+                .map(|k| (t.namespace(), k.ifname.as_str(), k.ifindex))
+        })
+        .chain(h.hvs.iter().flat_map(|v| {
+            v.keyed_links()
+                .into_iter()
+                .map(|(name, index)| (v.namespace(), name, index))
+        }));
+    for (ns, ifname, ifindex) in links {
+        let here = format!("{ifname} in {ns}");
+        match seen.get(&ifindex) {
             Some(other) if *other != here => {
                 return Err(KernelError::new(format!(
-                    "trunk links {other} and {here} share interface index {}: the VLAN maps are keyed by index",
-                    hk.ifindex
+                    "links {other} and {here} share interface index {ifindex}: the VLAN maps are keyed by index"
                 )))
             }
             _ => {
-                seen.insert(hk.ifindex, here);
+                seen.insert(ifindex, here);
             }
         }
     }

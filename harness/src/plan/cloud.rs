@@ -108,6 +108,7 @@ pub fn add_vpc(d: &mut Draft, topo: &Topology) -> NsIdx {
         aliases: vec![],
         ns: vpc,
         ifname: None,
+        vlan: None,
     });
     vpc
 }
@@ -161,6 +162,7 @@ pub fn attach_eni(d: &mut Draft, vpc: NsIdx, spec: EniSpec<'_>) -> String {
         aliases: spec.aliases,
         ns: eni,
         ifname: None,
+        vlan: None,
     });
     d.plan.enis.push(EniRecord {
         id: id.clone(),
@@ -284,6 +286,7 @@ pub fn add_node(
         aliases: vec![],
         ns,
         ifname: Some("eth0".into()),
+        vlan: None,
     });
     d.plan.endpoints.push(Endpoint {
         id,
@@ -368,6 +371,7 @@ pub fn add_external(
         aliases: vec![],
         ns,
         ifname: None,
+        vlan: None,
     });
     d.plan.endpoints.push(Endpoint {
         id,

@@ -222,12 +222,11 @@ pub fn plan_cni(
         };
         match sg::eni_nft_with(topo, &d.plan, &eni, &mut members)? {
             Some(script) => d.ns(ns).nft = Some(script),
-            None => d.plan.notes.push(format!(
-                "eni {} ({}) has no security group: nothing filters it",
-                eni.id, eni.instance
-            )),
+            None => d.plan.notes.push(no_security_group(&eni)),
         }
     }
+    // Member ENIs have no namespace: their hypervisor filters them.
+    agent::trunking::member_security_groups(&mut d, topo, &mut members)?;
 
     // Pods as endpoints, observation points and echo servers.
     // Keyed once: a 10,000-pod lab would otherwise compare every pair.
@@ -251,12 +250,14 @@ pub fn plan_cni(
             aliases: vec![],
             ns: w.ns,
             ifname: None,
+            vlan: None,
         });
         d.plan.points.push(ObsPoint {
             id: PointId::host_veth(&p.ns, &p.name),
             aliases: vec![],
             ns: node.ns,
             ifname: Some(w.host_veth.clone()),
+            vlan: None,
         });
     }
     for p in placement.placed.iter().filter(|p| p.ip.is_none()) {
@@ -276,7 +277,12 @@ pub fn plan_cni(
     // what internet hosts may reach.
     program_services(&mut d, r, &placement, &nodes, vpc)?;
 
-    d.router_sysctls_where(|_, n| matches!(n.kind, Some(NsKind::Vpc | NsKind::Eni | NsKind::Node)));
+    d.router_sysctls_where(|_, n| {
+        matches!(
+            n.kind,
+            Some(NsKind::Vpc | NsKind::Eni | NsKind::Node | NsKind::Hypervisor)
+        )
+    });
     bridge_netfilter(&mut d);
     let mut plan = d.plan;
     neigh::pin_neighbours(&mut plan);
@@ -284,6 +290,14 @@ pub fn plan_cni(
         faults::add(r, backends, adds, &mut plan)?;
     }
     Ok(plan)
+}
+
+/// The note for an ENI that nothing filters.
+pub(crate) fn no_security_group(eni: &EniRecord) -> String {
+    format!(
+        "eni {} ({}) has no security group: nothing filters it",
+        eni.id, eni.instance
+    )
 }
 
 /// Where br_netfilter is loaded its per-namespace default is 1 for every

@@ -1,8 +1,10 @@
-//! Security groups as nftables in each ENI namespace (table `inet cnlab_sg`).
+//! Security groups as nftables in each ENI namespace (table `inet cnlab_sg`),
+//! and for member ENIs in the `hv/<node>` holding them ([`hv_members_nft`]).
 //!
-//! Stateful per ENI: each ENI namespace has its own conntrack, so a reply
-//! that enters through a different ENI than its request left from is a new
-//! flow there — exactly Alibaba's behaviour.
+//! Stateful per ENI: each ENI namespace has its own conntrack, and each
+//! member ENI its own conntrack zone, so a reply that enters through a
+//! different ENI than its request left from is a new flow there — exactly
+//! Alibaba's behaviour.
 
 use crate::topology::PointId;
 use ipnet::Ipv4Net;
@@ -71,27 +73,143 @@ pub fn eni_nft_with(
     if eni.security_groups.is_empty() {
         return Ok(None);
     }
-    let mut groups: Vec<(usize, &SecurityGroup)> = Vec::new();
-    for id in &eni.security_groups {
-        let pos = topo.vpc.security_groups.iter().position(|s| &s.id == id);
-        let pos = pos.ok_or_else(|| PlanError::UnknownSecurityGroup {
-            owner: PointId::eni(&eni.id).to_string(),
-            sg: id.clone(),
-        })?;
-        groups.push((pos, &topo.vpc.security_groups[pos]));
-    }
-
+    let groups = groups_of(topo, eni)?;
     let mut s = String::from("table inet cnlab_sg {\n");
-    let inner: Vec<&(usize, &SecurityGroup)> = groups
+    group_sets(&mut s, &groups, plan, members, &mut Vec::new());
+    s += "  chain forward {\n    type filter hook forward priority 0; policy accept;\n";
+    s += "    ct state established,related accept\n";
+    s += "    iifname \"inst\" jump egress\n";
+    s += "    iifname \"vpc\" jump ingress\n  }\n";
+    direction_chains(&mut s, &groups, "", "")?;
+    s += "}\n";
+    Ok(Some(s))
+}
+
+/// The security groups of every member ENI one hypervisor holds
+/// (`(record, VLAN id)`), as one table in `hv/<node>`. Each member ENI is
+/// stateful on its own as in a namespace of its own: its conntrack zone is
+/// its VLAN id, set before conntrack sees the packet (prerouting, priority
+/// raw) from the link it arrived on — its link from the VPC, its 802.1Q
+/// device, or (eBPF) the trunk link with the VLAN id the demux program put
+/// in the mark. Its rules are chains `ingress_<vlan>` / `egress_<vlan>`
+/// whose comments start with `eni/<id>: `, so counters name the ENI.
+/// `None` when no member has a security group.
+pub fn hv_members_nft(
+    topo: &Topology,
+    plan: &LabPlan,
+    enis: &[(EniRecord, u16)],
+    vlan_devices: bool,
+    members: &mut GroupMembers,
+) -> Result<Option<String>, PlanError> {
+    let filtered: Vec<&(EniRecord, u16)> =
+        enis.iter().filter(|(e, _)| !e.security_groups.is_empty()).collect();
+    if filtered.is_empty() {
+        return Ok(None);
+    }
+    let mut s = String::from("table inet cnlab_sg {\n");
+    let mut written = Vec::new();
+    let mut grouped = Vec::new();
+    for (e, _) in &filtered {
+        let groups = groups_of(topo, e)?;
+        group_sets(&mut s, &groups, plan, members, &mut written);
+        grouped.push(groups);
+    }
+    let member_link = |v: u16| crate::plan::agent::trunking::hv_member_link(v);
+    let tagged_link = |v: u16| crate::plan::agent::trunking::hv_vlan_link(v);
+    let trunk = crate::plan::agent::trunking::HV_TRUNK_SIDE;
+    // Zones for every member, filtered or not: each has its own conntrack.
+    let mut zone_by_link: Vec<String> = Vec::new();
+    let mut zone_by_mark: Vec<String> = Vec::new();
+    for (_, v) in enis {
+        zone_by_link.push(format!("\"{}\" : {v}", member_link(*v)));
+        if vlan_devices {
+            zone_by_link.push(format!("\"{}\" : {v}", tagged_link(*v)));
+        } else {
+            zone_by_mark.push(format!("{v} : {v}"));
+        }
+    }
+    s += "  chain zone {\n    type filter hook prerouting priority raw; policy accept;\n";
+    s += &format!("    ct zone set iifname map {{ {} }}\n", zone_by_link.join(", "));
+    if !zone_by_mark.is_empty() {
+        s += &format!(
+            "    iifname \"{trunk}\" ct zone set meta mark map {{ {} }}\n",
+            zone_by_mark.join(", ")
+        );
+    }
+    s += "  }\n";
+    let mut by_link: Vec<String> = Vec::new();
+    let mut by_mark: Vec<String> = Vec::new();
+    for (_, v) in &filtered {
+        by_link.push(format!("\"{}\" : jump ingress_{v}", member_link(*v)));
+        if vlan_devices {
+            by_link.push(format!("\"{}\" : jump egress_{v}", tagged_link(*v)));
+        } else {
+            by_mark.push(format!("{v} : jump egress_{v}"));
+        }
+    }
+    s += "  chain forward {\n    type filter hook forward priority 0; policy accept;\n";
+    s += "    ct state established,related accept\n";
+    s += &format!("    iifname vmap {{ {} }}\n", by_link.join(", "));
+    if !by_mark.is_empty() {
+        s += &format!(
+            "    iifname \"{trunk}\" meta mark vmap {{ {} }}\n",
+            by_mark.join(", ")
+        );
+    }
+    s += "  }\n";
+    for ((e, v), groups) in filtered.iter().zip(&grouped) {
+        let prefix = format!("{}: ", PointId::eni(&e.id));
+        direction_chains(&mut s, groups, &format!("_{v}"), &prefix)?;
+    }
+    s += "}\n";
+    Ok(Some(s))
+}
+
+/// The groups an ENI is in, each with its position in the topology (which
+/// names its member set).
+fn groups_of<'t>(
+    topo: &'t Topology,
+    eni: &EniRecord,
+) -> Result<Vec<(usize, &'t SecurityGroup)>, PlanError> {
+    eni.security_groups
+        .iter()
+        .map(|id| {
+            let pos = topo.vpc.security_groups.iter().position(|s| &s.id == id);
+            let pos = pos.ok_or_else(|| PlanError::UnknownSecurityGroup {
+                owner: PointId::eni(&eni.id).to_string(),
+                sg: id.clone(),
+            })?;
+            Ok((pos, &topo.vpc.security_groups[pos]))
+        })
+        .collect()
+}
+
+/// Groups whose members may reach each other (inner access not dropped).
+fn inner<'g, 't>(groups: &'g [(usize, &'t SecurityGroup)]) -> Vec<&'g (usize, &'t SecurityGroup)> {
+    groups
         .iter()
         .filter(|(_, g)| g.inner_access != Some(Action::Drop))
-        .collect();
-    for (pos, g) in &inner {
+        .collect()
+}
+
+/// The member sets (`grp_<pos>`) of `groups` not in `written` yet.
+fn group_sets(
+    s: &mut String,
+    groups: &[(usize, &SecurityGroup)],
+    plan: &LabPlan,
+    members: &mut GroupMembers,
+    written: &mut Vec<usize>,
+) {
+    for (pos, g) in inner(groups) {
+        if written.contains(pos) {
+            continue;
+        }
+        written.push(*pos);
         let members = members
             .0
             .entry(g.id.clone())
             .or_insert_with(|| group_addresses(plan, &g.id));
-        s += &format!("  set grp_{pos} {{\n    comment \"members of {}\"\n    type ipv4_addr\n    flags interval\n", g.id);
+        *s += &format!("  set grp_{pos} {{\n    comment \"members of {}\"\n    type ipv4_addr\n    flags interval\n", g.id);
         if !members.is_empty() {
             let items: Vec<String> = members
                 .iter()
@@ -103,41 +221,41 @@ pub fn eni_nft_with(
                     }
                 })
                 .collect();
-            s += &format!("    elements = {{ {} }}\n", items.join(", "));
+            *s += &format!("    elements = {{ {} }}\n", items.join(", "));
         }
-        s += "  }\n";
+        *s += "  }\n";
     }
-    s += "  chain forward {\n    type filter hook forward priority 0; policy accept;\n";
-    s += "    ct state established,related accept\n";
-    s += "    iifname \"inst\" jump egress\n";
-    s += "    iifname \"vpc\" jump ingress\n  }\n";
+}
+
+/// Chains `ingress<suffix>` and `egress<suffix>` of `groups`, every rule
+/// comment starting with `prefix`.
+fn direction_chains(
+    s: &mut String,
+    groups: &[(usize, &SecurityGroup)],
+    suffix: &str,
+    prefix: &str,
+) -> Result<(), PlanError> {
     for dir in [Direction::Ingress, Direction::Egress] {
         let (chain, peer, default) = match dir {
-            Direction::Ingress => (
-                "ingress",
-                "saddr",
-                "counter drop comment \"default ingress drop\"",
-            ),
-            Direction::Egress => (
-                "egress",
-                "daddr",
-                "counter accept comment \"default egress accept\"",
-            ),
+            Direction::Ingress => ("ingress", "saddr", ("drop", "default ingress drop")),
+            Direction::Egress => ("egress", "daddr", ("accept", "default egress accept")),
         };
-        s += &format!("  chain {chain} {{\n");
-        for line in ordered_rules(&groups, dir)? {
-            s += &format!("    {line}\n");
+        *s += &format!("  chain {chain}{suffix} {{\n");
+        for line in ordered_rules(groups, dir, prefix)? {
+            *s += &format!("    {line}\n");
         }
-        for (pos, g) in &inner {
-            s += &format!(
-                "    ip {peer} @grp_{pos} counter accept comment \"{} inner_access\"\n",
+        for (pos, g) in inner(groups) {
+            *s += &format!(
+                "    ip {peer} @grp_{pos} counter accept comment \"{prefix}{} inner_access\"\n",
                 g.id
             );
         }
-        s += &format!("    {default}\n  }}\n");
+        *s += &format!(
+            "    counter {} comment \"{prefix}{}\"\n  }}\n",
+            default.0, default.1
+        );
     }
-    s += "}\n";
-    Ok(Some(s))
+    Ok(())
 }
 
 /// Rules of `dir` from every group, lower priority first, drop before
@@ -145,6 +263,7 @@ pub fn eni_nft_with(
 fn ordered_rules(
     groups: &[(usize, &SecurityGroup)],
     dir: Direction,
+    prefix: &str,
 ) -> Result<Vec<String>, PlanError> {
     let mut picked: Vec<(u8, u8, String)> = Vec::new();
     for (_, g) in groups {
@@ -155,14 +274,14 @@ fn ordered_rules(
             .filter(|(_, r)| r.direction == dir)
         {
             let tie = if r.action == Action::Drop { 0 } else { 1 };
-            picked.push((r.priority.unwrap_or(1), tie, rule_line(&g.id, i, r)?));
+            picked.push((r.priority.unwrap_or(1), tie, rule_line(&g.id, i, r, prefix)?));
         }
     }
     picked.sort_by_key(|(p, t, _)| (*p, *t));
     Ok(picked.into_iter().map(|(_, _, l)| l).collect())
 }
 
-fn rule_line(sg: &str, index: usize, r: &SgRule) -> Result<String, PlanError> {
+fn rule_line(sg: &str, index: usize, r: &SgRule, prefix: &str) -> Result<String, PlanError> {
     let mut parts: Vec<String> = Vec::new();
     if let Some(c) = r.cidr.filter(|c| c.prefix_len() > 0) {
         let peer = if r.direction == Direction::Ingress {
@@ -212,7 +331,7 @@ fn rule_line(sg: &str, index: usize, r: &SgRule) -> Result<String, PlanError> {
         }
         .into(),
     );
-    parts.push(format!("comment \"{sg} rule {index}\""));
+    parts.push(format!("comment \"{prefix}{sg} rule {index}\""));
     Ok(parts.join(" "))
 }
 

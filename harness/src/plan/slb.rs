@@ -59,6 +59,7 @@ pub fn program(d: &mut Draft, topo: &Topology, vpc: NsIdx, slbs: &[SlbPlan]) {
             aliases: vec![],
             ns,
             ifname: None,
+            vlan: None,
         });
     }
     vpc_nft += "  }\n}\n";

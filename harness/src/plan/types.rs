@@ -473,6 +473,11 @@ pub struct ObsPoint {
     pub aliases: Vec<PointId>,
     pub ns: NsIdx,
     pub ifname: Option<String>,
+    /// A member ENI's VLAN id: its frames are also those on its hv's trunk
+    /// that carry this tag (the hypervisor holds every member ENI of a
+    /// trunk in one namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -663,9 +668,11 @@ pub enum TcPlan {
         link: String,
         pods: Vec<(Ipv4Addr, u16)>,
     },
-    /// Cloud side (`hv/<node>`): ingress on `trunk_link` pops the tag and
-    /// redirects to the member link of that VLAN id; each member link's
-    /// ingress pushes its id and redirects to `trunk_link`.
+    /// Cloud side (`hv/<node>`): ingress on `trunk_link` pops the tag of a
+    /// known VLAN and puts its id in the mark (hv's rules route it out of
+    /// that member's link; a tagged ARP request is answered as the vSwitch
+    /// does); egress on `trunk_link` tags what arrived on a member's link
+    /// with that member's VLAN id. `members`: (member link, VLAN id).
     Hv {
         trunk_link: String,
         members: Vec<(String, u16)>,
@@ -685,12 +692,9 @@ impl TcPlan {
     pub fn links(&self) -> Vec<&str> {
         match self {
             TcPlan::Trunk { link, .. } | TcPlan::RedirectToHost { link, .. } => vec![link],
-            TcPlan::Hv {
-                trunk_link,
-                members,
-            } => std::iter::once(trunk_link.as_str())
-                .chain(members.iter().map(|(m, _)| m.as_str()))
-                .collect(),
+            // Both hv programs sit on the trunk link; member links are map
+            // entries only.
+            TcPlan::Hv { trunk_link, .. } => vec![trunk_link],
         }
     }
 }

@@ -1421,6 +1421,19 @@ impl<'a> V<'a> {
             }
             None => id,
         };
+        // `eni/member:*`: every point whose id or alias starts with the
+        // rest; its kind must be one, what follows cannot be checked.
+        if let Some(prefix) = id.strip_suffix('*') {
+            let kind = prefix.split_once('/').map(|(k, _)| k);
+            let known = ["pod", "host-veth", "node", "eth0", "trunk", "hv", "eni", "slb", "external"];
+            if !kind.is_some_and(|k| known.contains(&k)) {
+                self.err(
+                    path,
+                    format!("{id:?}: a prefix must start with a point kind ({})", crate::topology::point::POINT_FORMS),
+                );
+            }
+            return;
+        }
         match id.parse::<PointId>() {
             Err(e) => self.err(path, e),
             Ok(PointId::Pod { ns, name })

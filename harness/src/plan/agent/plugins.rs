@@ -145,6 +145,7 @@ pub fn discovered_points(d: &mut Draft, nodes: &[NodeCtx], adds: &CniAdds) {
                 aliases: vec![],
                 ns: pod_ns,
                 ifname: Some(link.clone()),
+                vlan: None,
             });
         }
     }
@@ -170,6 +171,7 @@ pub fn discovered_points(d: &mut Draft, nodes: &[NodeCtx], adds: &CniAdds) {
                     aliases: vec![],
                     ns: ctx.ns,
                     ifname: Some(link.clone()),
+                    vlan: None,
                 }),
             }
         }

@@ -4,15 +4,24 @@
 //! exactly as in terway-eniip (veth datapath).
 //!
 //! ```text
-//!  pod ── cali… [node] eth1 (trunk) ══ trunk [hv/<node>] m1027 ══ inst [eni/<member>] vpc ══ [vpc]
+//!  pod ── cali… [node] eth1 (trunk) ══ trunk [hv/<node>] m1027 ══ <member ENI id> [vpc]
 //! ```
 //! Node side per trunk pod: the `cali…` veth, `512: to podIP lookup main`,
 //! `2048: from podIP lookup <1000 + VLAN id>` whose table holds `default via
 //! <member vSwitch gw> dev eth1 onlink` (802.1Q backend: `dev eth1.<vlan>`).
 //! Terway keys that table by the trunk's ifindex; one table per VLAN lets
 //! members of one trunk sit in different vSwitches with different gateways.
-//! VLAN tagging: eBPF on `eth1` and in `hv/<node>` ([`TcPlan`]), or 802.1Q
-//! sub-interfaces bridged to the member links (`Backends::vlan_devices`).
+//!
+//! Cloud side: `hv/<node>` is the hypervisor, and it holds every member ENI
+//! of its trunk. A member ENI is its link `m<vlan>` to the VPC router, a
+//! rule sending what its VLAN carries to table `1000 + vlan` (`default via
+//! <gw> dev m<vlan>`), a route back to its pod by the trunk, and its
+//! security groups in a conntrack zone of its own. The VLAN ends in hv
+//! either as an 802.1Q device `t<vlan>` on `trunk` (`iif t<vlan>`), or by
+//! eBPF ([`TcPlan`]): the demux on `trunk` pops the tag and puts the VLAN id
+//! in the mark (`iif trunk fwmark <vlan>`), the mux on `trunk`'s egress tags
+//! what came in from a member's link. One namespace per hypervisor rather
+//! than per member ENI: a trunk pod costs one namespace and two veths.
 //!
 //! No ARP crosses the trunk: the node names the gateway with a permanent
 //! neighbour (the VPC gateway MAC, which every member ENI's cloud side
@@ -326,18 +335,37 @@ fn trunk_of<'t>(
             .map_err(|_| format!("vSwitch {} has no free IP", vsw.id))?;
         let id = names::eni_id(&d.plan.name, &key, n as usize);
         let hv = d.add_ns(&PointId::hv(&node.name), NsKind::Hypervisor);
-        let (_, mac) = d.veth(hv, HV_TRUNK_SIDE, node.ns, TRUNK_LINK);
+        // hv's end of the trunk is the vSwitch gateway the node has pinned
+        // (every gateway answers with one MAC), so it takes what the node
+        // sends to any member's gateway.
+        let mac = d.mac(node.ns, TRUNK_LINK);
+        d.plan.veths.push(VethPlan {
+            a: VethEnd {
+                ns: hv,
+                name: HV_TRUNK_SIDE.into(),
+                mac: Some(VPC_GATEWAY_MAC),
+            },
+            b: VethEnd {
+                ns: node.ns,
+                name: TRUNK_LINK.into(),
+                mac: Some(mac),
+            },
+        });
+        d.up(hv, HV_TRUNK_SIDE);
+        d.up(node.ns, TRUNK_LINK);
         d.plan.points.push(ObsPoint {
             id: PointId::trunk(&node.name),
             aliases: vec![],
             ns: node.ns,
             ifname: Some(TRUNK_LINK.into()),
+            vlan: None,
         });
         d.plan.points.push(ObsPoint {
             id: PointId::hv(&node.name),
             aliases: vec![],
             ns: hv,
             ifname: None,
+            vlan: None,
         });
         d.plan.enis.push(EniRecord {
             id: id.clone(),
@@ -450,10 +478,14 @@ struct Member {
     pod: Option<String>,
 }
 
-/// The cloud's half of a member ENI: its namespace between the VPC and
-/// `hv/<node>`, the VPC's route to its address, its VLAN terminated in
-/// `hv/<node>` (802.1Q devices bridged to the member link, or eBPF), its
-/// record (security groups). Returns its vSwitch gateway.
+/// The cloud's half of a member ENI, all in `hv/<node>` (the hypervisor
+/// holds every member ENI of its trunk, as the cloud's vSwitch does): the
+/// member's link `m<vlan>` straight to the VPC, the VPC's route to its
+/// address, the VLAN terminated in hv (802.1Q device `t<vlan>` on `trunk`,
+/// or eBPF marking the frame with its VLAN id), hv's routing by VLAN, and
+/// its record (security groups, filtered in hv per member ENI, each in a
+/// conntrack zone of its own: [`member_security_groups`]). Returns its
+/// vSwitch gateway.
 fn member_eni(
     d: &mut Draft,
     ctx: &VpcIpCtx<'_>,
@@ -471,58 +503,69 @@ fn member_eni(
     let id = names::eni_id(&d.plan.name, &m.owner, 0);
     let gw = cloud::gateway(vsw.cidr);
 
-    // Cloud side: the member ENI namespace, towards the VPC and towards hv.
-    let eni = d.add_ns(&PointId::eni(&id), NsKind::Eni);
-    d.veth(vpc, &id, eni, cloud::ENI_VPC_SIDE);
+    // The member ENI's link between hv and the VPC router.
     let member_link = hv_member_link(vlan);
-    let hv_mac = d.mac(hv, &member_link);
-    d.plan.veths.push(VethPlan {
-        a: VethEnd {
-            ns: hv,
-            name: member_link.clone(),
-            mac: Some(hv_mac),
-        },
-        b: VethEnd {
-            ns: eni,
-            name: cloud::ENI_INSTANCE_SIDE.into(),
-            mac: Some(VPC_GATEWAY_MAC),
-        },
-    });
-    d.up(hv, &member_link);
-    d.up(eni, cloud::ENI_INSTANCE_SIDE);
-    d.sysctl(eni, "net/ipv4/ip_forward", "1");
-    for link in [cloud::ENI_VPC_SIDE, cloud::ENI_INSTANCE_SIDE] {
-        d.sysctl(eni, &format!("net/ipv4/conf/{link}/proxy_arp"), "1");
-        d.sysctl(eni, &format!("net/ipv4/neigh/{link}/proxy_delay"), "0");
-    }
-    d.route(
-        eni,
-        RoutePlan::via(default_net(), gw, cloud::ENI_VPC_SIDE, true),
+    d.veth(hv, &member_link, vpc, &id);
+    d.route(vpc, RoutePlan::link(host_net(ip), &id));
+    // The VPC asks for the pod's address on the member's link: hv answers
+    // for it (its route to the pod leaves by another link).
+    d.sysctl(hv, &format!("net/ipv4/conf/{member_link}/proxy_arp"), "1");
+    d.sysctl(
+        hv,
+        &format!("net/ipv4/neigh/{member_link}/proxy_delay"),
+        "0",
     );
-    d.ns(eni).rules.push(RulePlan {
-        priority: 100,
-        iif: Some(cloud::ENI_VPC_SIDE.into()),
-        table: cloud::ENI_TO_INSTANCE_TABLE,
-        ..Default::default()
-    });
+
+    // Where the VLAN ends in hv: an 802.1Q device, or the trunk link itself
+    // (eBPF pops the tag and marks the frame with the VLAN id).
+    let towards_pod = if d.plan.backends.vlan_devices {
+        let tagged = hv_vlan_link(vlan);
+        d.link(
+            hv,
+            &tagged,
+            LinkKind::Vlan {
+                parent: HV_TRUNK_SIDE.into(),
+                id: vlan,
+            },
+        );
+        // A pod's stack (a `vlan` plugin's device) asks for its gateway on
+        // its VLAN: the VLAN device answers, as the vSwitch does.
+        d.sysctl(hv, &format!("net/ipv4/conf/{tagged}/proxy_arp"), "1");
+        d.sysctl(hv, &format!("net/ipv4/neigh/{tagged}/proxy_delay"), "0");
+        d.ns(hv).rules.push(RulePlan {
+            priority: MEMBER_RULE,
+            iif: Some(tagged.clone()),
+            table: vlan_table(vlan),
+            ..Default::default()
+        });
+        tagged
+    } else {
+        d.ns(hv).rules.push(RulePlan {
+            priority: MEMBER_RULE,
+            iif: Some(HV_TRUNK_SIDE.into()),
+            fwmark: Some((u32::from(vlan), u32::MAX)),
+            table: vlan_table(vlan),
+            ..Default::default()
+        });
+        HV_TRUNK_SIDE.to_string()
+    };
+    // Whatever the member's VLAN carries leaves by the member's link.
     d.route(
-        eni,
-        RoutePlan::via(default_net(), ip, cloud::ENI_INSTANCE_SIDE, true)
-            .in_table(cloud::ENI_TO_INSTANCE_TABLE),
+        hv,
+        RoutePlan::via(default_net(), gw, &member_link, true).in_table(vlan_table(vlan)),
     );
     // The pod's address behind the trunk: the node's trunk link answers
     // (a VLAN device a plugin makes on eth1 keeps eth1's MAC).
-    d.ns(eni).neighs.push(NeighPlan {
-        dev: cloud::ENI_INSTANCE_SIDE.into(),
-        ip,
-        mac: trunk_mac,
-    });
-    d.route(vpc, RoutePlan::link(host_net(ip), &id));
+    d.route(hv, RoutePlan::link(host_net(ip), &towards_pod));
+    push_neigh(d, hv, &towards_pod, ip, trunk_mac);
+
     d.plan.points.push(ObsPoint {
         id: PointId::eni(&id),
         aliases: vec![m.alias.clone()],
-        ns: eni,
-        ifname: None,
+        ns: hv,
+        ifname: Some(member_link),
+
+        vlan: Some(vlan),
     });
     let member_mac = names::mac(&PointId::eni(&id).to_string(), "member", 0);
     d.plan.enis.push(EniRecord {
@@ -537,23 +580,50 @@ fn member_eni(
         trunk: Some(trunk_id.to_string()),
         pod: m.pod.clone(),
     });
-    // The hypervisor terminates the VLAN (802.1Q backend; otherwise
-    // `hv_tagging`'s eBPF).
-    if d.plan.backends.vlan_devices {
-        let (tagged, bridge) = (format!("t{vlan}"), format!("b{vlan}"));
-        d.link(hv, &bridge, LinkKind::Bridge);
-        d.link(
-            hv,
-            &tagged,
-            LinkKind::Vlan {
-                parent: HV_TRUNK_SIDE.into(),
-                id: vlan,
-            },
-        );
-        d.setting(hv, &tagged).master = Some(bridge.clone());
-        d.setting(hv, &member_link).master = Some(bridge);
-    }
     Ok(gw)
+}
+
+/// Priority of hv's rule sending a member's VLAN to the member's table.
+pub const MEMBER_RULE: u32 = 100;
+
+/// 802.1Q device on hv's trunk link for a VLAN id (native backend).
+pub fn hv_vlan_link(vlan: u16) -> String {
+    format!("t{vlan}")
+}
+
+/// Every member ENI's security groups, in the `hv/<node>` holding it: one
+/// `inet cnlab_sg` table per hv, each member ENI in a conntrack zone of its
+/// own (zone = VLAN id), so each stays as stateful as an ENI of its own.
+/// Called once every ENI address is known (group member sets).
+pub fn member_security_groups(
+    d: &mut Draft,
+    topo: &crate::topology::model::Topology,
+    members: &mut crate::plan::sg::GroupMembers,
+) -> Result<(), PlanError> {
+    let mut by_hv: BTreeMap<NsIdx, Vec<(String, u16)>> = BTreeMap::new();
+    for p in &d.plan.points {
+        let (Some(vlan), PointId::Eni(crate::topology::point::EniRef::Id(id))) = (p.vlan, &p.id)
+        else {
+            continue;
+        };
+        by_hv.entry(p.ns).or_default().push((id.clone(), vlan));
+    }
+    let vlan_devices = d.plan.backends.vlan_devices;
+    for (hv, list) in by_hv {
+        let enis: Vec<(EniRecord, u16)> = list
+            .iter()
+            .filter_map(|(id, vlan)| {
+                let e = d.plan.enis.iter().find(|e| &e.id == id)?;
+                Some((e.clone(), *vlan))
+            })
+            .collect();
+        for (e, _) in enis.iter().filter(|(e, _)| e.security_groups.is_empty()) {
+            d.plan.notes.push(crate::plan::no_security_group(e));
+        }
+        let script = crate::plan::sg::hv_members_nft(topo, &d.plan, &enis, vlan_devices, members)?;
+        d.ns(hv).nft = script;
+    }
+    Ok(())
 }
 
 /// CreateNetworkInterface (member) + attach to the trunk, then Terway's
