@@ -29,9 +29,10 @@
 //                 place, keeps its tag and goes back out of trunk.
 //   hv_mux        egress of trunk: a frame the hv stack forwards from a
 //                 member ENI link (skb->ingress_ifindex, map ifindex_vlan)
-//                 gets that member's vid pushed. Frames already tagged (the
-//                 ARP replies above) and anything else (native traffic, what
-//                 hv itself sends) leave as they are.
+//                 gets that member's vid pushed; one forwarded from any other
+//                 link (a removed member's) is dropped. Frames already tagged
+//                 (the ARP replies above) and what hv itself sends leave as
+//                 they are.
 //
 // ARP on the node: the node reaches a trunk pod's gateway with
 // `default via <member vSwitch gateway> dev <trunk> onlink`. Should it ARP
@@ -291,12 +292,17 @@ int hv_mux(struct __sk_buff *skb)
 	// Tagged already: an ARP reply of hv_demux (or a tag nobody here set).
 	if (is_tagged(skb))
 		return TC_ACT_OK;
-	// The member ENI link the forwarded frame came in on; 0 (nothing) for
-	// what the hv stack sends itself.
+	// The member ENI link the forwarded frame came in on; 0 for what the
+	// hv stack sends itself (its ARP, its ICMP errors): untagged.
 	__u32 in = skb->ingress_ifindex;
+	if (in == 0)
+		return TC_ACT_OK;
 	struct member *m = bpf_map_lookup_elem(&ifindex_vlan, &in);
+	// Forwarded, but from no member ENI of this trunk: a member removed
+	// while its link still exists, or the trunk's own native traffic turned
+	// back down the trunk. The cloud hands the node neither.
 	if (!m || m->trunk_ifindex != skb->ifindex)
-		return TC_ACT_OK; // native traffic of the trunk ENI: untagged
+		return TC_ACT_SHOT;
 	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), m->vid) < 0)
 		return TC_ACT_SHOT; // do not leak it onto the native VLAN
 	return TC_ACT_OK;

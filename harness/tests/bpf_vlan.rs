@@ -494,6 +494,24 @@ fn hooked(lab: &Lab) -> Vec<String> {
     out
 }
 
+/// `setsockopt(fd, level, opt, value)`.
+fn set_opt<T>(fd: &OwnedFd, level: i32, opt: i32, value: &T) -> std::io::Result<()> {
+    // SAFETY: `value` is a live `T` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// An AF_PACKET socket on one link of a namespace: sends whole frames and
 /// receives them with the VLAN tag the kernel keeps in metadata
 /// (`PACKET_AUXDATA`).
@@ -556,31 +574,17 @@ impl RawLink {
                     {
                         return Err(err());
                     }
-                    let one: libc::c_int = 1;
-                    if libc::setsockopt(
-                        fd.as_raw_fd(),
+                    set_opt(
+                        &fd,
                         libc::SOL_PACKET,
                         libc::PACKET_AUXDATA,
-                        (&one as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as u32,
-                    ) < 0
-                    {
-                        return Err(err());
-                    }
+                        &(1 as libc::c_int),
+                    )?;
                     let tv = libc::timeval {
                         tv_sec: 0,
                         tv_usec: 100_000,
                     };
-                    if libc::setsockopt(
-                        fd.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_RCVTIMEO,
-                        (&tv as *const libc::timeval).cast(),
-                        std::mem::size_of::<libc::timeval>() as u32,
-                    ) < 0
-                    {
-                        return Err(err());
-                    }
+                    set_opt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
                     Ok(fd)
                 }
             })
@@ -872,6 +876,18 @@ fn trunk_vlans(mode: TcAttach, tag: &str) {
     assert_eq!(exchange(&lab, B, "B on 1028 again"), (Some("m2"), true));
     assert!(hv.remove_member("m1").unwrap());
     assert_eq!(exchange(&lab, A, "A without m1"), (None, false));
+    // Nor does what arrives on m1's link reach the node, tagged or not.
+    {
+        let node_side = udp_in(&lab.node, A, 40123);
+        let far = udp_in(&lab.m1, SERVICE, 0);
+        for _ in 0..3 {
+            far.send_to(b"stray", (A, 40123)).unwrap();
+        }
+        assert!(
+            recv(&node_side).is_none(),
+            "a removed member's traffic reached the node"
+        );
+    }
     hv.add_member("m1", 1027).unwrap();
     assert_eq!(exchange(&lab, A, "A with m1 again"), (Some("m1"), true));
     assert!(trunk.remove_pod(C).unwrap());

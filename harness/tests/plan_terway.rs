@@ -265,9 +265,15 @@ fn trunk_vlan_backends_ebpf_and_8021q() {
         && r.dev.as_deref() == Some("trunk")
         && r.dst.to_string() == "10.0.4.27/32"));
     let script = hv.nft.as_deref().unwrap();
-    assert!(script.contains("ct zone set iifname map { \"m1027\" : 1027 }"), "{script}");
+    assert!(
+        script.contains("ct zone set iifname map { \"m1027\" : 1027 }"),
+        "{script}"
+    );
     assert!(script.contains("iifname \"trunk\" ct zone set meta mark map { 1027 : 1027 }"));
-    assert!(script.contains(&format!("comment \"eni/{}: default ingress drop\"", member.id)));
+    assert!(script.contains(&format!(
+        "comment \"eni/{}: default ingress drop\"",
+        member.id
+    )));
 
     let native = plan_of("scenarios/t4-trunk-cross-node.yaml", Backends::NATIVE);
     let node = ns(&native, "node/cn-hongkong.10.0.4.20");

@@ -1284,6 +1284,23 @@ fn path_and_avoid_ids() {
         "# here",
         "unknown external \"nobody\"",
     );
+    // Prefixes (`eni/member:*`, as the docs offer) load; one whose kind is
+    // no point kind is refused at its line.
+    let prefixes = with(
+        "    served_by: pod/demo/nginx\n",
+        "    served_by: pod/demo/nginx\n    avoids: [\"eni/member:*\", \"eni/*\", \"pod/demo/*\"]\n",
+    );
+    loads(&prefixes);
+    let bad = with(
+        "    served_by: pod/demo/nginx\n",
+        "    served_by: pod/demo/nginx\n    avoids: [\"cali*\"] # bad\n",
+    );
+    only(
+        &bad,
+        "expect[1].avoids[0]",
+        "# bad",
+        "a prefix must start with a point kind",
+    );
 }
 
 /// The example of spec/TOPOLOGY.md is a fragment (it names nodes, a vSwitch

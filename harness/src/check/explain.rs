@@ -167,8 +167,7 @@ fn missing_at(
             let arrived = if c.outgoing {
                 frames
                     .iter()
-                    .filter(|f| f.ns == c.ns && !f.outgoing && f.dst == c.dst)
-                    .last()
+                    .rfind(|f| f.ns == c.ns && !f.outgoing && f.dst == c.dst)
             } else {
                 Some(c)
             };

@@ -101,8 +101,10 @@ pub fn hv_members_nft(
     vlan_devices: bool,
     members: &mut GroupMembers,
 ) -> Result<Option<String>, PlanError> {
-    let filtered: Vec<&(EniRecord, u16)> =
-        enis.iter().filter(|(e, _)| !e.security_groups.is_empty()).collect();
+    let filtered: Vec<&(EniRecord, u16)> = enis
+        .iter()
+        .filter(|(e, _)| !e.security_groups.is_empty())
+        .collect();
     if filtered.is_empty() {
         return Ok(None);
     }
@@ -114,22 +116,19 @@ pub fn hv_members_nft(
         group_sets(&mut s, &groups, plan, members, &mut written);
         grouped.push(groups);
     }
-    let member_link = |v: u16| crate::plan::agent::trunking::hv_member_link(v);
-    let tagged_link = |v: u16| crate::plan::agent::trunking::hv_vlan_link(v);
     let trunk = crate::plan::agent::trunking::HV_TRUNK_SIDE;
     // Zones for every member, filtered or not: each has its own conntrack.
-    let mut zone_by_link: Vec<String> = Vec::new();
-    let mut zone_by_mark: Vec<String> = Vec::new();
-    for (_, v) in enis {
-        zone_by_link.push(format!("\"{}\" : {v}", member_link(*v)));
-        if vlan_devices {
-            zone_by_link.push(format!("\"{}\" : {v}", tagged_link(*v)));
-        } else {
-            zone_by_mark.push(format!("{v} : {v}"));
-        }
-    }
+    let (zone_by_link, zone_by_mark) = member_maps(
+        enis.iter().map(|(_, v)| *v),
+        vlan_devices,
+        |v| v.to_string(),
+        |v| v.to_string(),
+    );
     s += "  chain zone {\n    type filter hook prerouting priority raw; policy accept;\n";
-    s += &format!("    ct zone set iifname map {{ {} }}\n", zone_by_link.join(", "));
+    s += &format!(
+        "    ct zone set iifname map {{ {} }}\n",
+        zone_by_link.join(", ")
+    );
     if !zone_by_mark.is_empty() {
         s += &format!(
             "    iifname \"{trunk}\" ct zone set meta mark map {{ {} }}\n",
@@ -137,16 +136,12 @@ pub fn hv_members_nft(
         );
     }
     s += "  }\n";
-    let mut by_link: Vec<String> = Vec::new();
-    let mut by_mark: Vec<String> = Vec::new();
-    for (_, v) in &filtered {
-        by_link.push(format!("\"{}\" : jump ingress_{v}", member_link(*v)));
-        if vlan_devices {
-            by_link.push(format!("\"{}\" : jump egress_{v}", tagged_link(*v)));
-        } else {
-            by_mark.push(format!("{v} : jump egress_{v}"));
-        }
-    }
+    let (by_link, by_mark) = member_maps(
+        filtered.iter().map(|(_, v)| *v),
+        vlan_devices,
+        |v| format!("jump ingress_{v}"),
+        |v| format!("jump egress_{v}"),
+    );
     s += "  chain forward {\n    type filter hook forward priority 0; policy accept;\n";
     s += "    ct state established,related accept\n";
     s += &format!("    iifname vmap {{ {} }}\n", by_link.join(", "));
@@ -163,6 +158,29 @@ pub fn hv_members_nft(
     }
     s += "}\n";
     Ok(Some(s))
+}
+
+/// Map elements keyed by where a member's packet arrives in hv: by
+/// interface name (its link from the VPC: `from_vpc`; its 802.1Q device:
+/// `from_pod`), and by mark for what the eBPF demux marked on the trunk
+/// (`from_pod`).
+fn member_maps(
+    vlans: impl Iterator<Item = u16>,
+    vlan_devices: bool,
+    from_vpc: impl Fn(u16) -> String,
+    from_pod: impl Fn(u16) -> String,
+) -> (Vec<String>, Vec<String>) {
+    use crate::plan::agent::trunking::{hv_member_link, hv_vlan_link};
+    let (mut by_link, mut by_mark) = (Vec::new(), Vec::new());
+    for v in vlans {
+        by_link.push(format!("\"{}\" : {}", hv_member_link(v), from_vpc(v)));
+        if vlan_devices {
+            by_link.push(format!("\"{}\" : {}", hv_vlan_link(v), from_pod(v)));
+        } else {
+            by_mark.push(format!("{v} : {}", from_pod(v)));
+        }
+    }
+    (by_link, by_mark)
 }
 
 /// The groups an ENI is in, each with its position in the topology (which
@@ -274,7 +292,11 @@ fn ordered_rules(
             .filter(|(_, r)| r.direction == dir)
         {
             let tie = if r.action == Action::Drop { 0 } else { 1 };
-            picked.push((r.priority.unwrap_or(1), tie, rule_line(&g.id, i, r, prefix)?));
+            picked.push((
+                r.priority.unwrap_or(1),
+                tie,
+                rule_line(&g.id, i, r, prefix)?,
+            ));
         }
     }
     picked.sort_by_key(|(p, t, _)| (*p, *t));
