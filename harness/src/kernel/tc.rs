@@ -27,9 +27,10 @@
 //!     stack ARPs for its gateway on its VLAN; there is no VLAN device in hv
 //!     to answer, and a reply from the hv stack would leave untagged.
 //!   - egress, `hv_mux`: a packet hv forwards from a member ENI link
-//!     (`skb->ingress_ifindex`) gets that member's VLAN id pushed; frames
-//!     already tagged (those ARP replies) and everything else (native
-//!     traffic, what hv itself sends) leave as they are.
+//!     (`skb->ingress_ifindex`) gets that member's VLAN id pushed; one it
+//!     forwards from any other link (a removed member's) is dropped, as the
+//!     cloud hands the node nothing of a detached ENI; frames already tagged
+//!     (those ARP replies) and what hv itself sends leave as they are.
 //!
 //!   Member ENI links carry no program: a member is two map entries
 //!   ([`HvHandle::add_member`], [`HvHandle::remove_member`]).
@@ -747,7 +748,7 @@ impl HvHandle {
     }
 
     /// Disconnects member `link`: its VLAN becomes unknown (dropped) and
-    /// what hv forwards from its link leaves the trunk untagged. Returns
+    /// what hv forwards from its link is dropped at the trunk. Returns
     /// whether it was connected.
     pub fn remove_member(&mut self, link: &str) -> Result<bool, KernelError> {
         let Some(m) = self.members.remove(link) else {
