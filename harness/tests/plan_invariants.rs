@@ -148,11 +148,13 @@ fn expectations_name_planned_endpoints_and_points() {
             let entries = e.path.iter().flatten().chain(e.avoids.iter().flatten());
             for id in entries.flat_map(|entry| entry.split('|')) {
                 let id = &cnlab::check::split_vlan(id).0.to_string();
-                // `eni/*`-style patterns must match at least one point.
+                // `eni/*`-style patterns must match at least one point, by
+                // its id or an alias (`eni/member:*`), as `path` matches.
                 let pattern_hits = id.strip_suffix('*').is_some_and(|prefix| {
-                    p.points
-                        .iter()
-                        .any(|pt| pt.id.to_string().starts_with(prefix))
+                    p.points.iter().any(|pt| {
+                        pt.id.to_string().starts_with(prefix)
+                            || pt.aliases.iter().any(|a| a.to_string().starts_with(prefix))
+                    })
                 });
                 assert!(
                     id.starts_with("node/") || point(id) || pattern_hits,
