@@ -46,11 +46,9 @@ pub fn snapshot(lab: &Lab) -> Result<(Counters, BTreeMap<(String, String), Strin
 /// live in its hypervisor's namespace with comments `eni/<id>: <rule>`, and
 /// belong to the ENI.
 fn owned_rule(ns: &str, comment: String) -> (String, String) {
-    match comment.split_once(": ") {
-        Some((owner, rule)) if owner.starts_with("eni/") && !owner.contains(' ') => {
-            (owner.to_string(), rule.to_string())
-        }
-        _ => (ns.to_string(), comment),
+    match crate::plan::sg::member_rule(&comment) {
+        Some((owner, rule)) => (owner.to_string(), rule.to_string()),
+        None => (ns.to_string(), comment),
     }
 }
 

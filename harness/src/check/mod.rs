@@ -481,33 +481,25 @@ impl PointAlt {
                 .map(|p| p.id.to_string())
                 .collect()
         });
-        let point = observe::canonical_point(plan, id);
-        let named = |pt: &&crate::plan::ObsPoint| {
-            let pid = pt.id.to_string();
-            match &prefixed {
-                Some(ids) => ids.contains(&pid),
-                None => point_matches(&point, &pid),
-            }
+        let mut alt = PointAlt {
+            point: observe::canonical_point(plan, id),
+            prefixed,
+            vlan,
+            member_frames: vec![],
         };
-        let member_frames = plan
+        alt.member_frames = plan
             .points
             .iter()
-            .filter(named)
+            .filter(|m| m.vlan.is_some() && alt.names(&m.id.to_string()))
             .filter_map(|m| {
-                let v = m.vlan?;
                 let hv = plan
                     .points
                     .iter()
                     .find(|h| h.ns == m.ns && h.ifname.is_none())?;
-                Some((hv.id.to_string(), v))
+                Some((hv.id.to_string(), m.vlan?))
             })
             .collect();
-        PointAlt {
-            point,
-            prefixed,
-            vlan,
-            member_frames,
-        }
+        alt
     }
 
     /// A point of the plan (a prefix: at least one), or a node's own stack

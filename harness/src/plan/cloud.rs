@@ -206,7 +206,7 @@ pub fn eni_instance_side(p: &mut NsPlan, primary_ip: Ipv4Addr) {
     );
 }
 
-fn eni_proxy_arp(p: &mut NsPlan, link: &str) {
+pub(crate) fn eni_proxy_arp(p: &mut NsPlan, link: &str) {
     p.sysctl(&format!("net/ipv4/conf/{link}/proxy_arp"), "1");
     // The kernel queues proxy-ARP replies to *broadcast* requests for a
     // random 0..proxy_delay (default 0.8 s) before answering; probes

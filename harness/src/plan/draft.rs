@@ -55,6 +55,20 @@ impl Draft {
     pub fn veth(&mut self, a: NsIdx, a_name: &str, b: NsIdx, b_name: &str) -> ([u8; 6], [u8; 6]) {
         let ma = self.mac(a, a_name);
         let mb = self.mac(b, b_name);
+        self.veth_ends(a, a_name, ma, b, b_name, mb);
+        (ma, mb)
+    }
+
+    /// A veth pair with the MACs given, both ends up.
+    pub fn veth_ends(
+        &mut self,
+        a: NsIdx,
+        a_name: &str,
+        ma: [u8; 6],
+        b: NsIdx,
+        b_name: &str,
+        mb: [u8; 6],
+    ) {
         self.plan.veths.push(VethPlan {
             a: VethEnd {
                 ns: a,
@@ -69,7 +83,6 @@ impl Draft {
         });
         self.up(a, a_name);
         self.up(b, b_name);
-        (ma, mb)
     }
 
     /// A link created inside `ns` (bridge, vxlan, …), brought up.

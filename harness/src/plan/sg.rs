@@ -153,11 +153,28 @@ pub fn hv_members_nft(
     }
     s += "  }\n";
     for ((e, v), groups) in filtered.iter().zip(&grouped) {
-        let prefix = format!("{}: ", PointId::eni(&e.id));
-        direction_chains(&mut s, groups, &format!("_{v}"), &prefix)?;
+        direction_chains(
+            &mut s,
+            groups,
+            &format!("_{v}"),
+            &member_comment_prefix(&e.id),
+        )?;
     }
     s += "}\n";
     Ok(Some(s))
+}
+
+/// Every rule comment of member ENI `id` in its hypervisor starts with this.
+fn member_comment_prefix(id: &str) -> String {
+    format!("{}: ", PointId::eni(id))
+}
+
+/// The member ENI (`eni/<id>`) and the rule a hypervisor's rule comment
+/// names, for comments that [`hv_members_nft`] wrote.
+pub fn member_rule(comment: &str) -> Option<(&str, &str)> {
+    comment
+        .split_once(": ")
+        .filter(|(owner, _)| owner.starts_with("eni/") && !owner.contains(' '))
 }
 
 /// Map elements keyed by where a member's packet arrives in hv: by

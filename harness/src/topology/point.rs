@@ -184,6 +184,19 @@ impl PointId {
     }
 }
 
+/// The kinds an observation point id starts with (`<kind>/…`; `vpc` alone).
+pub(crate) const POINT_KINDS: [&str; 9] = [
+    "pod",
+    "host-veth",
+    "node",
+    "eth0",
+    "trunk",
+    "hv",
+    "eni",
+    "slb",
+    "external",
+];
+
 pub(crate) const POINT_FORMS: &str =
     "pod/, pod/<ns>/<name>:<ifname>, host-veth/, node/, node/<n>:<ifname>, eth0/, trunk/, hv/, eni/, vpc, slb/, external/";
 

@@ -1425,18 +1425,7 @@ impl<'a> V<'a> {
         // rest; its kind must be one, what follows cannot be checked.
         if let Some(prefix) = id.strip_suffix('*') {
             let kind = prefix.split_once('/').map(|(k, _)| k);
-            let known = [
-                "pod",
-                "host-veth",
-                "node",
-                "eth0",
-                "trunk",
-                "hv",
-                "eni",
-                "slb",
-                "external",
-            ];
-            if !kind.is_some_and(|k| known.contains(&k)) {
+            if !kind.is_some_and(|k| crate::topology::point::POINT_KINDS.contains(&k)) {
                 self.err(
                     path,
                     format!(

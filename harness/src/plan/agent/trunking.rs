@@ -339,20 +339,7 @@ fn trunk_of<'t>(
         // (every gateway answers with one MAC), so it takes what the node
         // sends to any member's gateway.
         let mac = d.mac(node.ns, TRUNK_LINK);
-        d.plan.veths.push(VethPlan {
-            a: VethEnd {
-                ns: hv,
-                name: HV_TRUNK_SIDE.into(),
-                mac: Some(VPC_GATEWAY_MAC),
-            },
-            b: VethEnd {
-                ns: node.ns,
-                name: TRUNK_LINK.into(),
-                mac: Some(mac),
-            },
-        });
-        d.up(hv, HV_TRUNK_SIDE);
-        d.up(node.ns, TRUNK_LINK);
+        d.veth_ends(hv, HV_TRUNK_SIDE, VPC_GATEWAY_MAC, node.ns, TRUNK_LINK, mac);
         d.plan.points.push(ObsPoint {
             id: PointId::trunk(&node.name),
             aliases: vec![],
@@ -509,12 +496,7 @@ fn member_eni(
     d.route(vpc, RoutePlan::link(host_net(ip), &id));
     // The VPC asks for the pod's address on the member's link: hv answers
     // for it (its route to the pod leaves by another link).
-    d.sysctl(hv, &format!("net/ipv4/conf/{member_link}/proxy_arp"), "1");
-    d.sysctl(
-        hv,
-        &format!("net/ipv4/neigh/{member_link}/proxy_delay"),
-        "0",
-    );
+    cloud::eni_proxy_arp(d.ns(hv), &member_link);
 
     // Where the VLAN ends in hv: an 802.1Q device, or the trunk link itself
     // (eBPF pops the tag and marks the frame with the VLAN id).
@@ -530,8 +512,7 @@ fn member_eni(
         );
         // A pod's stack (a `vlan` plugin's device) asks for its gateway on
         // its VLAN: the VLAN device answers, as the vSwitch does.
-        d.sysctl(hv, &format!("net/ipv4/conf/{tagged}/proxy_arp"), "1");
-        d.sysctl(hv, &format!("net/ipv4/neigh/{tagged}/proxy_delay"), "0");
+        cloud::eni_proxy_arp(d.ns(hv), &tagged);
         d.ns(hv).rules.push(RulePlan {
             priority: MEMBER_RULE,
             iif: Some(tagged.clone()),
@@ -564,7 +545,6 @@ fn member_eni(
         aliases: vec![m.alias.clone()],
         ns: hv,
         ifname: Some(member_link),
-
         vlan: Some(vlan),
     });
     let member_mac = names::mac(&PointId::eni(&id).to_string(), "member", 0);
@@ -600,23 +580,24 @@ pub fn member_security_groups(
     topo: &crate::topology::model::Topology,
     members: &mut crate::plan::sg::GroupMembers,
 ) -> Result<(), PlanError> {
-    let mut by_hv: BTreeMap<NsIdx, Vec<(String, u16)>> = BTreeMap::new();
-    for p in &d.plan.points {
-        let (Some(vlan), PointId::Eni(crate::topology::point::EniRef::Id(id))) = (p.vlan, &p.id)
-        else {
-            continue;
-        };
-        by_hv.entry(p.ns).or_default().push((id.clone(), vlan));
+    // A member ENI's record names its instance, whose hypervisor holds it.
+    type Members = Vec<(EniRecord, u16)>;
+    let mut by_node: BTreeMap<&str, Members> = BTreeMap::new();
+    for e in d.plan.enis.iter().filter(|e| e.role == EniRole::Member) {
+        if let Some(vlan) = e.vlan {
+            by_node
+                .entry(e.instance.as_str())
+                .or_default()
+                .push((e.clone(), vlan));
+        }
     }
+    let by_node: Vec<(Option<NsIdx>, Members)> = by_node
+        .into_iter()
+        .map(|(node, enis)| (d.plan.ns_index(&PointId::hv(node)), enis))
+        .collect();
     let vlan_devices = d.plan.backends.vlan_devices;
-    for (hv, list) in by_hv {
-        let enis: Vec<(EniRecord, u16)> = list
-            .iter()
-            .filter_map(|(id, vlan)| {
-                let e = d.plan.enis.iter().find(|e| &e.id == id)?;
-                Some((e.clone(), *vlan))
-            })
-            .collect();
+    for (hv, enis) in by_node {
+        let Some(hv) = hv else { continue };
         for (e, _) in enis.iter().filter(|(e, _)| e.security_groups.is_empty()) {
             d.plan.notes.push(crate::plan::no_security_group(e));
         }
